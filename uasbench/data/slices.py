@@ -1,0 +1,68 @@
+"""In-memory slice stacks handed from the data layer to the methods and the evaluation."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SliceSet:
+    """Preprocessed 2-D axial slices of one modality pair.
+
+    ``x`` is the input modality X, ``y`` the target modality Y (training only, and only when the method
+    asks for it), ``seg`` the whole-tumour mask (label > 0), ``brain`` the brain mask of X.
+    All arrays share the first axis (one entry per slice).
+    """
+
+    x: np.ndarray  # (N, H, W) float32
+    brain: np.ndarray  # (N, H, W) bool
+    subjects: tuple[str, ...]
+    z: np.ndarray  # (N,) int, axial index in the original volume
+    y: np.ndarray | None = None  # (N, H, W) float32
+    seg: np.ndarray | None = None  # (N, H, W) bool
+
+    def __post_init__(self) -> None:
+        n = len(self.x)
+        for name in ("brain", "z", "y", "seg"):
+            arr = getattr(self, name)
+            if arr is not None and len(arr) != n:
+                raise ValueError(f"SliceSet.{name} has {len(arr)} entries, x has {n}")
+        if len(self.subjects) != n:
+            raise ValueError(f"SliceSet.subjects has {len(self.subjects)} entries, x has {n}")
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def unlabelled(self) -> "SliceSet":
+        """What a method may see at test time: the input modality and its brain mask, nothing else."""
+        return replace(self, y=None, seg=None)
+
+    def subset(self, index: np.ndarray | list[int]) -> "SliceSet":
+        idx = np.asarray(index, dtype=int)
+        pick = lambda a: None if a is None else a[idx]  # noqa: E731
+        return SliceSet(
+            x=self.x[idx], brain=self.brain[idx], subjects=tuple(self.subjects[i] for i in idx),
+            z=self.z[idx], y=pick(self.y), seg=pick(self.seg),
+        )
+
+
+@dataclass(frozen=True)
+class BenchmarkData:
+    """Everything a benchmark run needs, built once from a dataset, a split file and a protocol.
+
+    ``val`` and ``test`` hold one slice per subject (the largest whole-tumour slice); ``val_healthy``
+    holds tumour-free slices of validation subjects, used to calibrate healthy-tissue false-positive
+    rates. ``report`` says what was skipped and why.
+    """
+
+    train: SliceSet
+    val: SliceSet
+    val_healthy: SliceSet
+    test: SliceSet
+    fingerprint: str  # of the data folder and the protocol
+    split_path: str
+    split_sha256: str
+    protocol: dict[str, Any]
+    report: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,138 @@
+"""The one interface every anomaly segmentation method implements.
+
+Kept as small as scikit-learn's estimator API: build from a typed config (or a named profile),
+``fit`` on healthy training slices, ``score`` slices into per-pixel anomaly maps, ``save``/``load``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+
+from uasbench.data.slices import SliceSet
+from uasbench.errors import UasbenchError, UsageError
+
+M = TypeVar("M", bound="AnomalyMethod")
+
+
+@dataclasses.dataclass
+class MethodConfig:
+    """Base of every method's config. Subclasses add typed fields whose defaults are the paper's settings."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """Map ``auto|cpu|cuda`` to a torch device; ``cuda`` without a GPU is a usage error, not a crash."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: no CUDA device is available here (valid: auto, cpu, cuda)")
+        return torch.device(name)
+    raise UsageError(f"invalid --device {name!r} (valid: auto, cpu, cuda)")
+
+
+class AnomalyMethod(ABC):
+    """Fit on healthy slices, score slices into anomaly maps (higher = more anomalous).
+
+    Class attributes a plugin sets:
+      name: the registry name (``uasbench run --method NAME``).
+      Config: its ``MethodConfig`` dataclass; field defaults reproduce the ``paper`` profile.
+      profiles: named overrides of Config; must contain ``paper`` and ``quick``.
+      train_modalities: roles needed by ``fit``: ``("input",)`` or ``("input", "target")``.
+      test_modalities: roles needed by ``score``; always ``("input",)`` for the built-in methods.
+    """
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    profiles: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "quick": {}}
+    train_modalities: ClassVar[tuple[str, ...]] = ("input",)
+    test_modalities: ClassVar[tuple[str, ...]] = ("input",)
+
+    def __init__(self, config: MethodConfig | None = None, *, device: str | torch.device = "cpu",
+                 seed: int = 0) -> None:
+        self.config = config if config is not None else self.Config()
+        if not isinstance(self.config, self.Config):
+            raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}, got {type(self.config).__name__}")
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.seed = seed
+        self.is_fitted = False
+
+    @classmethod
+    def config_for(cls, profile: str = "paper", overrides: dict[str, Any] | None = None) -> MethodConfig:
+        """The config of a named profile, with optional field overrides (unknown names are usage errors)."""
+        if profile not in cls.profiles:
+            raise UsageError(f"invalid --profile {profile!r} for method {cls.name!r} "
+                             f"(valid: {', '.join(sorted(cls.profiles))})")
+        values = {**cls.profiles[profile], **(overrides or {})}
+        fields = {f.name for f in dataclasses.fields(cls.Config)}
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise UsageError(f"unknown config option(s) {', '.join(unknown)} for method {cls.name!r} "
+                             f"(valid: {', '.join(sorted(fields))})")
+        return cls.Config(**values)
+
+    @classmethod
+    def from_profile(cls: type[M], profile: str = "paper", overrides: dict[str, Any] | None = None,
+                     **kwargs: Any) -> M:
+        return cls(cls.config_for(profile, overrides), **kwargs)
+
+    # -- the estimator API -------------------------------------------------------------------------
+    def fit(self: M, train: SliceSet, val: SliceSet | None = None, *, workdir: Path | None = None) -> M:
+        """Learn from healthy ``train`` slices. ``val`` (labelled validation slices) may be used to tune
+        hyper-parameters the paper tunes on validation; ``workdir`` holds checkpoints and loss logs so an
+        interrupted fit resumes."""
+        if len(train) == 0:
+            raise UasbenchError(f"method {self.name!r}: the training set is empty (no healthy slices)")
+        if "target" in self.train_modalities and train.y is None:
+            raise UasbenchError(f"method {self.name!r} trains on paired slices and needs the target "
+                                "modality Y, but the training set has none")
+        self._fit(train, val, workdir)
+        self.is_fitted = True
+        return self
+
+    def score(self, slices: SliceSet) -> np.ndarray:
+        """Anomaly maps, float32 (N, H, W), same grid as ``slices.x``. Sees only X and the brain mask."""
+        if not self.is_fitted:
+            raise UasbenchError(f"method {self.name!r} must be fitted or loaded before scoring")
+        maps = np.asarray(self._score(slices.unlabelled()), dtype=np.float32)
+        if maps.shape != slices.x.shape:
+            raise RuntimeError(f"{self.name}: score maps {maps.shape} do not match slices {slices.x.shape}")
+        return maps
+
+    @abstractmethod
+    def _fit(self, train: SliceSet, val: SliceSet | None, workdir: Path | None) -> None: ...
+
+    @abstractmethod
+    def _score(self, slices: SliceSet) -> np.ndarray: ...
+
+    # -- persistence ------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """Learned state (tensors, arrays, numbers), enough to score again after ``set_state``."""
+        return {}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        del state
+
+    def save(self, path: Path) -> None:
+        payload = {"method": self.name, "config": dataclasses.asdict(self.config), "seed": self.seed,
+                   "state": self.get_state()}
+        torch.save(payload, Path(path))
+
+    @classmethod
+    def load(cls: type[M], path: Path, *, device: str | torch.device = "cpu") -> M:
+        try:
+            payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+        except Exception as exc:  # corrupt or truncated file
+            raise UasbenchError(f"cannot read checkpoint {path}: {exc}") from None
+        if payload.get("method") != cls.name:
+            raise UasbenchError(f"checkpoint {path} holds method {payload.get('method')!r}, not {cls.name!r}")
+        method = cls(cls.Config(**payload["config"]), device=device, seed=payload["seed"])
+        method.set_state(payload["state"])
+        method.is_fitted = True
+        return method
