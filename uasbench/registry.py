@@ -25,6 +25,7 @@ class MethodInfo:
 
 
 _registered: dict[str, MethodInfo] = {}
+_broken: dict[str, str] = {}  # entry-point name -> why it could not be loaded
 
 
 def register_method(cls: T) -> T:
@@ -36,14 +37,18 @@ def register_method(cls: T) -> T:
 
 
 def _from_entry_points() -> dict[str, MethodInfo]:
+    """Load every plugin of the group; a broken one is remembered (and reported when asked for by name)
+    instead of taking the whole toolkit down."""
     found: dict[str, MethodInfo] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             cls = ep.load()
-        except Exception as exc:  # a broken third-party plugin must not take the toolkit down
-            raise UasbenchError(f"method plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from None
+        except Exception as exc:
+            _broken[ep.name] = f"method plugin {ep.name!r} ({ep.value}) failed to load: {exc}"
+            continue
         if not (isinstance(cls, type) and issubclass(cls, AnomalyMethod)):
-            raise UasbenchError(f"method plugin {ep.name!r} ({ep.value}) is not an AnomalyMethod subclass")
+            _broken[ep.name] = f"method plugin {ep.name!r} ({ep.value}) is not an AnomalyMethod subclass"
+            continue
         source = ep.dist.name if ep.dist is not None else ep.module
         found[ep.name] = MethodInfo(ep.name, cls, source)
     return found
@@ -58,8 +63,16 @@ def list_methods() -> list[str]:
     return sorted(method_infos())
 
 
+def broken_plugins() -> dict[str, str]:
+    """Plugins of the entry-point group that failed to load, with the reason (for ``uasbench methods``)."""
+    method_infos()
+    return dict(_broken)
+
+
 def get_method(name: str) -> type[AnomalyMethod]:
     infos = method_infos()
+    if name not in infos and name in _broken:
+        raise UasbenchError(_broken[name])
     if name not in infos:
         raise UsageError(f"unknown --method {name!r} (valid: {', '.join(sorted(infos)) or 'none installed'})")
     return infos[name].cls
