@@ -1,0 +1,192 @@
+"""The one training loop every learned method uses: sampling, Adam, precision, logging, resumable checkpoints.
+
+Keeping it in one place means every method gets the same guarantees: a seeded run is reproducible, an
+interrupted run resumes from ``workdir/ckpt_<name>.pt`` and ends with the same weights as an uninterrupted
+one, and the loss curve is always on disk (``workdir/loss_<name>.csv``) for inspection.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from uasbench.errors import UasbenchError
+
+LossFn = Callable[[torch.nn.Module, list[torch.Tensor], torch.Generator], torch.Tensor]
+
+_FLUSH_EVERY = 50  # steps between reading losses back from the device (each read is a sync)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    iterations: int  # optimiser steps (the paper counts iterations, batch 32)
+    batch_size: int = 32
+    lr: float = 1e-4  # Adam
+    weight_decay: float = 0.0
+    checkpoint_every: int = 1000
+    amp: bool = True  # bf16 autocast on CUDA only; fp32 on CPU
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) so network initialisation is reproducible."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA (no loss scaling needed, unlike fp16); a no-op on CPU, which stays fp32."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def as_image_tensor(array: np.ndarray) -> torch.Tensor:
+    """(N, H, W) or (N, C, H, W) numpy -> float32 (N, C, H, W) tensor; bool masks become 0/1 floats."""
+    if array.ndim not in (3, 4):
+        raise ValueError(f"expected an (N, H, W) or (N, C, H, W) array, got shape {array.shape}")
+    tensor = torch.from_numpy(np.ascontiguousarray(array)).float()
+    return tensor.unsqueeze(1) if array.ndim == 3 else tensor
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    """Write to a temp file beside ``path`` and rename, so a crash never leaves a half-written checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class _LossLog:
+    """``loss_<name>.csv`` (step, loss), rewritten from the checkpoint's history on resume so it never holds
+    steps that a resumed run is about to redo."""
+
+    def __init__(self, path: Path | None, history: list[float]) -> None:
+        self._file: TextIO | None = None
+        if path is not None:
+            self._file = path.open("w", encoding="utf-8")
+            self._file.write("step,loss\n")
+            self.write(1, history)
+
+    def write(self, first_step: int, losses: list[float]) -> None:
+        if self._file is not None:
+            self._file.writelines(f"{first_step + i},{loss:.6g}\n" for i, loss in enumerate(losses))
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def _restore(ckpt_path: Path, net: torch.nn.Module, optimiser: torch.optim.Optimizer,
+             index_gen: torch.Generator, noise_gen: torch.Generator) -> tuple[int, list[float]]:
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        net.load_state_dict(ckpt["net"])
+        optimiser.load_state_dict(ckpt["optimiser"])
+    except Exception as exc:
+        raise UasbenchError(f"cannot resume from checkpoint {ckpt_path} ({type(exc).__name__}): it does not "
+                            "match this network or is corrupt; delete it or use another work folder") from None
+    index_gen.set_state(ckpt["index_generator"])
+    noise_gen.set_state(ckpt["noise_generator"])
+    return int(ckpt["step"]), list(ckpt["losses"])
+
+
+def train_network(net: torch.nn.Module, loss_fn: LossFn, arrays: Sequence[np.ndarray], settings: TrainSettings,
+                  *, device: torch.device, seed: int, workdir: Path | None, name: str,
+                  progress: bool = True) -> list[float]:
+    """Train ``net`` for ``settings.iterations`` Adam steps on random batches of ``arrays``; returns the losses.
+
+    Each step draws ``batch_size`` indices (with replacement) from a seeded CPU generator, hands the aligned
+    batches as float32 (B, C, H, W) tensors on ``device`` to ``loss_fn(net, batch, generator)``, where
+    ``generator`` is a seeded generator on ``device`` for any noise the loss draws. With a ``workdir``, a
+    checkpoint is written every ``checkpoint_every`` steps and at the end, and a rerun resumes from it. The
+    network is left on ``device`` in eval mode.
+    """
+    tensors = [as_image_tensor(a) for a in arrays]
+    if not tensors or len({len(t) for t in tensors}) != 1 or len(tensors[0]) == 0:
+        raise ValueError(f"train_network needs non-empty arrays with one first axis, got {[a.shape for a in arrays]}")
+    net.to(device)
+    optimiser = torch.optim.Adam(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    index_gen = torch.Generator().manual_seed(seed)
+    noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
+
+    ckpt_path = workdir / f"ckpt_{name}.pt" if workdir is not None else None
+    step, losses = 0, []
+    if ckpt_path is not None and ckpt_path.is_file():
+        step, losses = _restore(ckpt_path, net, optimiser, index_gen, noise_gen)
+        if step >= settings.iterations:
+            net.eval()
+            return losses[:settings.iterations]
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+    log = _LossLog(workdir / f"loss_{name}.csv" if workdir is not None else None, losses)
+
+    def checkpoint() -> None:
+        if ckpt_path is not None:
+            _atomic_save({"net": net.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
+                          "index_generator": index_gen.get_state(), "noise_generator": noise_gen.get_state(),
+                          "losses": losses, "settings": asdict(settings)}, ckpt_path)
+
+    pending: list[torch.Tensor] = []  # losses still on the device
+
+    def flush() -> None:
+        values = torch.stack(pending).float().cpu().tolist() if pending else []
+        pending.clear()
+        if not all(np.isfinite(values)):
+            raise UasbenchError(f"training of {name!r} diverged (non-finite loss before step {step}); "
+                                "try a lower learning rate")
+        log.write(len(losses) + 1, values)
+        losses.extend(values)
+
+    bar = Progress(TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+                   TimeRemainingColumn(), disable=not progress, transient=True)
+    net.train()
+    try:
+        with bar:
+            task = bar.add_task(name, total=settings.iterations, completed=step,
+                                loss=f"{losses[-1]:.4g}" if losses else "-")
+            while step < settings.iterations:
+                idx = torch.randint(len(tensors[0]), (settings.batch_size,), generator=index_gen)
+                batch = [t[idx].to(device, non_blocking=True) for t in tensors]
+                with autocast(device, settings.amp):
+                    loss = loss_fn(net, batch, noise_gen)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                pending.append(loss.detach())
+                step += 1
+                if step % _FLUSH_EVERY == 0 or step % settings.checkpoint_every == 0 or step == settings.iterations:
+                    flush()
+                    bar.update(task, completed=step, loss=f"{np.mean(losses[-_FLUSH_EVERY:]):.4g}")
+                if step % settings.checkpoint_every == 0 or step == settings.iterations:
+                    checkpoint()
+    finally:
+        log.close()
+    net.eval()
+    return losses
+
+
+@torch.inference_mode()
+def predict_batched(fn: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray, *, batch_size: int,
+                    device: torch.device) -> np.ndarray:
+    """Apply ``fn`` to ``x`` ((N, H, W) or (N, C, H, W)) in chunks on ``device``; float32 numpy result.
+
+    Chunking keeps memory bounded for whole test sets; autocast (bf16 on CUDA) matches training precision.
+    """
+    inputs = as_image_tensor(x)
+    outputs = []
+    for start in range(0, len(inputs), batch_size):
+        with autocast(device):
+            out = fn(inputs[start:start + batch_size].to(device))
+        outputs.append(out.float().cpu())
+    if not outputs:
+        raise ValueError("predict_batched got no inputs")
+    return torch.cat(outputs).numpy()
