@@ -1,0 +1,3 @@
+from uasbench.cli import app
+
+app(prog_name="uasbench")

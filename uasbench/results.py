@@ -1,0 +1,119 @@
+"""Run directories: what one benchmark run leaves behind, written so that it is never half-finished.
+
+A run directory holds ``manifest.json`` (what ran, on what, how long), ``scores.npz`` (the raw anomaly
+maps with the labels needed to evaluate them again), ``metrics.json``/``metrics.csv`` and
+``checkpoint.pt``. It is assembled in a hidden staging folder and renamed into place only when every
+file is written, so an interrupted run never leaves a directory that looks finished; ``manifest.json``
+carries ``"complete": true`` as a second guard for readers.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from uasbench.data.slices import SliceSet
+from uasbench.errors import UasbenchError
+
+MANIFEST = "manifest.json"
+SCORES = "scores.npz"
+METRICS_JSON = "metrics.json"
+METRICS_CSV = "metrics.csv"
+CHECKPOINT = "checkpoint.pt"
+_SPLITS = ("val", "healthy", "test")
+
+
+@contextlib.contextmanager
+def atomic_directory(final: Path) -> Iterator[Path]:
+    """Yield a staging folder beside ``final``; rename it to ``final`` only if the block succeeds."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        raise UasbenchError(f"run directory {final} already exists")
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    try:
+        yield staging
+        os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically (temp file + rename), so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (Path, os.PathLike)):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class ScoredSplits:
+    """Anomaly maps of the three evaluated splits with the slices they belong to."""
+
+    val_maps: np.ndarray
+    val: SliceSet
+    healthy_maps: np.ndarray
+    val_healthy: SliceSet
+    test_maps: np.ndarray
+    test: SliceSet
+
+    def save(self, path: Path) -> None:
+        arrays: dict[str, np.ndarray] = {}
+        for key, maps, slices in self._parts():
+            arrays[f"{key}_maps"] = maps.astype(np.float32)
+            arrays[f"{key}_x"] = slices.x.astype(np.float32)
+            arrays[f"{key}_brain"] = slices.brain.astype(bool)
+            arrays[f"{key}_seg"] = (slices.seg if slices.seg is not None
+                                    else np.zeros_like(slices.brain)).astype(bool)
+            arrays[f"{key}_subjects"] = np.asarray(slices.subjects, dtype=str)
+            arrays[f"{key}_z"] = np.asarray(slices.z, dtype=np.int64)
+        np.savez_compressed(path, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> "ScoredSplits":
+        try:
+            with np.load(path) as data:
+                parts = {}
+                for key in _SPLITS:
+                    parts[f"{key}_maps"] = data[f"{key}_maps"]
+                    parts[key] = SliceSet(
+                        x=data[f"{key}_x"], brain=data[f"{key}_brain"], seg=data[f"{key}_seg"],
+                        subjects=tuple(str(s) for s in data[f"{key}_subjects"]), z=data[f"{key}_z"])
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+            raise UasbenchError(f"cannot read cached scores {path}: {exc}") from None
+        return cls(val_maps=parts["val_maps"], val=parts["val"], healthy_maps=parts["healthy_maps"],
+                   val_healthy=parts["healthy"], test_maps=parts["test_maps"], test=parts["test"])
+
+    def _parts(self) -> list[tuple[str, np.ndarray, SliceSet]]:
+        return [("val", self.val_maps, self.val), ("healthy", self.healthy_maps, self.val_healthy),
+                ("test", self.test_maps, self.test)]
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """The manifest of a finished run; a missing or unfinished one is a clear error naming the folder."""
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        raise UasbenchError(f"{run_dir} is not a run directory (no {MANIFEST})")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UasbenchError(f"{path} is not valid JSON: {exc}") from None
+    if manifest.get("complete") is not True:
+        raise UasbenchError(f"run {run_dir} did not finish (manifest not marked complete)")
+    return manifest

@@ -1,0 +1,190 @@
+"""The engine that runs one method on one benchmark: data -> fit -> score -> evaluate -> run directory.
+
+Methods only fit and score (anomalib's split between models and the engine that runs them); everything
+that must be identical across methods (split, preprocessing, seed, thresholds, metrics, what a method
+may see) lives here and in ``uasbench.evaluation``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from uasbench.data.benchmark_data import load_benchmark_data
+from uasbench.data.preprocess import Protocol
+from uasbench.data.slices import BenchmarkData, SliceSet
+from uasbench.evaluation.postprocess import PostProcess
+from uasbench.evaluation.protocol import EvaluationResult, evaluate
+from uasbench.method import AnomalyMethod, resolve_device
+from uasbench.modalities import Pair
+from uasbench.nn.training import seed_everything
+from uasbench.registry import get_method, method_infos
+from uasbench.results import (CHECKPOINT, MANIFEST, METRICS_CSV, METRICS_JSON, SCORES, ScoredSplits,
+                              atomic_directory, write_json)
+
+_VERSIONED_PACKAGES = ("uasbench", "torch", "numpy", "scipy", "monai", "medpy", "scikit-learn", "nibabel")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines a run; validated before any data is touched."""
+
+    method: str
+    pair: Pair
+    profile: str = "quick"
+    seed: int = 0
+    device: str = "auto"
+    data_root: Path | None = None  # None: the embedded phantom
+    split_file: Path | None = None
+    out: Path = Path("results")
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    protocol: Protocol = Protocol()
+    post: PostProcess = PostProcess()
+    on_bad_case: str = "stop"
+    n_bootstrap: int = 1000
+
+
+def validate_spec(spec: RunSpec) -> tuple[type[AnomalyMethod], Any, torch.device]:
+    """Fail fast on unknown method, profile, option or device (usage errors), before loading data."""
+    method_cls = get_method(spec.method)
+    config = method_cls.config_for(spec.profile, spec.overrides)
+    return method_cls, config, resolve_device(spec.device)
+
+
+def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> tuple[Path, EvaluationResult]:
+    """Run one method end to end and write a complete run directory; return its path and the result."""
+    method_cls, config, device = validate_spec(spec)
+    timings: dict[str, float] = {}
+
+    start = time.perf_counter()
+    data = load_benchmark_data(spec.data_root, spec.pair, protocol=spec.protocol, split_file=spec.split_file,
+                               seed=spec.seed, on_bad_case=spec.on_bad_case)
+    timings["data_s"] = time.perf_counter() - start
+    log(f"data: {len(data.train)} training slices, {len(data.val)} validation, "
+        f"{len(data.val_healthy)} healthy validation, {len(data.test)} test (split {data.split_sha256[:12]})")
+
+    seed_everything(spec.seed)
+    method = method_cls(config, device=device, seed=spec.seed)
+    workdir = spec.out / ".work" / _run_key(spec, config, data)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    start = time.perf_counter()
+    method.fit(_training_view(method, data.train), data.val, workdir=workdir)
+    timings["fit_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    scored = ScoredSplits(val_maps=method.score(data.val), val=data.val,
+                          healthy_maps=method.score(data.val_healthy), val_healthy=data.val_healthy,
+                          test_maps=method.score(data.test), test=data.test)
+    timings["score_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    result = evaluate_scores(scored, spec.post, n_bootstrap=spec.n_bootstrap, seed=spec.seed)
+    timings["evaluate_s"] = time.perf_counter() - start
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    final = spec.out / f"{spec.method}_{spec.pair}_{spec.profile}_s{spec.seed}_{stamp}"
+    with atomic_directory(final) as staging:
+        method.save(staging / CHECKPOINT)
+        scored.save(staging / SCORES)
+        write_metrics(staging, result)
+        manifest = _manifest(spec, method, data, device, timings, workdir)
+        write_json(staging / MANIFEST, manifest)
+    return final, result
+
+
+def evaluate_scores(scored: ScoredSplits, post: PostProcess, *, n_bootstrap: int, seed: int) -> EvaluationResult:
+    return evaluate(val_maps=scored.val_maps, val=scored.val, healthy_maps=scored.healthy_maps,
+                    val_healthy=scored.val_healthy, test_maps=scored.test_maps, test=scored.test,
+                    post=post, n_bootstrap=n_bootstrap, seed=seed)
+
+
+def write_metrics(run_dir: Path, result: EvaluationResult) -> None:
+    write_json(run_dir / METRICS_JSON, result.to_dict())
+    tmp = run_dir / f".{METRICS_CSV}.tmp"
+    result.to_frame().to_csv(tmp, index=False)
+    tmp.replace(run_dir / METRICS_CSV)
+
+
+def _training_view(method: AnomalyMethod, train: SliceSet) -> SliceSet:
+    """A single-modality method never sees the target modality, so it cannot gain from it."""
+    if "target" in method.train_modalities:
+        return train
+    return dataclasses.replace(train, y=None)
+
+
+def _run_key(spec: RunSpec, config: Any, data: BenchmarkData) -> str:
+    """Stable key of what determines training, so a rerun after an interruption finds its checkpoints."""
+    payload = {"method": spec.method, "pair": str(spec.pair), "profile": spec.profile, "seed": spec.seed,
+               "config": dataclasses.asdict(config), "data": data.fingerprint, "split": data.split_sha256}
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return f"{spec.method}_{spec.pair}_{spec.profile}_s{spec.seed}_{digest}"
+
+
+def _manifest(spec: RunSpec, method: AnomalyMethod, data: BenchmarkData, device: torch.device,
+              timings: dict[str, float], workdir: Path) -> dict[str, Any]:
+    return {
+        "method": spec.method,
+        "method_source": method_infos()[spec.method].source,
+        "profile": spec.profile,
+        "config": dataclasses.asdict(method.config),
+        "pair": str(spec.pair),
+        "seed": spec.seed,
+        "data_root": str(spec.data_root) if spec.data_root else "embedded phantom",
+        "data_fingerprint": data.fingerprint,
+        "split_file": data.split_path,
+        "split_sha256": data.split_sha256,
+        "protocol": data.protocol,
+        "postprocess": spec.post.to_dict(),
+        "data_report": data.report,
+        "counts": {"train": len(data.train), "val": len(data.val), "val_healthy": len(data.val_healthy),
+                   "test": len(data.test)},
+        "versions": _versions(),
+        "code_revision": _code_revision(),
+        "device": _describe_device(device),
+        "wall_times_s": {k: round(v, 3) for k, v in timings.items()},
+        "workdir": str(workdir),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "complete": True,
+    }
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in _VERSIONED_PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def _code_revision() -> str:
+    """The git commit of the uasbench sources (with '+dirty' if modified), or 'unknown' outside a checkout."""
+    src = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=src,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return rev + ("+dirty" if dirty else "")
+
+
+def _describe_device(device: torch.device) -> dict[str, Any]:
+    info: dict[str, Any] = {"type": device.type, "torch_threads": torch.get_num_threads(),
+                            "cpu": platform.processor() or platform.machine()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
