@@ -1,0 +1,186 @@
+"""The ADM UNet (Dhariwal & Nichol 2021) as configured by the MMCCD code, written compactly.
+
+One class serves the diffusion models (with a timestep) and the deterministic translators (``timestep=False``:
+no embedding path at all, like the official code's ``timesteps=None``, which never touches its embedding
+weights). Differences from guided-diffusion's ``UNetModel``: attention uses torch's fused
+``scaled_dot_product_attention`` (same maths as its single-head ``QKVAttentionLegacy``), there is no
+class conditioning, fp16 conversion or gradient checkpointing, and a translator has no unused
+time-embedding weights (so it has 681,216 parameters fewer than the official g).
+MONAI's ``DiffusionModelUNet`` was not used: it always needs a timestep.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Architecture knobs; defaults are the official MMCCD network at 128x128."""
+
+    in_channels: int = 1
+    out_channels: int = 1
+    channels: int = 32
+    channel_mult: tuple[int, ...] = (1, 1, 2, 3, 4)
+    num_res_blocks: int = 2
+    attention_ds: tuple[int, ...] = (4, 8, 16)  # downsampling factors with attention (32, 16, 8 px at 128)
+    dropout: float = 0.1
+    groups: int = 16
+    timestep: bool = True
+
+
+def _norm(channels: int, groups: int) -> nn.GroupNorm:
+    return nn.GroupNorm(math.gcd(groups, channels), channels)
+
+
+def _zero(module: nn.Module) -> nn.Module:
+    """Zero-initialise, so residual branches and the output start as identity / zero (as in ADM)."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of integer timesteps (cos first, then sin, as guided-diffusion)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv twice, FiLM (scale-shift) from the time embedding, optional down/upsampling."""
+
+    def __init__(self, cin: int, cout: int, emb_dim: int | None, groups: int, dropout: float,
+                 resample: str | None = None) -> None:
+        super().__init__()
+        self.in_norm = nn.Sequential(_norm(cin, groups), nn.SiLU())
+        self.in_conv = nn.Conv2d(cin, cout, 3, padding=1)
+        self.resample = resample
+        self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * cout)) if emb_dim else None
+        self.out_norm = _norm(cout, groups)
+        self.out_rest = nn.Sequential(nn.SiLU(), nn.Dropout(dropout), _zero(nn.Conv2d(cout, cout, 3, padding=1)))
+        self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
+
+    def _resample(self, h: torch.Tensor) -> torch.Tensor:
+        if self.resample == "down":
+            return F.avg_pool2d(h, 2)
+        if self.resample == "up":
+            return F.interpolate(h, scale_factor=2, mode="nearest")
+        return h
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
+        h = self.in_conv(self._resample(self.in_norm(x)))
+        h = self.out_norm(h)
+        if self.emb is not None and emb is not None:
+            scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
+            h = h * (1 + scale) + shift
+        return self.skip(self._resample(x)) + self.out_rest(h)
+
+
+class Attention(nn.Module):
+    """Single-head self-attention over all pixels, zero-initialised output projection."""
+
+    def __init__(self, channels: int, groups: int) -> None:
+        super().__init__()
+        self.norm = _norm(channels, groups)
+        self.qkv = nn.Conv1d(channels, 3 * channels, 1)
+        self.proj = _zero(nn.Conv1d(channels, channels, 1))
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x).reshape(b, c, h * w)).transpose(1, 2).chunk(3, dim=-1)
+        out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
+        return x + self.proj(out.transpose(1, 2)).reshape(b, c, h, w)
+
+
+class _Stage(nn.ModuleList):
+    """A sequence of blocks that all receive the time embedding."""
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
+        for block in self:
+            h = block(h, emb)
+        return h
+
+
+class UNet(nn.Module):
+    """``forward(x, t)`` -> (B, out_channels, H, W); H and W must be divisible by 2**(levels-1)."""
+
+    def __init__(self, config: UNetConfig = UNetConfig()) -> None:
+        super().__init__()
+        self.config = c = config
+        emb_dim = 4 * c.channels if c.timestep else None
+        self.time_embed = (nn.Sequential(nn.Linear(c.channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+                           if emb_dim else None)
+
+        def res(cin: int, cout: int, resample: str | None = None) -> ResBlock:
+            return ResBlock(cin, cout, emb_dim, c.groups, c.dropout, resample)
+
+        ch = c.channels * c.channel_mult[0]
+        self.stem = nn.Conv2d(c.in_channels, ch, 3, padding=1)
+        self.down = nn.ModuleList()
+        skips, ds = [ch], 1
+        for level, mult in enumerate(c.channel_mult):
+            for _ in range(c.num_res_blocks):
+                stage = _Stage([res(ch, c.channels * mult)])
+                ch = c.channels * mult
+                if ds in c.attention_ds:
+                    stage.append(Attention(ch, c.groups))
+                self.down.append(stage)
+                skips.append(ch)
+            if level < len(c.channel_mult) - 1:
+                self.down.append(_Stage([res(ch, ch, "down")]))
+                skips.append(ch)
+                ds *= 2
+        self.middle = _Stage([res(ch, ch), Attention(ch, c.groups), res(ch, ch)])
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(c.channel_mult))):
+            for i in range(c.num_res_blocks + 1):
+                stage = _Stage([res(ch + skips.pop(), c.channels * mult)])
+                ch = c.channels * mult
+                if ds in c.attention_ds:
+                    stage.append(Attention(ch, c.groups))
+                if level and i == c.num_res_blocks:
+                    stage.append(res(ch, ch, "up"))
+                    ds //= 2
+                self.up.append(stage)
+        self.out = nn.Sequential(_norm(ch, c.groups), nn.SiLU(), _zero(nn.Conv2d(ch, c.out_channels, 3, padding=1)))
+
+    def embed(self, t: torch.Tensor) -> torch.Tensor:
+        """Time embedding of integer timesteps (B,): computed once per step and shared by a whole batch."""
+        if self.time_embed is None:
+            raise ValueError("this UNet was built without a timestep (UNetConfig.timestep=False)")
+        return self.time_embed(timestep_embedding(t, self.config.channels))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, *, emb: torch.Tensor | None = None) -> torch.Tensor:
+        if emb is None and t is not None:
+            emb = self.embed(t)
+        if self.time_embed is not None and emb is None:
+            raise ValueError("this UNet needs a timestep")
+        if emb is not None and emb.shape[0] == 1 and x.shape[0] != 1:
+            emb = emb.expand(x.shape[0], -1)
+        h = self.stem(x)
+        skips = [h]
+        for stage in self.down:
+            h = stage(h, emb)
+            skips.append(h)
+        h = self.middle(h, emb)
+        for stage in self.up:
+            h = stage(torch.cat([h, skips.pop()], dim=1), emb)
+        return self.out(h)
+
+
+def resize(images: np.ndarray | torch.Tensor, size: int, mode: str = "area") -> torch.Tensor:
+    """(N, H, W) images to a float32 (N, 1, size, size) tensor: area down-sampling (as the official MONAI
+    ``Resized``), bilinear up-sampling for maps going back to the input grid."""
+    t = torch.as_tensor(np.asarray(images) if isinstance(images, np.ndarray) else images).float()
+    t = t.unsqueeze(1) if t.dim() == 3 else t
+    if t.shape[-2:] == (size, size):
+        return t
+    kwargs = {"align_corners": False} if mode == "bilinear" else {}
+    return F.interpolate(t, size=(size, size), mode=mode, **kwargs)
