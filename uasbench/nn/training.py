@@ -96,6 +96,9 @@ def _restore(ckpt_path: Path, net: torch.nn.Module, optimiser: torch.optim.Optim
                             "match this network or is corrupt; delete it or use another work folder") from None
     index_gen.set_state(ckpt["index_generator"])
     noise_gen.set_state(ckpt["noise_generator"])
+    torch.random.set_rng_state(ckpt["global_rng"])  # layers such as dropout draw from the global generators
+    if ckpt.get("cuda_rng") is not None and noise_gen.device.type == "cuda":
+        torch.cuda.set_rng_state(ckpt["cuda_rng"], noise_gen.device)
     return int(ckpt["step"]), list(ckpt["losses"])
 
 
@@ -133,6 +136,8 @@ def train_network(net: torch.nn.Module, loss_fn: LossFn, arrays: Sequence[np.nda
         if ckpt_path is not None:
             _atomic_save({"net": net.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
                           "index_generator": index_gen.get_state(), "noise_generator": noise_gen.get_state(),
+                          "global_rng": torch.random.get_rng_state(),
+                          "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                           "losses": losses, "settings": asdict(settings)}, ckpt_path)
 
     pending: list[torch.Tensor] = []  # losses still on the device
