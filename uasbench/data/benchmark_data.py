@@ -1,0 +1,109 @@
+"""The data layer's entry point: a data folder, a modality pair and a protocol in; ``BenchmarkData`` out.
+
+Slice roles (see ``uasbench.data.preprocess`` for the protocol itself):
+
+* ``train``: every tumour-free protocol slice (no label > 0 on the original grid) of training subjects,
+  with ``y`` = the target modality.
+* ``val`` / ``test``: per subject the protocol slice with the largest whole-tumour area (lowest z on
+  ties), with ``seg``; subjects without tumour in the z range are left out and listed in the report.
+* ``val_healthy``: at most ``protocol.val_healthy_per_subject`` evenly spaced tumour-free slices of every
+  validation subject (fully healthy ones included), with an all-false ``seg``.
+
+An empty validation set (e.g. two subjects split train/test) is allowed and noted in
+``report["warnings"]``; the evaluation layer decides what to do without one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from uasbench.data.brats import discover_cases
+from uasbench.data.cache import SliceCache, open_cache
+from uasbench.data.preprocess import Protocol, healthy_subset, largest_tumour_slice
+from uasbench.data.slices import BenchmarkData, SliceSet
+from uasbench.data.splits import load_split
+from uasbench.modalities import Pair
+
+
+def _slice_set(cache: SliceCache, pair: Pair, picks: list[tuple[str, int]], protocol: Protocol, *,
+               with_y: bool = False, with_seg: bool = False) -> SliceSet:
+    """Gather (subject, index into the z range) slices from the memory-mapped cache into memory."""
+    size = protocol.size
+
+    def gather(get) -> np.ndarray:
+        return np.stack([get(s)[i] for s, i in picks]) if picks else np.zeros((0, size, size))
+
+    return SliceSet(
+        x=gather(lambda s: cache.image(s, pair.input)).astype(np.float32),
+        brain=gather(lambda s: cache.brain(s, pair.input)).astype(bool),
+        subjects=tuple(s for s, _ in picks),
+        z=np.array([protocol.z_start + i for _, i in picks], dtype=int),
+        y=gather(lambda s: cache.image(s, pair.target)).astype(np.float32) if with_y else None,
+        seg=gather(cache.seg).astype(bool) if with_seg else None,
+    )
+
+
+def _healthy(cache: SliceCache, subject: str) -> np.ndarray:
+    return np.flatnonzero(np.asarray(cache.area(subject)) == 0)
+
+
+def _tumour_picks(cache: SliceCache, subjects: list[str], skipped: list[str]) -> list[tuple[str, int]]:
+    picks = []
+    for s in subjects:
+        i = largest_tumour_slice(np.asarray(cache.area(s)))
+        if i is None:
+            skipped.append(s)
+        else:
+            picks.append((s, i))
+    return picks
+
+
+def load_benchmark_data(data_root: Path | None, pair: Pair, *, protocol: Protocol = Protocol(),
+                        split_file: Path | None = None, seed: int = 0, on_bad_case: str = "stop",
+                        progress: bool = True, workers: int | None = None) -> BenchmarkData:
+    """Discover, validate, preprocess (cached), split by subject and select slices for ``pair``.
+
+    ``data_root=None`` uses the embedded phantom dataset. ``workers`` defaults to all cores.
+    """
+    if data_root is None:
+        from uasbench.data.phantom import default_phantom_root
+
+        data_root = default_phantom_root(progress=progress)
+    _, cases = discover_cases(Path(data_root))
+    cache = open_cache(cases, protocol, on_bad_case=on_bad_case, progress=progress, workers=workers)
+    split = load_split([c.id for c in cases], seed, split_file)
+    good = set(cache.subjects)
+    members = {name: [s for s in split.subjects(name) if s in good] for name in ("train", "val", "test")}
+
+    train = [(s, int(i)) for s in members["train"] for i in _healthy(cache, s)]
+    no_tumour: dict[str, list[str]] = {"val": [], "test": []}
+    val = _tumour_picks(cache, members["val"], no_tumour["val"])
+    test = _tumour_picks(cache, members["test"], no_tumour["test"])
+    k = protocol.val_healthy_per_subject
+    val_healthy = [(s, int(i)) for s in members["val"] for i in healthy_subset(_healthy(cache, s), k)]
+
+    data = {
+        "train": _slice_set(cache, pair, train, protocol, with_y=True),
+        "val": _slice_set(cache, pair, val, protocol, with_seg=True),
+        "val_healthy": _slice_set(cache, pair, val_healthy, protocol, with_seg=True),
+        "test": _slice_set(cache, pair, test, protocol, with_seg=True),
+    }
+    warnings = [f"{name} set is empty" for name in ("train", "val", "test") if len(data[name]) == 0]
+    unassigned = sorted(good - set(split.assignment))
+    report = {
+        "data_root": str(data_root),
+        "pair": str(pair),
+        "cases": len(cases),
+        "subjects": {name: len(m) for name, m in members.items()},
+        "slices": {name: len(s) for name, s in data.items()},
+        "no_tumour_in_range": no_tumour,
+        "bad_cases_skipped": cache.bad_cases,
+        "not_in_split_file": unassigned,
+        "warnings": warnings,
+        "cache": str(cache.path),
+    }
+    return BenchmarkData(
+        **data, fingerprint=cache.path.name, split_path=str(split.path),
+        split_sha256=split.sha256, protocol=protocol.to_dict(), report=report,
+    )

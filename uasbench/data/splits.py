@@ -1,0 +1,129 @@
+"""Subject-level train/val/test splits: seeded 80/10/10, or read from a user's ``subject,split`` CSV.
+
+A generated split depends only on the sorted subject IDs and the seed (numpy's PCG64, never Python's
+``hash()`` or set order), so it is the same on every machine. It is stored under
+``cache_root()/splits/`` with its SHA-256 beside it and reused, after checking the checksum, whenever
+the same subjects and seed come back (re-touching the files of a dataset keeps its split).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from uasbench.errors import UasbenchError
+from uasbench.paths import cache_root
+
+SPLITS = ("train", "val", "test")
+FRACTIONS = {"val": 0.1, "test": 0.1}
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which subjects go where; ``path`` is the CSV it was read from or written to."""
+
+    assignment: dict[str, str]  # subject -> train | val | test
+    path: Path
+    sha256: str
+
+    def subjects(self, split: str) -> list[str]:
+        return sorted(s for s, name in self.assignment.items() if name == split)
+
+
+def make_assignment(subjects: list[str], seed: int) -> dict[str, str]:
+    """80/10/10 by subject. Small sets: at least one test subject from 2 subjects, one val from 3."""
+    ids = sorted(set(subjects))
+    n = len(ids)
+    if n < 2:
+        raise UasbenchError(f"a split needs at least 2 subjects, the dataset has {n}; pass a split file")
+    n_test = max(1, round(n * FRACTIONS["test"]))
+    n_val = max(1, round(n * FRACTIONS["val"])) if n >= 3 else 0
+    order = np.random.default_rng(seed).permutation(n)
+    roles = ["test"] * n_test + ["val"] * n_val + ["train"] * (n - n_test - n_val)
+    return {ids[i]: role for i, role in zip(order, roles)}
+
+
+def to_csv(assignment: dict[str, str]) -> str:
+    rows = "".join(f"{s},{assignment[s]}\n" for s in sorted(assignment))
+    return "subject,split\n" + rows
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def parse_split_csv(path: Path, known: set[str] | None = None) -> dict[str, str]:
+    """Read and validate a ``subject,split`` CSV; every problem names the file (and the line)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UasbenchError(f"split file {path}: cannot read it ({exc})") from None
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows or [c.strip().lower() for c in rows[0]] != ["subject", "split"]:
+        raise UasbenchError(f"split file {path}: the first line must be the header 'subject,split'")
+    assignment: dict[str, str] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != 2:
+            raise UasbenchError(f"split file {path} line {line}: expected 2 columns 'subject,split', got {len(row)}")
+        subject, split = row[0].strip(), row[1].strip().lower()
+        if split not in SPLITS:
+            raise UasbenchError(f"split file {path} line {line}: split {row[1]!r} is not one of {', '.join(SPLITS)}")
+        if subject in assignment:
+            what = "twice" if assignment[subject] == split else f"in both {assignment[subject]} and {split}"
+            raise UasbenchError(f"split file {path} line {line}: subject {subject} appears {what}")
+        assignment[subject] = split
+    if known is not None:
+        unknown = sorted(set(assignment) - known)
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise UasbenchError(f"split file {path}: {len(unknown)} subject(s) not in the dataset: {shown}")
+    if not any(s == "train" for s in assignment.values()):
+        raise UasbenchError(f"split file {path}: no subject is assigned to train")
+    return assignment
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def subjects_fingerprint(subjects: list[str]) -> str:
+    return sha256_text("\n".join(sorted(set(subjects))))[:16]
+
+
+def default_split(subjects: list[str], seed: int) -> Split:
+    """The seeded split of ``subjects``, from the cache when present (checksum verified), else written there."""
+    path = cache_root() / "splits" / f"{subjects_fingerprint(subjects)}-seed{seed}.csv"
+    checksum = path.with_name(path.name + ".sha256")
+    if path.is_file() and checksum.is_file():
+        digest = sha256_file(path)
+        if checksum.read_text().split()[0] != digest:
+            raise UasbenchError(f"split file {path} does not match its checksum {checksum.name}; delete both to regenerate")
+        return Split(parse_split_csv(path, set(subjects)), path, digest)
+    text = to_csv(make_assignment(subjects, seed))
+    _write_atomic(path, text)
+    _write_atomic(checksum, f"{sha256_text(text)}  {path.name}\n")
+    return Split(parse_split_csv(path, set(subjects)), path, sha256_text(text))
+
+
+def load_split(subjects: list[str], seed: int, split_file: Path | None) -> Split:
+    """A user's split file when given (validated against ``subjects``), else the seeded default split."""
+    if split_file is None:
+        return default_split(subjects, seed)
+    return Split(parse_split_csv(split_file, set(subjects)), Path(split_file), sha256_file(split_file))
