@@ -1,0 +1,69 @@
+"""Shared post-processing: disk footprint, erosion, median filter, background floor."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from uasbench.errors import UasbenchError
+from uasbench.evaluation.postprocess import PostProcess, apply_postprocess, disk, evaluation_mask
+
+
+def test_disk_matches_skimage_shape_rule() -> None:
+    d = disk(2)
+    assert d.shape == (5, 5)
+    assert d.sum() == 13  # skimage.morphology.disk(2) has 13 pixels
+    assert d[2].all() and not d[0, 0]
+
+
+def test_erosion_shrinks_mask_by_radius() -> None:
+    brain = np.zeros((1, 32, 32), bool)
+    brain[0, 8:24, 8:24] = True
+    mask = evaluation_mask(brain, PostProcess(erode_brain_px=3))
+    assert mask[0, 11:21, 11:21].all()
+    assert mask.sum() == 10 * 10
+    assert np.array_equal(evaluation_mask(brain, PostProcess(brain_mask=False)), np.ones_like(brain))
+
+
+def test_background_takes_lowest_in_mask_score() -> None:
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(2, 16, 16)) + 5
+    brain = np.zeros((2, 16, 16), bool)
+    brain[:, 4:12, 4:12] = True
+    out, mask = apply_postprocess(maps, brain, PostProcess())
+    for i in range(2):
+        assert np.all(out[i][~mask[i]] == maps[i][brain[i]].min())
+        assert np.array_equal(out[i][mask[i]], maps[i][brain[i]])
+    assert np.all(np.isfinite(out))
+
+
+def test_median_filter_is_per_slice() -> None:
+    maps = np.zeros((2, 9, 9))
+    maps[0, 4, 4] = 10.0  # an isolated spike disappears
+    maps[1] = 1.0  # a constant slice must not leak into slice 0
+    brain = np.ones((2, 9, 9), bool)
+    out, _ = apply_postprocess(maps, brain, PostProcess(median_size=3))
+    assert np.array_equal(out[0], np.zeros((9, 9)))
+    assert np.array_equal(out[1], np.ones((9, 9)))
+    expected = ndimage.median_filter(maps[0], size=3, mode="nearest")
+    assert np.array_equal(out[0], expected)
+
+
+@pytest.mark.parametrize("kwargs", [{"erode_brain_px": -1}, {"median_size": 2.5},
+                                    {"brain_mask": False, "erode_brain_px": 2}])
+def test_bad_options_raise(kwargs: dict) -> None:
+    with pytest.raises(UasbenchError):
+        PostProcess(**kwargs)
+
+
+def test_bad_maps_raise() -> None:
+    brain = np.ones((1, 4, 4), bool)
+    with pytest.raises(UasbenchError, match="shape"):
+        apply_postprocess(np.zeros((1, 4, 5)), brain, PostProcess())
+    with pytest.raises(UasbenchError, match="NaN"):
+        apply_postprocess(np.full((1, 4, 4), np.nan), brain, PostProcess())
+
+
+def test_round_trip() -> None:
+    post = PostProcess(erode_brain_px=4, median_size=5)
+    assert PostProcess.from_dict(post.to_dict()) == post

@@ -1,0 +1,85 @@
+"""Threshold protocols: Dice-optimal on validation, healthy false-positive rates, oracle, degenerate cases."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import f1_score
+
+from uasbench.evaluation.thresholds import (
+    candidate_grid,
+    dice_curve,
+    dice_optimal,
+    fpr_threshold,
+    oracle_threshold,
+    validation_thresholds,
+)
+
+
+def _data(n: int = 5, size: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    seg = np.zeros((n, size, size), bool)
+    seg[:, 3:7, 4:8] = True
+    maps = rng.normal(size=seg.shape) + 1.5 * seg
+    mask = np.ones_like(seg)
+    mask[:, 0, :] = False
+    return maps, seg, mask
+
+
+def test_dice_curve_matches_sklearn_f1_per_slice() -> None:
+    maps, seg, mask = _data()
+    grid = candidate_grid(maps, mask, n=50)
+    curve = dice_curve(maps, seg, mask, grid)
+    for t, value in zip(grid[::7], curve[::7]):
+        ref = np.mean([f1_score(s[b], m[b] > t, zero_division=1.0) for m, s, b in zip(maps, seg, mask)])
+        assert np.isclose(value, ref)
+
+
+def test_grid_is_unique_quantiles_of_in_mask_scores() -> None:
+    maps, _, mask = _data()
+    grid = candidate_grid(maps, mask)
+    assert len(grid) <= 1000 and np.all(np.diff(grid) > 0)
+    assert grid[0] == maps[mask].min() and grid[-1] == maps[mask].max()
+
+
+def test_dice_optimal_is_best_on_grid() -> None:
+    maps, seg, mask = _data()
+    thr = dice_optimal(maps, seg, mask, name="val_dice", source="val")
+    grid = candidate_grid(maps, mask)
+    assert thr.defined and thr.value in grid
+    curve = dice_curve(maps, seg, mask, grid)
+    assert np.isclose(dice_curve(maps, seg, mask, np.array([thr.value]))[0], curve.max())
+
+
+def test_no_tumour_in_validation_is_explicitly_undefined() -> None:
+    maps, seg, mask = _data()
+    thr = dice_optimal(maps, np.zeros_like(seg), mask, name="val_dice", source="val")
+    assert thr.value is None and "no tumour" in thr.reason
+    empty = dice_optimal(maps[:0], seg[:0], mask[:0], name="val_dice", source="val")
+    assert empty.value is None and "no val slices" in empty.reason
+    assert dice_optimal(maps, None, mask, name="val_dice", source="val").value is None
+
+
+def test_fpr_threshold_bounds_healthy_false_positives() -> None:
+    rng = np.random.default_rng(1)
+    healthy = rng.normal(size=(3, 20, 20))
+    mask = np.ones_like(healthy, bool)
+    scores = healthy[mask]
+    for fpr in (0.01, 0.05):
+        t = fpr_threshold(healthy, mask, fpr, name="x").value
+        assert np.mean(scores > t) <= fpr
+        lower = scores[scores < t].max()  # the next lower candidate would exceed the budget
+        assert np.mean(scores > lower) > fpr
+
+
+def test_empty_healthy_validation_is_undefined() -> None:
+    thr = fpr_threshold(np.zeros((0, 4, 4)), np.zeros((0, 4, 4), bool), 0.01, name="fpr_1")
+    assert thr.value is None and thr.source == "val_healthy" and thr.reason
+
+
+def test_validation_thresholds_and_oracle_labels() -> None:
+    maps, seg, mask = _data()
+    out = validation_thresholds(maps, seg, mask, maps, ~seg & mask)
+    assert set(out) == {"val_dice", "fpr_1", "fpr_5"}
+    assert not any(t.upper_bound for t in out.values())
+    assert out["fpr_1"].value >= out["fpr_5"].value
+    oracle = oracle_threshold(maps, seg, mask)
+    assert oracle.upper_bound and oracle.source == "test" and oracle.name == "oracle_test"

@@ -1,0 +1,78 @@
+"""Post-processing shared by every method, so that score maps are compared under one identical rule.
+
+The official MMCCD code multiplies its maps by the brain mask and by the brain mask eroded with
+``disk(4)``; it uses no median filter. Both steps are toggles here and are recorded with the results.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from uasbench.errors import UasbenchError
+
+
+@dataclass(frozen=True)
+class PostProcess:
+    """Settings of the shared post-processing; ``to_dict()`` goes into every result file."""
+
+    brain_mask: bool = True
+    erode_brain_px: int = 0
+    median_size: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("erode_brain_px", "median_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise UasbenchError(f"post-processing option {name} must be a non-negative integer, got {value!r}")
+        if self.erode_brain_px and not self.brain_mask:
+            raise UasbenchError("post-processing option erode_brain_px needs brain_mask=True")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PostProcess":
+        return cls(**data)
+
+
+def disk(radius: int) -> np.ndarray:
+    """Boolean disk footprint of the given radius (same shape rule as skimage.morphology.disk)."""
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    return (yy**2 + xx**2) <= radius**2
+
+
+def evaluation_mask(brain: np.ndarray, post: PostProcess) -> np.ndarray:
+    """The pixels where thresholds are searched and metrics computed: the (eroded) brain, or everything."""
+    brain = np.asarray(brain, dtype=bool)
+    if not post.brain_mask:
+        return np.ones_like(brain)
+    if post.erode_brain_px == 0:
+        return brain.copy()
+    footprint = disk(post.erode_brain_px)
+    return np.stack([ndimage.binary_erosion(b, structure=footprint) for b in brain]) if len(brain) else brain.copy()
+
+
+def apply_postprocess(maps: np.ndarray, brain: np.ndarray, post: PostProcess) -> tuple[np.ndarray, np.ndarray]:
+    """Median-filter each slice (optional), then restrict it to the evaluation mask.
+
+    Returns ``(maps, mask)``. Outside the mask a slice takes the smallest score it has inside the mask
+    (0 when the mask is empty): finite, so scikit-learn accepts it, and never above any in-mask score,
+    so background ranks last. Segmentations are additionally ANDed with ``mask`` by the metrics, so a
+    threshold below that floor still never marks background.
+    """
+    maps = np.asarray(maps, dtype=np.float64)
+    if maps.ndim != 3 or maps.shape != np.shape(brain):
+        raise UasbenchError(f"score maps of shape {maps.shape} do not match brain masks of shape {np.shape(brain)}")
+    if not np.all(np.isfinite(maps)):
+        raise UasbenchError("score maps contain NaN or infinite values")
+    if post.median_size > 1:
+        maps = ndimage.median_filter(maps, size=(1, post.median_size, post.median_size), mode="nearest")
+    mask = evaluation_mask(brain, post)
+    out = maps.copy()
+    for i in range(len(out)):
+        floor = out[i][mask[i]].min() if mask[i].any() else 0.0
+        out[i][~mask[i]] = floor
+    return out, mask

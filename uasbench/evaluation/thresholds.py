@@ -1,0 +1,106 @@
+"""Segmentation thresholds, each with where it came from.
+
+``val_dice`` and ``fpr_*`` are chosen by functions that receive only validation arrays; the oracle is
+the same Dice search run on the test set and is flagged ``upper_bound``. A pixel is anomalous when its
+score is strictly greater than the threshold.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+N_CANDIDATES = 1000  # quantiles of the in-mask scores: the same grid rule for every method
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A threshold value, or ``None`` with the reason it is undefined."""
+
+    name: str
+    value: float | None
+    source: str  # which data chose it: "val", "val_healthy" or "test"
+    upper_bound: bool = False
+    reason: str = ""
+
+    @property
+    def defined(self) -> bool:
+        return self.value is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Threshold":
+        return cls(**data)
+
+
+def candidate_grid(maps: np.ndarray, mask: np.ndarray, n: int = N_CANDIDATES) -> np.ndarray:
+    """Unique values of ``n`` evenly spaced quantiles of the in-mask scores."""
+    scores = maps[mask]
+    if scores.size == 0:
+        return np.empty(0)
+    return np.unique(np.quantile(scores, np.linspace(0.0, 1.0, n)))
+
+
+def _count_above(sorted_scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    return len(sorted_scores) - np.searchsorted(sorted_scores, thresholds, side="right")
+
+
+def dice_curve(maps: np.ndarray, seg: np.ndarray, mask: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Mean per-slice Dice of ``(maps > t) & mask`` against ``seg & mask`` for every candidate ``t``.
+
+    Counting by binary search keeps this O(N * (P log P + K log P)) instead of thresholding K times.
+    A slice with empty prediction and empty truth has Dice 1 (same rule as ``metrics.overlap``).
+    """
+    total = np.zeros(len(thresholds))
+    for m, s, b in zip(maps, seg, mask):
+        inside = m[b]
+        truth = s[b]
+        pred = _count_above(np.sort(inside), thresholds)
+        tp = _count_above(np.sort(inside[truth]), thresholds)
+        denom = pred + truth.sum()
+        total += np.where(denom > 0, 2.0 * tp / np.maximum(denom, 1), 1.0)
+    return total / len(maps)
+
+
+def dice_optimal(maps: np.ndarray, seg: np.ndarray | None, mask: np.ndarray, *, name: str, source: str,
+                 upper_bound: bool = False) -> Threshold:
+    """The grid threshold with the highest mean per-slice Dice (lowest one on ties).
+
+    Undefined, with the reason, when there are no slices or no tumour pixels to optimise against.
+    """
+    if len(maps) == 0:
+        return Threshold(name, None, source, upper_bound, f"no {source} slices")
+    if seg is None or not np.any(seg & mask):
+        return Threshold(name, None, source, upper_bound,
+                         f"no tumour pixels in the {source} slices: the Dice-optimal threshold is undefined")
+    grid = candidate_grid(maps, mask)
+    curve = dice_curve(maps, seg, mask, grid)
+    return Threshold(name, float(grid[int(np.argmax(curve))]), source, upper_bound)
+
+
+def fpr_threshold(healthy_maps: np.ndarray, healthy_mask: np.ndarray, fpr: float, *, name: str) -> Threshold:
+    """Smallest healthy score ``t`` such that at most ``fpr`` of the healthy in-mask pixels score > t."""
+    scores = np.sort(healthy_maps[healthy_mask])
+    if scores.size == 0:
+        return Threshold(name, None, "val_healthy", False,
+                         "no healthy validation pixels: the false-positive-rate threshold is undefined")
+    allowed = int(np.floor(fpr * scores.size))
+    return Threshold(name, float(scores[scores.size - 1 - allowed]), "val_healthy")
+
+
+def validation_thresholds(val_maps: np.ndarray, val_seg: np.ndarray | None, val_mask: np.ndarray,
+                          healthy_maps: np.ndarray, healthy_mask: np.ndarray) -> dict[str, Threshold]:
+    """The thresholds that may be reported as results; by signature they cannot see test data."""
+    return {
+        "val_dice": dice_optimal(val_maps, val_seg, val_mask, name="val_dice", source="val"),
+        "fpr_1": fpr_threshold(healthy_maps, healthy_mask, 0.01, name="fpr_1"),
+        "fpr_5": fpr_threshold(healthy_maps, healthy_mask, 0.05, name="fpr_5"),
+    }
+
+
+def oracle_threshold(test_maps: np.ndarray, test_seg: np.ndarray | None, test_mask: np.ndarray) -> Threshold:
+    """Dice-optimal on the test set itself, as the official code and most papers do: an upper bound only."""
+    return dice_optimal(test_maps, test_seg, test_mask, name="oracle_test", source="test", upper_bound=True)
