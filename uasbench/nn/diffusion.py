@@ -5,11 +5,15 @@ and its "last step returns the predicted x0" are explicit here, and there is no 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+from uasbench.nn.training import autocast
 
 
 @dataclass(frozen=True)
@@ -50,3 +54,31 @@ class Schedule:
         ab, ab_prev = self.alpha_bar[t], self.alpha_bar[t_prev]
         eps = (y_t - np.sqrt(ab) * x0) / np.sqrt(1 - ab)
         return np.sqrt(ab_prev) * x0 + np.sqrt(1 - ab_prev) * eps
+
+    def x0_loss(self, net: torch.nn.Module, y0: torch.Tensor, generator: torch.Generator,
+                cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Training loss of an x0-predicting model (the paper's Eq. 6/9): MSE between f(y_t [, cond], t) and y0
+        at a uniform t, over the whole image (as the official code, background included)."""
+        t = torch.randint(self.timesteps, (len(y0),), generator=generator, device=y0.device)
+        y_t = self.q_sample(y0, t, torch.randn(y0.shape, generator=generator, device=y0.device))
+        return F.mse_loss(net(y_t if cond is None else torch.cat([y_t, cond], dim=1), t), y0)
+
+    def ddim_sample(self, net: torch.nn.Module, y: torch.Tensor, timesteps: list[int], *,
+                    cond: Callable[[int], torch.Tensor] | None = None, amp: bool = True) -> torch.Tensor:
+        """Deterministic DDIM through the descending ``timesteps`` starting from ``y`` at ``timesteps[0]``; returns
+        the last predicted x0. ``cond(k)`` is the condition channel at step k (concatenated to y). The time
+        embedding of a step is computed once and shared by the whole batch."""
+        for k, t in enumerate(timesteps):
+            with autocast(y.device, amp):
+                emb = net.embed(torch.tensor([t], device=y.device))
+                inp = y if cond is None else torch.cat([y, cond(k)], dim=1)
+                x0 = net(inp, emb=emb).float()
+            y = self.ddim_step(y, x0, t, timesteps[k + 1] if k + 1 < len(timesteps) else -1)
+        return y
+
+
+def keyed_generator(device: torch.device, *key: int) -> torch.Generator:
+    """A generator seeded from a key such as (seed, slice, mask), so that a draw depends on what it is
+    for and not on the order or batching of the computation."""
+    seed = int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return torch.Generator(device=device).manual_seed(seed)

@@ -18,6 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from uasbench.errors import UasbenchError
+from uasbench.method import MethodConfig
+from uasbench.nn.training import TrainSettings
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -184,3 +188,40 @@ def resize(images: np.ndarray | torch.Tensor, size: int, mode: str = "area") -> 
         return t
     kwargs = {"align_corners": False} if mode == "bilinear" else {}
     return F.interpolate(t, size=(size, size), mode=mode, **kwargs)
+
+
+@dataclass
+class NetOptions(MethodConfig):
+    """Config fields shared by the UNet-based methods: the network, its working resolution, its training.
+
+    Defaults are the paper/official settings (full UNet at 128x128, batch 32, 100k Adam steps, lr 1e-4).
+    """
+
+    resolution: int = 128  # slices are area-resized to this square grid; maps are resized back
+    channels: int = 32
+    channel_mult: tuple[int, ...] = (1, 1, 2, 3, 4)
+    num_res_blocks: int = 2
+    attention_ds: tuple[int, ...] = (4, 8, 16)
+    dropout: float = 0.1
+    groups: int = 16
+    iterations: int = 100_000
+    batch_size: int = 32
+    lr: float = 1e-4
+    checkpoint_every: int = 5000
+    infer_batch: int = 64
+
+    def __post_init__(self) -> None:
+        self.channel_mult, self.attention_ds = tuple(self.channel_mult), tuple(self.attention_ds)
+        step = 2 ** (len(self.channel_mult) - 1)
+        if self.resolution % step:
+            raise UasbenchError(f"option resolution={self.resolution} must be divisible by {step} "
+                                f"(2 ** (len(channel_mult) - 1))")
+
+    def unet(self, in_channels: int = 1, *, timestep: bool) -> UNet:
+        return UNet(UNetConfig(in_channels=in_channels, channels=self.channels, channel_mult=self.channel_mult,
+                               num_res_blocks=self.num_res_blocks, attention_ds=self.attention_ds,
+                               dropout=self.dropout, groups=self.groups, timestep=timestep))
+
+    def train_settings(self) -> TrainSettings:
+        return TrainSettings(iterations=self.iterations, batch_size=self.batch_size, lr=self.lr,
+                             checkpoint_every=self.checkpoint_every)
