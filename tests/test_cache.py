@@ -1,0 +1,129 @@
+"""Slice cache and load_benchmark_data: slice roles, memory mapping, bad-case modes, stale-cache protection."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_brats_loader import _break, write_case
+from uasbench.data.benchmark_data import load_benchmark_data
+from uasbench.data.brats import discover_cases
+from uasbench.data.cache import data_fingerprint, open_cache
+from uasbench.data.preprocess import Protocol
+from uasbench.errors import UasbenchError
+from uasbench.modalities import Pair
+
+SMALL = Protocol(size=8)
+PAIR = Pair("flair", "t2")
+
+
+@pytest.fixture()
+def cache_dir(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "cache"
+    monkeypatch.setenv("UASBENCH_CACHE_DIR", str(path))
+    return path
+
+
+def _dataset(root: Path, n: int = 12) -> Path:
+    """``n`` tiny cases; every fourth one has no tumour in the z range."""
+    for i in range(n):
+        write_case(root, f"SYN_{i:03d}", seed=i, tumour_z=None if i % 4 == 3 else (72 + i % 10, 76 + i % 10))
+    return root
+
+
+def test_real_cases_with_a_user_split(tmp_path, cache_dir, real_brats_root):
+    split = tmp_path / "split.csv"
+    split.write_text("subject,split\nTCGA-DU-7294,train\nTCGA-FG-6692,test\n")
+    data = load_benchmark_data(real_brats_root, PAIR, split_file=split, progress=False)
+    assert data.train.x.shape == data.train.y.shape == (20, 128, 128)
+    assert set(data.train.subjects) == {"TCGA-DU-7294"} and data.train.z.tolist() == list(range(70, 90))
+    assert data.test.subjects == ("TCGA-FG-6692",) and data.test.z.tolist() == [87]
+    assert data.test.seg.dtype == bool and data.test.seg.any() and data.test.y is None
+    assert not (data.test.seg & ~data.test.brain).any()
+    assert len(data.val) == 0 and len(data.val_healthy) == 0 and data.val.x.shape == (0, 128, 128)
+    assert data.report["warnings"] == ["val set is empty"]
+    assert data.split_path == str(split) and len(data.split_sha256) == 64
+    assert data.protocol == Protocol().to_dict()
+    # paper normalisation: brain z-scored around 0, background exactly 0
+    x, brain = data.test.x[0], data.test.brain[0]
+    assert abs(float(x[brain].mean())) < 1.0 and np.all(x[~brain] == 0)
+
+
+def test_slice_roles_and_disjoint_subjects(tmp_path, cache_dir):
+    data = load_benchmark_data(_dataset(tmp_path / "d", 20), PAIR, protocol=SMALL, seed=5, progress=False)
+    report = data.report
+    assert report["subjects"] == {"train": 16, "val": 2, "test": 2}
+    train, val, test = set(data.train.subjects), set(data.val_healthy.subjects), set(data.test.subjects)
+    assert not (train & val) and not (train & test) and not (val & test)
+    assert set(data.val.subjects) <= val
+    for i, subject in enumerate(data.test.subjects):  # largest (here: first) tumour slice
+        start = 72 + int(subject[-3:]) % 10
+        assert data.test.z[i] == start and data.test.seg[i].any()
+    assert data.train.seg is None
+    healthy_train = len(data.train)
+    assert healthy_train == sum(20 - (0 if int(s[-3:]) % 4 == 3 else 4) for s in train)
+    counts = {s: data.val_healthy.subjects.count(s) for s in val}
+    assert all(c == 4 for c in counts.values()) and not data.val_healthy.seg.any()
+    skipped = report["no_tumour_in_range"]
+    assert all(int(s[-3:]) % 4 == 3 for s in skipped["val"] + skipped["test"])
+    assert len(data.val) + len(skipped["val"]) == 2 and len(data.test) + len(skipped["test"]) == 2
+    assert data.train.x.dtype == np.float32 and data.train.y.shape == data.train.x.shape == (healthy_train, 8, 8)
+
+
+def test_cache_is_memory_mapped_and_reused(tmp_path, cache_dir):
+    _, cases = discover_cases(_dataset(tmp_path / "d", 3))
+    cache = open_cache(cases, SMALL, progress=False, workers=2)
+    assert isinstance(cache.image("SYN_000", "flair"), np.memmap)
+    assert cache.image("SYN_000", "t1").shape == (20, 8, 8)
+    built = (cache.path / "meta.json").stat().st_mtime_ns
+    assert open_cache(cases, SMALL, progress=False).path == cache.path
+    assert (cache.path / "meta.json").stat().st_mtime_ns == built
+    assert not [p for p in cache.path.parent.iterdir() if p.name.startswith(".building")]
+
+
+def test_changed_protocol_or_data_never_reuses_a_stale_cache(tmp_path, cache_dir):
+    root = _dataset(tmp_path / "d", 3)
+    first = load_benchmark_data(root, PAIR, protocol=SMALL, progress=False)
+    official = load_benchmark_data(root, PAIR, protocol=Protocol(size=8, normalisation="official"), progress=False)
+    assert official.fingerprint != first.fingerprint
+    assert np.allclose(official.train.x[~official.train.brain], -3)
+    # rewrite one file with different content: size/mtime change, so the cache is rebuilt from it
+    target = root / "SYN_000" / "SYN_000_flair.nii.gz"
+    before = target.stat()
+    write_case(tmp_path / "other", "SYN_000", seed=99)
+    os.replace(tmp_path / "other" / "SYN_000" / "SYN_000_flair.nii.gz", target)
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+    second = load_benchmark_data(root, PAIR, protocol=SMALL, progress=False)
+    assert second.fingerprint != first.fingerprint
+    old_cache, new_cache = (Path(d.report["cache"]) for d in (first, second))
+    assert old_cache != new_cache
+    old_x, new_x = (np.load(c / "SYN_000" / "img.npy")[0] for c in (old_cache, new_cache))
+    assert not np.allclose(old_x, new_x)
+    # adding a case changes the fingerprint too
+    _, cases = discover_cases(root)
+    write_case(root, "SYN_999")
+    assert data_fingerprint(discover_cases(root)[1]) != data_fingerprint(cases)
+
+
+def test_bad_case_stop_and_skip(tmp_path, cache_dir):
+    root = _dataset(tmp_path / "d", 4)
+    _break(root / "SYN_001", "nan")
+    with pytest.raises(UasbenchError, match=r"case SYN_001: file SYN_001_t2.nii.gz contains NaN"):
+        load_benchmark_data(root, PAIR, protocol=SMALL, progress=False)
+    assert not list((cache_dir / "slices").iterdir())  # nothing half-built left behind
+    data = load_benchmark_data(root, PAIR, protocol=SMALL, on_bad_case="skip", progress=False)
+    assert list(data.report["bad_cases_skipped"]) == ["SYN_001"]
+    assert "SYN_001" not in set(data.train.subjects) | set(data.test.subjects) | set(data.val.subjects)
+    with pytest.raises(UasbenchError, match="SYN_001"):  # a skip-mode cache does not excuse stop mode
+        load_benchmark_data(root, PAIR, protocol=SMALL, progress=False)
+    with pytest.raises(UasbenchError, match="on_bad_case"):
+        load_benchmark_data(root, PAIR, protocol=SMALL, on_bad_case="ignore", progress=False)
+
+
+def test_too_shallow_volumes_are_bad_cases(tmp_path, cache_dir):
+    write_case(tmp_path / "d", "SHORT", shape=(12, 12, 60), tumour_z=(10, 12))
+    write_case(tmp_path / "d", "OK", tumour_z=(10, 12))
+    with pytest.raises(UasbenchError, match="case SHORT: volumes have 60 axial slices"):
+        load_benchmark_data(tmp_path / "d", PAIR, protocol=SMALL, progress=False)
