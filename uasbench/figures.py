@@ -1,0 +1,121 @@
+"""The paper's Fig. 3: example test slices with their ground truth, then every method's anomaly map and
+its segmentation at the method's own validation threshold.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from uasbench.errors import UasbenchError  # noqa: E402
+from uasbench.evaluation.postprocess import PostProcess, apply_postprocess  # noqa: E402
+from uasbench.leaderboard import method_sort_key  # noqa: E402
+
+GT_COLOUR = "lime"
+SEG_COLOUR = (1.0, 0.1, 0.1, 0.55)  # translucent red over the input image
+
+
+def comparison_figure(x: np.ndarray, seg: np.ndarray, maps: dict[str, np.ndarray],
+                      thresholds: dict[str, float | None], out: Path,
+                      titles: list[str] | None = None, masks: dict[str, np.ndarray] | None = None) -> Path:
+    """Write a PNG grid: one column per slice; rows: input + GT contour, then map and segmentation per method.
+
+    ``masks`` (optional, per method) are the evaluation masks: segmentations are drawn inside them only,
+    exactly as the metrics count them. A method whose threshold is ``None`` (undefined) gets its map row
+    and a segmentation row saying so.
+    """
+    x, seg = np.asarray(x), np.asarray(seg, dtype=bool)
+    if x.ndim != 3 or seg.shape != x.shape:
+        raise UasbenchError(f"figure input images {x.shape} and masks {seg.shape} must be equal (K,H,W) stacks")
+    for name, m in maps.items():
+        if np.shape(m) != x.shape:
+            raise UasbenchError(f"figure: anomaly maps of {name} have shape {np.shape(m)}, expected {x.shape}")
+    k = len(x)
+    n_rows = 1 + 2 * len(maps)
+    fig, axes = plt.subplots(n_rows, k, figsize=(2.0 * k + 1.2, 2.0 * n_rows), squeeze=False)
+    for j in range(k):
+        _image(axes[0, j], x[j])
+        if seg[j].any():
+            axes[0, j].contour(seg[j], levels=[0.5], colors=GT_COLOUR, linewidths=1.0)
+        if titles is not None:
+            axes[0, j].set_title(titles[j], fontsize=8)
+    axes[0, 0].set_ylabel("input + GT", fontsize=9)
+    for i, (name, m) in enumerate(maps.items()):
+        map_ax, seg_ax = axes[1 + 2 * i], axes[2 + 2 * i]
+        threshold = thresholds.get(name)
+        low, high = float(np.min(m)), float(np.max(m))  # one colour scale per method, shared by its columns
+        for j in range(k):
+            map_ax[j].imshow(m[j], cmap="inferno", interpolation="nearest", vmin=low, vmax=high)
+            _image(seg_ax[j], x[j])
+            if threshold is None:
+                seg_ax[j].text(0.5, 0.5, "threshold\nundefined", ha="center", va="center",
+                               transform=seg_ax[j].transAxes, color="white", fontsize=8)
+            else:
+                overlay = np.zeros(x[j].shape + (4,))
+                inside = True if masks is None else masks[name][j]
+                overlay[(m[j] > threshold) & inside] = SEG_COLOUR
+                seg_ax[j].imshow(overlay, interpolation="nearest")
+            if seg[j].any():
+                seg_ax[j].contour(seg[j], levels=[0.5], colors=GT_COLOUR, linewidths=0.6)
+            for ax in (map_ax[j], seg_ax[j]):
+                ax.set_xticks([])
+                ax.set_yticks([])
+        map_ax[0].set_ylabel(f"{name}\nmap", fontsize=9)
+        seg_ax[0].set_ylabel(f"{name}\nseg", fontsize=9)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png", dpi=100)
+    plt.close(fig)
+    return out
+
+
+def _image(ax: plt.Axes, img: np.ndarray) -> None:
+    ax.imshow(img, cmap="gray", interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def pick_examples(seg: np.ndarray, n: int) -> np.ndarray:
+    """Slices spread over the range of tumour sizes (small to large), deterministic."""
+    order = np.argsort(seg.reshape(len(seg), -1).sum(axis=1), kind="stable")
+    return order[np.unique(np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int))]
+
+
+def figure_from_runs(results_dir: Path, pair: str, out: Path, n_examples: int = 3) -> Path:
+    """Fig. 3 from finished runs of one pair: one run per method (its lowest seed), post-processed as
+    that run was evaluated, segmented at its ``val_dice`` threshold."""
+    from uasbench.leaderboard import collect_runs
+    from uasbench.results import SCORES, ScoredSplits, read_manifest
+
+    df = collect_runs(results_dir)
+    df = df[df["pair"] == pair]
+    if df.empty:
+        raise UasbenchError(f"no complete runs for pair {pair} under {results_dir}")
+    chosen = df.sort_values("seed").groupby("method")["run"].first()
+    maps: dict[str, np.ndarray] = {}
+    masks: dict[str, np.ndarray] = {}
+    thresholds: dict[str, float | None] = {}
+    reference = None
+    for method in sorted(chosen.index, key=method_sort_key):
+        run = Path(chosen[method])
+        scored = ScoredSplits.load(run / SCORES)
+        post = PostProcess.from_dict(read_manifest(run).get("postprocess", {}))
+        maps[method], masks[method] = apply_postprocess(scored.test_maps, scored.test.brain, post)
+        thresholds[method] = json.loads((run / "metrics.json").read_text())["thresholds"]["val_dice"]["value"]
+        key = (scored.test.subjects, tuple(np.asarray(scored.test.z).tolist()))
+        if reference is None:
+            reference = (key, scored.test)
+        elif key != reference[0]:
+            raise UasbenchError(f"run {run} was tested on other slices than the other {pair} runs")
+    test = reference[1]
+    idx = pick_examples(np.asarray(test.seg, dtype=bool), n_examples)
+    titles = [f"{test.subjects[i]} z={int(test.z[i])}" for i in idx]
+    return comparison_figure(test.x[idx], np.asarray(test.seg, dtype=bool)[idx],
+                             {m: v[idx] for m, v in maps.items()}, thresholds, out, titles,
+                             {m: v[idx] for m, v in masks.items()})
