@@ -1,0 +1,87 @@
+"""Cyclic UNet (Liang et al. 2023, the paper's own baseline): x -> f -> y_bar -> g -> x_bar, error |x - x_bar|^2.
+
+Two deterministic UNets are trained separately on paired healthy slices: f: X -> Y and g: Y -> X (g on the
+real Y, not on f's outputs), each with an MSE loss. A tumour is a tissue whose multi-modal signature the
+networks never learned, so its cycle does not close. Only X is needed at test time.
+
+Deviations / choices:
+- Error map: the squared error (x - g(f(x)))^2 as the official code, not the paper's L2 norm (per pixel the
+  two are monotone in each other, so rankings and AUCs agree). No global min-max normalisation: the
+  benchmark tunes thresholds on validation, not on a normalised test set.
+- The translators carry no time-embedding weights (the official g has 681,216 unused ones): same function.
+- Weights are the raw (non-EMA) weights, as the official code evaluates.
+- ``quick`` profile: a small UNet at 32x32 (maps bilinearly resized to the input grid), 600 steps, lr 1e-3.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from uasbench.data.slices import SliceSet
+from uasbench.method import AnomalyMethod
+from uasbench.nn.training import predict_batched, seed_everything, train_network
+from uasbench.nn.unet import NetOptions, UNet, resize
+
+#: The small network and short training every UNet method's ``quick`` profile shares (minutes on 2 CPU cores).
+QUICK_NET: dict[str, Any] = {"resolution": 32, "channels": 16, "channel_mult": (1, 2, 2), "num_res_blocks": 1,
+                             "attention_ds": (4,), "groups": 8, "iterations": 600, "lr": 1e-3,
+                             "checkpoint_every": 200}
+
+
+def translation_loss(net: torch.nn.Module, batch: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+    """MSE of a deterministic translation source -> target (the paper's Eq. 7), over the whole image."""
+    del generator
+    source, target = batch
+    return F.mse_loss(net(source), target)
+
+
+def train_translator(options: NetOptions, source: np.ndarray, target: np.ndarray, *, device: torch.device,
+                     seed: int, workdir: Path | None, name: str) -> UNet:
+    """A deterministic UNet source -> target at ``options.resolution`` (used by Cyclic UNet and MMCCD's g)."""
+    seed_everything(seed)
+    net = options.unet(timestep=False)
+    arrays = [resize(a, options.resolution).numpy() for a in (source, target)]
+    train_network(net, translation_loss, arrays, options.train_settings(), device=device, seed=seed,
+                  workdir=workdir, name=name)
+    return net
+
+
+def to_input_grid(maps: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """Maps computed at the networks' resolution, bilinearly resized back to the slices' grid."""
+    return resize(maps, like.shape[-1], mode="bilinear")[:, 0].numpy()
+
+
+class CyclicUNet(AnomalyMethod):
+    name = "cyclic_unet"
+    Config = NetOptions
+    profiles = {"paper": {}, "quick": dict(QUICK_NET)}
+    train_modalities = ("input", "target")
+    config: NetOptions
+
+    def _fit(self, train: SliceSet, val: SliceSet | None, workdir: Path | None) -> None:
+        del val  # nothing is tuned: the threshold is the benchmark's job
+        assert train.y is not None  # checked by AnomalyMethod.fit
+        self.f = train_translator(self.config, train.x, train.y, device=self.device, seed=self.seed,
+                                  workdir=workdir, name="cyclic_f")
+        self.g = train_translator(self.config, train.y, train.x, device=self.device, seed=self.seed + 1,
+                                  workdir=workdir, name="cyclic_g")
+
+    def _score(self, slices: SliceSet) -> np.ndarray:
+        x = resize(slices.x, self.config.resolution).numpy()
+        x_back = predict_batched(lambda t: self.g(self.f(t)), x, batch_size=self.config.infer_batch,
+                                 device=self.device)
+        return to_input_grid((x - x_back)[:, 0] ** 2, slices.x)
+
+    def get_state(self) -> dict[str, Any]:
+        return {"f": self.f.state_dict(), "g": self.g.state_dict()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.f, self.g = (self.config.unet(timestep=False) for _ in range(2))
+        self.f.load_state_dict(state["f"])
+        self.g.load_state_dict(state["g"])
+        self.f.to(self.device).eval()
+        self.g.to(self.device).eval()

@@ -1,0 +1,90 @@
+"""The band masks, Eq. 10 aggregation, and batched == sequential for MMCCD's inference engine."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from uasbench.nn.masked_inference import MaskedCycle, band_masks, coverage
+from uasbench.nn.unet import UNet, UNetConfig
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> object:
+    """Tiny networks on a shared 2-core machine: a second intra-op thread only adds contention (20x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_the_official_mask_set() -> None:
+    masks = band_masks(128, 16, 2)
+    assert masks.shape == (128, 128, 128)
+    cov = coverage(masks)
+    assert int(cov.min()) == 2 and int(cov.max()) == 16
+    # per direction, coordinate c is covered min(c // 2 + 1, 8) times (official-mmccd-code.md "Coverage")
+    per_direction = np.minimum(np.arange(128) // 2 + 1, 8)
+    np.testing.assert_array_equal(coverage(masks[:64])[0].numpy(), per_direction)
+    np.testing.assert_array_equal(coverage(masks[64:])[:, 0].numpy(), per_direction)
+    assert masks[0][:, :16].all() and masks[0].sum() == 16 * 128  # first: a vertical band at column 0
+    assert masks[63].sum() == 2 * 128  # truncated at the far edge
+    assert masks[64][:16].all()  # then the horizontal bands
+
+
+def test_mask_options() -> None:
+    assert band_masks(32, 4, 4, ("horizontal",)).shape == (8, 32, 32)
+    with pytest.raises(ValueError):
+        band_masks(32, 4, 2, ("diagonal",))
+    with pytest.raises(ValueError):
+        band_masks(32, 40, 2)
+
+
+def tiny_nets(seed: int = 0) -> tuple[UNet, UNet]:
+    torch.manual_seed(seed)
+    cfg = dict(channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_ds=(2,), groups=4)
+    f, g = UNet(UNetConfig(in_channels=2, **cfg)), UNet(UNetConfig(timestep=False, **cfg))
+    for p in [*f.parameters(), *g.parameters()]:  # random weights everywhere, so outputs depend on every input
+        torch.nn.init.normal_(p, std=0.1)
+    return f, g
+
+
+def test_eq10_averages_over_the_masks_covering_each_pixel(monkeypatch: pytest.MonkeyPatch) -> None:
+    f, g = tiny_nets()
+    masks = torch.zeros(3, 4, 4, dtype=torch.bool)
+    masks[0, :, :2] = True  # columns 0-1
+    masks[1, :, 1:3] = True  # columns 1-2
+    masks[2, :2, :] = True  # rows 0-1
+    engine = MaskedCycle(f, g, masks, steps=2)
+    # error of (slice i, mask r) = 10 * i + r + 1 everywhere
+    monkeypatch.setattr(engine, "_errors", lambda x, s, m: (10.0 * s + m + 1).float().view(-1, 1, 1, 1).expand(-1, 1, 4, 4))
+    maps = engine.score_batched(np.zeros((2, 4, 4), np.float32), max_batch=4)
+    expected = np.array([
+        [(1 + 3) / 2, (1 + 2 + 3) / 3, (2 + 3) / 2, 3],
+        [(1 + 3) / 2, (1 + 2 + 3) / 3, (2 + 3) / 2, 3],
+        [1, (1 + 2) / 2, 2, 0],  # column 3, rows 2-3: covered by no mask -> 0
+        [1, (1 + 2) / 2, 2, 0],
+    ])
+    np.testing.assert_allclose(maps[0], expected)
+    np.testing.assert_allclose(maps[1], np.where(expected > 0, expected + 10, 0))
+
+
+def test_batched_equals_sequential_and_is_reproducible() -> None:
+    f, g = tiny_nets()
+    engine = MaskedCycle(f, g, band_masks(16, 4, 3), steps=4, seed=7)
+    x = np.random.default_rng(0).normal(size=(3, 16, 16)).astype(np.float32)
+    sequential = engine.score_sequential(x, batch_size=2)
+    assert sequential.shape == (3, 16, 16) and sequential.dtype == np.float32 and sequential.std() > 0
+    for max_batch in (1, 5, 64):
+        np.testing.assert_allclose(engine.score_batched(x, max_batch=max_batch), sequential, rtol=1e-4, atol=1e-5)
+    # a slice's map does not depend on the other slices scored with it
+    np.testing.assert_allclose(engine.score_batched(x[:1]), sequential[:1], rtol=1e-4, atol=1e-5)
+    other_seed = MaskedCycle(f, g, engine.masks, steps=4, seed=8).score_batched(x)
+    assert not np.allclose(other_seed, sequential)
+    assert engine.passes_per_slice() == (len(engine.masks) * 4, len(engine.masks))
+
+
+def test_size_mismatch_is_refused() -> None:
+    f, g = tiny_nets()
+    with pytest.raises(ValueError, match="differ in size"):
+        MaskedCycle(f, g, band_masks(16, 4, 4), steps=2).score_batched(np.zeros((1, 8, 8), np.float32))
