@@ -37,7 +37,7 @@ def test_real_cases_are_read_with_axial_third_axis(real_brats_root):
     assert [c.id for c in cases] == ["TCGA-DU-7294", "TCGA-FG-6692"]
     vols = read_case(cases[1])
     assert set(vols.images) == {"flair", "t1", "t1ce", "t2"}
-    assert all(v.shape == (240, 240, 155) and v.dtype == np.float32 for v in vols.images.values())
+    assert all(v.shape == (240, 240, 155) and v.dtype == np.int16 for v in vols.images.values())  # as stored
     assert nib.aff2axcodes(vols.affine) == ("L", "P", "S")  # third array axis runs inferior -> superior
     assert set(np.unique(vols.seg)) == {0, 1, 2, 4}
     assert set(np.unique(read_case(cases[0]).seg)) == {0, 1, 2}

@@ -78,22 +78,45 @@ class Protocol:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def normalise(vol: np.ndarray, modality: str, protocol: Protocol) -> np.ndarray:
-    """Intensity-normalise one 3-D volume (float32) as the protocol says; statistics use ``vol > 0`` only."""
+def brain_values(vol: np.ndarray) -> np.ndarray:
+    """``vol[vol > 0]``, indexing only the brain's bounding box: boolean indexing of the whole 240x240x155
+    volume costs as much as decompressing it, and the box is about a third of it."""
     brain = vol > 0
-    values = vol[brain]
+    box = []
+    for axis in range(vol.ndim):
+        hit = np.flatnonzero(brain.any(axis=tuple(a for a in range(vol.ndim) if a != axis)))
+        box.append(slice(hit[0], hit[-1] + 1) if hit.size else slice(0, 0))
+    box = tuple(box)
+    return vol[box][brain[box]]
+
+
+def normalisation_stats(vol: np.ndarray, modality: str, protocol: Protocol) -> tuple[float, float]:
+    """(centre, scale) of one whole 3-D volume, from its brain voxels (``vol > 0``) only."""
+    values = brain_values(vol)
     if values.size == 0:
         raise ValueError("empty brain: no voxel above 0")
     if protocol.normalisation == "official":
         upper = float(np.quantile(values, protocol.official_upper_quantile))
-        return (vol * np.float32(6.0 / upper) - np.float32(3.0)).astype(np.float32)
+        return upper / 2, upper / 6  # (vol - U/2) / (U/6) == vol * 6/U - 3
     lo_p, hi_p = protocol.paper_flair_percentiles if modality == "flair" else protocol.paper_percentiles
     lo, hi = np.percentile(values, [lo_p, hi_p])
     inner = values[(values >= lo) & (values <= hi)]
-    mean, std = float(inner.mean()), float(inner.std())
-    out = (vol - np.float32(mean)) / np.float32(std if std > 0 else 1.0)
-    out[~brain] = protocol.paper_background
-    return out.astype(np.float32)
+    std = float(inner.std())
+    return float(inner.mean()), std if std > 0 else 1.0
+
+
+def apply_normalisation(x: np.ndarray, stats: tuple[float, float], protocol: Protocol) -> np.ndarray:
+    """Normalise any part of a volume (e.g. only the protocol's slab) with the whole volume's statistics."""
+    centre, scale = stats
+    out = ((x - np.float32(centre)) / np.float32(scale)).astype(np.float32)
+    if protocol.normalisation == "paper":
+        out[~(x > 0)] = protocol.paper_background
+    return out
+
+
+def normalise(vol: np.ndarray, modality: str, protocol: Protocol) -> np.ndarray:
+    """Intensity-normalise one whole 3-D volume as the protocol says."""
+    return apply_normalisation(vol, normalisation_stats(vol, modality, protocol), protocol)
 
 
 def axial_stack(vol: np.ndarray, protocol: Protocol) -> np.ndarray:
