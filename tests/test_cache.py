@@ -115,6 +115,7 @@ def test_bad_case_stop_and_skip(tmp_path, cache_dir):
     assert not list((cache_dir / "slices").iterdir())  # nothing half-built left behind
     data = load_benchmark_data(root, PAIR, protocol=SMALL, on_bad_case="skip", progress=False)
     assert list(data.report["bad_cases_skipped"]) == ["SYN_001"]
+    assert "1 bad case(s) skipped: SYN_001" in data.report["warnings"]
     assert "SYN_001" not in set(data.train.subjects) | set(data.test.subjects) | set(data.val.subjects)
     with pytest.raises(UasbenchError, match="SYN_001"):  # a skip-mode cache does not excuse stop mode
         load_benchmark_data(root, PAIR, protocol=SMALL, progress=False)

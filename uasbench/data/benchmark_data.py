@@ -90,6 +90,8 @@ def load_benchmark_data(data_root: Path | None, pair: Pair, *, protocol: Protoco
         "test": _slice_set(cache, pair, test, protocol, with_seg=True),
     }
     warnings = [f"{name} set is empty" for name in ("train", "val", "test") if len(data[name]) == 0]
+    if cache.bad_cases:
+        warnings.append(f"{len(cache.bad_cases)} bad case(s) skipped: " + ", ".join(cache.bad_cases))
     unassigned = sorted(good - set(split.assignment))
     report = {
         "data_root": str(data_root),
