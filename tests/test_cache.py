@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -127,4 +128,11 @@ def test_too_shallow_volumes_are_bad_cases(tmp_path, cache_dir):
     write_case(tmp_path / "d", "SHORT", shape=(12, 12, 60), tumour_z=(10, 12))
     write_case(tmp_path / "d", "OK", tumour_z=(10, 12))
     with pytest.raises(UasbenchError, match="case SHORT: volumes have 60 axial slices"):
+        load_benchmark_data(tmp_path / "d", PAIR, protocol=SMALL, progress=False)
+
+
+def test_empty_brain_is_a_bad_case(tmp_path, cache_dir):
+    folder = write_case(tmp_path / "d", "ZERO")
+    nib.save(nib.Nifti1Image(np.zeros((12, 12, 92), np.int16), np.eye(4)), folder / "ZERO_t1.nii.gz")
+    with pytest.raises(UasbenchError, match="case ZERO: file ZERO_t1.nii.gz: empty brain"):
         load_benchmark_data(tmp_path / "d", PAIR, protocol=SMALL, progress=False)

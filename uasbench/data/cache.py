@@ -65,10 +65,11 @@ def prepare_case(case: Case, protocol: Protocol, out: Path) -> str | None:
         images, brains = [], []
         for m in MODALITIES:
             vol = vols.images[m]
-            if not (vol > 0).any():
-                raise BadCaseError(case.id, f"file {case.files[m].name} has no voxel above 0 (empty brain)")
-            slab = axial_stack(vol, protocol)  # only the slab is normalised: 8x less work than the volume
-            stats = normalisation_stats(vol, m, protocol)
+            try:  # statistics of the whole volume, applied to the slab only: 8x less work
+                stats = normalisation_stats(vol, m, protocol)
+            except ValueError as exc:
+                raise BadCaseError(case.id, f"file {case.files[m].name}: {exc}") from None
+            slab = axial_stack(vol, protocol)
             images.append(resize(apply_normalisation(slab, stats, protocol), protocol.size))
             brains.append(resize_mask(slab > 0, protocol.size))
     except BadCaseError as exc:
