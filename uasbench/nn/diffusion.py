@@ -59,7 +59,7 @@ class Schedule:
                 cond: torch.Tensor | None = None) -> torch.Tensor:
         """Training loss of an x0-predicting model (the paper's Eq. 6/9): MSE between f(y_t [, cond], t) and y0
         at a uniform t, over the whole image (as the official code, background included)."""
-        t = torch.randint(self.timesteps, (len(y0),), generator=generator, device=y0.device)
+        t = self.sample_t(len(y0), generator, y0.device)
         y_t = self.q_sample(y0, t, torch.randn(y0.shape, generator=generator, device=y0.device))
         return F.mse_loss(net(y_t if cond is None else torch.cat([y_t, cond], dim=1), t), y0)
 
