@@ -85,6 +85,8 @@ def test_pairs_table_and_oracle_label(results: Path) -> None:
     assert "0.6600" in oracle
     undefined = render(df, table="metrics", fmt="md", threshold="fpr_1")
     assert "n/a" in undefined
+    alone = render(df[df["method"] == "dae"], table="pairs", fmt="md")
+    assert "**" not in alone.split("|---|")[1]  # a single method is not "best"
 
 
 @pytest.mark.parametrize("fmt", ["csv", "latex", "html"])

@@ -128,7 +128,7 @@ def _grid(agg: pd.DataFrame, rows: list[str], columns: list[tuple[str, str, str]
     bold = np.zeros_like(values, dtype=bool)
     for j, (_, _, metric) in enumerate(columns):
         col = values[:, j]
-        if np.any(~np.isnan(col)):
+        if np.sum(~np.isnan(col)) > 1:  # "best" needs something to beat
             best = np.nanmin(col) if metric in LOWER_IS_BETTER else np.nanmax(col)
             bold[:, j] = col == best
     return texts, bold.tolist()
