@@ -1,0 +1,178 @@
+"""The synthetic BraTS-like phantom: determinism, file layout, tissue contrasts, tumours, atomic writing."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from uasbench.data import phantom
+from uasbench.data.anatomy import BRATS_SHAPE, load_anatomy
+from uasbench.errors import UasbenchError
+
+# index % 20: 0 healthy, 1 low-grade T1-iso, 2 glioblastoma-like
+HEALTHY, T1_ISO, GBM = 0, 1, 2
+
+
+@pytest.fixture(scope="module")
+def subjects() -> dict[int, phantom.PhantomSubject]:
+    return {i: phantom.generate_subject(i, seed=0) for i in (HEALTHY, T1_ISO, GBM)}
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return phantom.write_phantom_dataset(tmp_path_factory.mktemp("ph") / "set", 2, seed=3, progress=False,
+                                         workers=1)
+
+
+def test_anatomy_asset_is_brain_shaped() -> None:
+    anat = load_anatomy()
+    assert anat.gm.shape == anat.wm.shape == anat.csf.shape == anat.ventricles.shape
+    total = anat.gm + anat.wm + anat.csf
+    assert total.max() <= 1.01 and (total > 0.5).sum() * 8 / 1000 > 1000  # > 1 litre of brain
+    assert (anat.ventricles > 0.5).sum() * 8 / 1000 > 5  # lateral ventricles present
+
+
+def test_same_seed_same_subject_and_independent_of_dataset_size(subjects, written) -> None:
+    again = phantom.generate_subject(GBM, seed=0)
+    for m in phantom.IMAGE_MODALITIES:
+        np.testing.assert_array_equal(again.images[m], subjects[GBM].images[m])
+    np.testing.assert_array_equal(again.seg, subjects[GBM].seg)
+    # subject 1 of a 2-subject set equals subject 1 generated on its own (so it is the same whatever N is)
+    alone = phantom.generate_subject(1, seed=3)
+    on_disk = np.asarray(nib.load(written / "UASPH_00001" / "UASPH_00001_t2.nii.gz").dataobj)
+    np.testing.assert_array_equal(on_disk, alone.images["t2"])
+    other_seed = phantom.generate_subject(GBM, seed=1)
+    assert not np.array_equal(other_seed.images["t1"], subjects[GBM].images["t1"])
+
+
+def test_written_layout_matches_brats2021(written: Path) -> None:
+    cases = sorted(p.name for p in written.iterdir())
+    assert cases == ["UASPH_00000", "UASPH_00001"]
+    for case in cases:
+        names = {p.name for p in (written / case).iterdir()}
+        assert names == {f"{case}_{m}.nii.gz" for m in ("flair", "t1", "t1ce", "t2", "seg")} | {f"{case}_phantom.json"}
+        for m in ("flair", "t1", "t1ce", "t2", "seg"):
+            img = nib.load(written / case / f"{case}_{m}.nii.gz")
+            assert img.shape == BRATS_SHAPE
+            np.testing.assert_array_equal(img.affine, phantom.BRATS_AFFINE)
+            assert nib.aff2axcodes(img.affine) == ("L", "P", "S")
+            assert img.get_data_dtype() == (np.uint8 if m == "seg" else np.int16)
+        meta = json.loads((written / case / f"{case}_phantom.json").read_text())
+        assert meta["version"] == phantom.PHANTOM_VERSION and meta["seed"] == 3
+        assert {"kind", "protocol", "volume_cm3", "site"} <= set(meta)
+
+
+def test_labels_and_background(subjects) -> None:
+    for s in subjects.values():
+        assert set(np.unique(s.seg)) <= {0, 1, 2, 4}
+        brain = s.tissue > 0
+        for vol in s.images.values():
+            assert vol.dtype == np.int16 and vol.shape == BRATS_SHAPE
+            assert (vol[~brain] == 0).all() and (vol[brain] > 0).all()
+        assert (s.seg[~brain] == 0).all()
+    assert not subjects[HEALTHY].seg.any()
+    assert set(np.unique(subjects[GBM].seg)) == {0, 1, 2, 4}
+    assert set(np.unique(subjects[T1_ISO].seg)) == {0, 1, 2}  # non-enhancing: no label 4
+
+
+def test_tissue_contrast_ordering(subjects) -> None:
+    s = subjects[HEALTHY]
+    pure = {k: ndi.binary_erosion(s.tissue == k, iterations=1) for k in (1, 2, 3)}  # 1 CSF, 2 GM, 3 WM
+    ventricles = ndi.binary_erosion(s.tissue == 1, iterations=3)  # deep CSF, free of partial volume
+    med = {m: {k: np.median(v[mask]) for k, mask in pure.items()} for m, v in s.images.items()}
+    assert med["t1"][3] > med["t1"][2] > med["t1"][1]
+    assert med["t2"][1] > med["t2"][2] > med["t2"][3]
+    assert med["flair"][2] > med["flair"][3]
+    assert np.median(s.images["flair"][ventricles]) < 0.5 * med["flair"][3]  # CSF nulled
+
+
+def _ratio_to_nearby_wm(s: phantom.PhantomSubject, modality: str) -> float:
+    lesion = ndi.binary_erosion(s.seg > 0, iterations=2)
+    shell = ndi.binary_dilation(s.seg > 0, iterations=15) & ~ndi.binary_dilation(s.seg > 0, iterations=3)
+    wm = ndi.binary_erosion(s.tissue == 3, iterations=2) & shell
+    vol = s.images[modality].astype(float)
+    return float(vol[lesion].mean() / vol[wm].mean())
+
+
+def test_low_grade_lesion_hides_on_t1_shows_on_t2_flair(subjects) -> None:
+    s = subjects[T1_ISO]
+    assert s.params["kind"] == "low_grade_t1_iso"
+    assert abs(_ratio_to_nearby_wm(s, "t1") - 1) < 0.05
+    assert abs(_ratio_to_nearby_wm(s, "t1ce") - 1) < 0.05
+    assert _ratio_to_nearby_wm(s, "t2") > 1.4
+    assert _ratio_to_nearby_wm(s, "flair") > 1.4
+
+
+def test_glioblastoma_enhances_on_t1ce(subjects) -> None:
+    s = subjects[GBM]
+    rim = s.seg == 4
+    wm = ndi.binary_erosion(s.tissue == 3, iterations=2) & (s.seg == 0)
+    assert np.median(s.images["t1ce"][rim]) > 1.3 * np.median(s.images["t1ce"][wm])
+    assert np.median(s.images["flair"][s.seg == 2]) > 1.3 * np.median(s.images["flair"][wm])
+
+
+def test_tumour_placement_suits_the_protocol_slab() -> None:
+    """Largest tumour slice in z 70..89; enough tumour subjects keep healthy slices there for training."""
+    kept = 0
+    indices = [i for i in range(20) if phantom.subject_kind(i) != "healthy"][:6]
+    for i in indices:
+        area = phantom.tumour_area_per_slice(i, seed=0)
+        assert 70 <= int(area.argmax()) <= 89
+        kept += int((area[70:90] == 0).any())
+    assert kept >= len(indices) // 2
+
+
+def test_placement_estimate_matches_generated_volume(subjects) -> None:
+    s = subjects[GBM]
+    area = (s.seg > 0).sum(axis=(0, 1))
+    assert 70 <= s.params["largest_slice"] == int(area.argmax()) <= 89
+    assert s.params["healthy_protocol_slices"] == int((area[70:90] == 0).sum())
+    estimate = phantom.tumour_area_per_slice(GBM, seed=0)
+    assert abs(int(estimate.argmax()) - int(area.argmax())) <= 3
+
+
+def test_write_refuses_non_empty_target(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "keep.txt").write_text("mine")
+    with pytest.raises(UasbenchError, match="not an empty folder"):
+        phantom.write_phantom_dataset(tmp_path / "x", 1, progress=False, workers=1)
+    with pytest.raises(UasbenchError, match="subjects"):
+        phantom.write_phantom_dataset(tmp_path / "y", 0, progress=False, workers=1)
+
+
+def test_interrupted_write_leaves_no_complete_looking_folder(tmp_path: Path, monkeypatch) -> None:
+    real = phantom.write_subject
+    calls = []
+
+    def failing(folder: Path, index: int, seed: int) -> dict:
+        calls.append(index)
+        if index == 1:
+            raise RuntimeError("disk full")
+        return real(folder, index, seed)
+
+    monkeypatch.setattr(phantom, "write_subject", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        phantom.write_phantom_dataset(tmp_path / "set", 3, progress=False, workers=1)
+    assert calls == [0, 1]
+    assert list(tmp_path.iterdir()) == []  # neither the target nor the partial build remains
+
+
+def test_default_root_is_generated_once(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("UASBENCH_CACHE_DIR", str(tmp_path))
+    made = []
+
+    def fake_write(out: Path, n: int, seed: int = 0, **_: object) -> Path:
+        made.append((n, seed))
+        out.mkdir(parents=True)
+        (out / "UASPH_00000").mkdir()
+        return out
+
+    monkeypatch.setattr(phantom, "write_phantom_dataset", fake_write)
+    first = phantom.default_phantom_root(progress=False)
+    second = phantom.default_phantom_root(progress=False)
+    assert first == second == tmp_path / f"phantom-{phantom.PHANTOM_VERSION}-n60-s0"
+    assert made == [(60, 0)]
