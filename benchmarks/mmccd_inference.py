@@ -1,8 +1,9 @@
 """Seconds per slice of MMCCD's test-time inference: the official per-mask loop versus the batched engine.
 
 Both run on the same machine, slices and (randomly initialised) networks, and must give the same maps.
-Default: a small network at 32x32 that finishes in a minute or two on 2 CPU cores. ``--paper``: the full
-128x128 UNet, 128 masks, 100 DDIM steps (for a GPU). On CUDA it also prints the achieved TFLOP/s against
+Default: MMCCD's ``quick`` profile (a small UNet at 32x32, a minute or two on 2 CPU cores); ``--paper``:
+its paper profile, the full 128x128 UNet, 128 masks, 100 DDIM steps (for a GPU); single fields can be
+overridden (``--resolution 64 --band-width 8``). On CUDA it also prints the achieved TFLOP/s against
 the FLOP floor (network passes x FLOP per pass, counted with torch's FlopCounterMode).
 
     python benchmarks/mmccd_inference.py [--paper] [--slices 4] [--threads 1] [--device cpu]
@@ -17,37 +18,25 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from uasbench.nn.masked_inference import MaskedCycle, band_masks
-from uasbench.nn.unet import UNet, UNetConfig
+from uasbench.nn.unet import UNet
+from uasbench_methods.mmccd import MMCCD, MMCCDConfig
 
-PAPER = {"resolution": 128, "channels": 32, "mult": "1,1,2,3,4", "res_blocks": 2, "attention_ds": "4,8,16",
-         "band_width": 16, "stride": 2, "steps": 100}
+OVERRIDES = {"resolution": int, "channels": int, "num_res_blocks": int, "band_width": int, "stride": int,
+             "ddim_steps": int}
 
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--paper", action="store_true", help="the official 128x128 / 128 masks / 100 steps setting")
-    p.add_argument("--resolution", type=int, default=32)
-    p.add_argument("--channels", type=int, default=16)
-    p.add_argument("--mult", default="1,2,2", help="channel multipliers, comma-separated")
-    p.add_argument("--res-blocks", type=int, default=1)
-    p.add_argument("--attention-ds", default="4", help="downsampling factors with attention, comma-separated")
-    p.add_argument("--band-width", type=int, default=4)
-    p.add_argument("--stride", type=int, default=2)
-    p.add_argument("--steps", type=int, default=10, help="DDIM steps")
+    p.add_argument("--paper", action="store_true",
+                   help="MMCCD's paper profile (128x128, 128 masks, 100 steps) instead of its quick profile")
+    for name, kind in OVERRIDES.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, help="override of the profile's value")
     p.add_argument("--slices", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=32, help="slices per batch of the sequential loop (official 32)")
     p.add_argument("--max-batch", type=int, default=256, help="(slice, mask) pairs per call of the batched engine")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = p.parse_args()
-    if args.paper:
-        for key, value in PAPER.items():
-            setattr(args, key, value)
-    return args
-
-
-def ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(",") if v)
+    return p.parse_args()
 
 
 def flop_per_pass(net: UNet, channels: int, size: int, device: torch.device, timestep: bool) -> int:
@@ -72,23 +61,24 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    cfg = dict(channels=args.channels, channel_mult=ints(args.mult), num_res_blocks=args.res_blocks,
-               attention_ds=ints(args.attention_ds))
+    overrides = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
+    c = MMCCD.config_for("paper" if args.paper else "quick", overrides)
+    assert isinstance(c, MMCCDConfig)
     torch.manual_seed(0)
-    f = UNet(UNetConfig(in_channels=2, **cfg)).to(device).eval()
-    g = UNet(UNetConfig(timestep=False, **cfg)).to(device).eval()
-    engine = MaskedCycle(f, g, band_masks(args.resolution, args.band_width, args.stride), steps=args.steps)
-    x = np.random.default_rng(0).normal(size=(args.slices, args.resolution, args.resolution)).astype(np.float32)
+    f = c.unet(in_channels=2, timestep=True).to(device).eval()
+    g = c.unet(timestep=False).to(device).eval()
+    engine = MaskedCycle(f, g, band_masks(c.resolution, c.band_width, c.stride, c.directions), steps=c.ddim_steps)
+    x = np.random.default_rng(0).normal(size=(args.slices, c.resolution, c.resolution)).astype(np.float32)
 
     engine.score_batched(x[:1], max_batch=args.max_batch)  # warm-up (allocator, kernels)
     t_seq, seq = timed(lambda: engine.score_sequential(x, batch_size=args.batch_size), device)
     t_bat, bat = timed(lambda: engine.score_batched(x, max_batch=args.max_batch), device)
 
     f_passes, g_passes = engine.passes_per_slice()
-    floor = (f_passes * flop_per_pass(f, 2, args.resolution, device, True)
-             + g_passes * flop_per_pass(g, 1, args.resolution, device, False))
+    floor = (f_passes * flop_per_pass(f, 2, c.resolution, device, True)
+             + g_passes * flop_per_pass(g, 1, c.resolution, device, False))
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
-          f"{args.slices} slices at {args.resolution}x{args.resolution}, {len(engine.masks)} masks, {args.steps} steps, "
+          f"{args.slices} slices at {c.resolution}x{c.resolution}, {len(engine.masks)} masks, {c.ddim_steps} steps, "
           f"UNet {sum(p.numel() for p in f.parameters()) / 1e6:.2f} M parameters")
     print(f"network passes per slice: {f_passes} (f) + {g_passes} (g); FLOP floor {floor / 1e12:.4f} TFLOP per slice")
     print(f"sequential (per-mask loop, {args.batch_size} slices per batch): {t_seq / args.slices:.3f} s per slice")

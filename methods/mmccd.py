@@ -19,7 +19,8 @@ Deviations / choices (the official code where the paper is silent):
 - Error: squared error per pixel (official), not the L2 norm of Eq. 10; no global min-max normalisation.
 - Weights are the raw (non-EMA) weights, as the official code evaluates.
 - ``quick`` profile: the small UNets of ``QUICK_NET`` at 32x32, bands of width 4 (16 px scaled to 32 px) at
-  stride 2 (32 masks, coverage 2..4), 10 DDIM steps (t = 900, 800, ..., 0); maps resized to the input grid.
+  stride 2 (32 masks, coverage 2..4), 10 DDIM steps (t = 900, 800, ..., 0), chunks of 64 (slice, mask)
+  pairs (larger chunks are slower on a CPU); maps resized to the input grid.
 """
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ class MMCCD(AnomalyMethod):
     name = "mmccd"
     Config = MMCCDConfig
     profiles = {"paper": {},
-                "quick": {**QUICK_NET, "ddim_steps": 10, "band_width": 4, "stride": 2}}
+                "quick": {**QUICK_NET, "ddim_steps": 10, "band_width": 4, "stride": 2, "max_batch": 64}}
     train_modalities = ("input", "target")
     config: MMCCDConfig
 
