@@ -238,7 +238,7 @@ def _normal_lookalikes(rng: np.random.Generator, maps: dict[str, np.ndarray]) ->
 
 
 _SIZES = {  # (solid radius R mm, edema extent E mm) ranges and probability, per size class
-    "small": ((4, 8), (2, 8), 0.35), "medium": ((8, 13), (4, 12), 0.4), "large": ((12, 18), (10, 22), 0.25)}
+    "small": ((4, 8), (2, 8), 0.35), "medium": ((8, 13), (6, 16), 0.4), "large": ((12, 18), (10, 22), 0.25)}
 
 
 def _tumour_size(rng: np.random.Generator, kind: str) -> dict:
@@ -262,12 +262,14 @@ def _tumour_fields(kind: str, maps: dict[str, np.ndarray], centre: np.ndarray, s
     d = (np.indices(maps["wm"].shape, dtype=np.float32) - centre[:, None, None, None]) * 2  # mm
     rot = np.array(size["rotation"], np.float32) / np.array(size["axes"], np.float32)[:, None]
     dist = np.sqrt((np.einsum("ij,jxyz->ixyz", rot, d) ** 2).sum(0))
+    d[2] *= 1.4  # oedema spreads more in-plane than across slices: keeps healthy slices in the protocol slab
+    dist_edema = np.sqrt((np.einsum("ij,jxyz->ixyz", rot, d) ** 2).sum(0))
     rough = 0.35 if kind == "L" else 0.3
     rr = dist + rough * size["R"] * (noise[0] + 0.4 * noise[3])
     wm = ndi.gaussian_filter(maps["wm"], 1.0)
-    margin = size["R"] + size["E"] * np.clip(0.2 + 0.8 * wm + 0.3 * noise[2], 0, None)
+    margin = size["R"] + size["E"] * np.clip(0.2 + 1.1 * wm + 0.4 * noise[2], 0, None)
     return {"core": rr / size["R"], "necrosis": rr / size["R"] + 0.15 * noise[1],
-            "edema": dist + 0.2 * (size["R"] + size["E"]) * noise[2] - margin}
+            "edema": dist_edema + 0.2 * (size["R"] + size["E"]) * noise[2] - margin}
 
 
 def _tumour_extent(fields: dict[str, np.ndarray], maps: dict[str, np.ndarray], anat: Anatomy) -> np.ndarray:
@@ -396,7 +398,7 @@ def _subject_geometry(index: int, seed: int) -> tuple:
     tumour = None
     if kind != "H":
         tumour_params, maps, tumour = _place_tumour(rng, kind, warp, maps, anat)
-        params["tumour"] = {**tumour_params, "necrosis_fraction_of_radius": float(rng.uniform(0.3, 0.7))}
+        params["tumour"] = {**tumour_params, "necrosis_fraction_of_radius": float(rng.uniform(0.45, 0.8))}
     return rng, kind, proto, tissues, maps, tumour, params
 
 
@@ -435,7 +437,8 @@ def generate_subject(index: int, seed: int = 0) -> PhantomSubject:
             lab[up["necrosis"] < params["tumour"]["necrosis_fraction_of_radius"]] = 1
     comp, fracs = _mix_fractions(up, lab, kind)
     table = np.stack([signals(tissues[n], proto) for n in comp]).astype(np.float32)  # (K, 4)
-    sig = (fracs @ table) * (1 + up["texture"][:, None])  # partial-volume mixing at signal level
+    # partial-volume mixing at signal level; tumours are more heterogeneous than normal tissue
+    sig = (fracs @ table) * (1 + up["texture"] * np.where(lab > 0, 4, 1).astype(np.float32))[:, None]
     images, acq = _acquire(rng, sig, idx, shape, np.stack([up["bias0"], up["bias1"]]),
                            signals(tissues["wm"], proto))
     seg = np.zeros(shape, np.uint8)
