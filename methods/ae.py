@@ -150,7 +150,8 @@ class AutoEncoder(ReconstructionMethod):
                                dropout=c.dropout, variational=self.variational)
 
     def _reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return super()._reconstruct(x)[0]
+        assert self.net is not None
+        return self.net(x)[0]  # the (posterior-mean) reconstruction; mu and logvar are for the loss
 
     def _loss(self, net: nn.Module, batch: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         x = batch[0]
