@@ -77,7 +77,8 @@ def main() -> None:
     f_passes, g_passes = engine.passes_per_slice()
     floor = (f_passes * flop_per_pass(f, 2, c.resolution, device, True)
              + g_passes * flop_per_pass(g, 1, c.resolution, device, False))
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"device {device} ({where}), "
           f"{args.slices} slices at {c.resolution}x{c.resolution}, {len(engine.masks)} masks, {c.ddim_steps} steps, "
           f"UNet {sum(p.numel() for p in f.parameters()) / 1e6:.2f} M parameters")
     print(f"network passes per slice: {f_passes} (f) + {g_passes} (g); FLOP floor {floor / 1e12:.4f} TFLOP per slice")

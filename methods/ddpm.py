@@ -26,30 +26,22 @@ from sklearn.metrics import average_precision_score
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.method import AnomalyMethod
-from uasbench.nn.diffusion import Schedule, keyed_generator
+from uasbench.nn.diffusion import DiffusionOptions, keyed_generator
 from uasbench.nn.training import seed_everything, train_network
-from uasbench.nn.unet import NetOptions, UNet, resize
+from uasbench.nn.unet import UNet, resize
 from uasbench_methods.cyclic_unet import QUICK_NET, to_input_grid
 
 
 @dataclass
-class DDPMConfig(NetOptions):
-    train_timesteps: int = 1000
-    ddim_steps: int = 100  # respacing of the full chain: t = 990, 980, ..., 0
+class DDPMConfig(DiffusionOptions):
     noise_levels: tuple[int, ...] = (100, 200, 300, 400, 500)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.noise_levels = tuple(self.noise_levels)
-        if not 1 <= self.ddim_steps <= self.train_timesteps:
-            raise UasbenchError(f"option ddim_steps={self.ddim_steps} must be in 1..{self.train_timesteps}")
         if not self.noise_levels or not all(0 <= t < self.train_timesteps for t in self.noise_levels):
             raise UasbenchError(f"option noise_levels={self.noise_levels} must be non-empty, each in "
                                 f"0..{self.train_timesteps - 1}")
-
-    @property
-    def schedule(self) -> Schedule:
-        return Schedule(self.train_timesteps)
 
 
 class DDPM(AnomalyMethod):
@@ -91,8 +83,9 @@ class DDPM(AnomalyMethod):
         with torch.inference_mode():
             for ids in torch.arange(len(x)).split(c.infer_batch):
                 xs = x[ids].to(self.device)
-                noise = torch.stack([torch.randn(xs.shape[1:], generator=keyed_generator(self.device, self.seed, int(i)),
-                                                 device=self.device) for i in ids])
+                noise = torch.stack([torch.randn(xs.shape[1:], device=self.device,
+                                                 generator=keyed_generator(self.device, self.seed, int(i)))
+                                     for i in ids])
                 y = schedule.q_sample(xs, torch.full((len(xs),), timesteps[0], device=self.device), noise)
                 errors.append((xs - schedule.ddim_sample(self.net, y, timesteps)).abs()[:, 0].cpu())
         return to_input_grid(torch.cat(errors).numpy(), slices.x)

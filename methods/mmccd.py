@@ -34,17 +34,15 @@ import torch
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.method import AnomalyMethod
-from uasbench.nn.diffusion import Schedule
+from uasbench.nn.diffusion import DiffusionOptions, Schedule
 from uasbench.nn.masked_inference import DIRECTIONS, MaskedCycle, band_masks
 from uasbench.nn.training import seed_everything, train_network
-from uasbench.nn.unet import NetOptions, resize
+from uasbench.nn.unet import resize
 from uasbench_methods.cyclic_unet import QUICK_NET, to_input_grid, train_translator
 
 
 @dataclass
-class MMCCDConfig(NetOptions):
-    train_timesteps: int = 1000
-    ddim_steps: int = 100
+class MMCCDConfig(DiffusionOptions):
     band_width: int = 16
     stride: int = 2
     directions: tuple[str, ...] = field(default=DIRECTIONS)
@@ -58,12 +56,6 @@ class MMCCDConfig(NetOptions):
         if not 0 < self.band_width <= self.resolution or self.stride < 1:
             raise UasbenchError(f"options band_width={self.band_width}, stride={self.stride}: need "
                                 f"0 < band_width <= resolution ({self.resolution}) and stride >= 1")
-        if not 1 <= self.ddim_steps <= self.train_timesteps:
-            raise UasbenchError(f"option ddim_steps={self.ddim_steps} must be in 1..{self.train_timesteps}")
-
-    @property
-    def schedule(self) -> Schedule:
-        return Schedule(self.train_timesteps)
 
 
 @dataclass

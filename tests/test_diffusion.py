@@ -63,7 +63,9 @@ class ConstantX0(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, *, emb: torch.Tensor) -> torch.Tensor:
         assert emb.shape == (1, 1)
-        return x[:, 1:].mean(dim=(1, 2, 3), keepdim=True).expand_as(x[:, :1]) if x.shape[1] == 2 else torch.full_like(x, 0.5)
+        if x.shape[1] == 2:
+            return x[:, 1:].mean(dim=(1, 2, 3), keepdim=True).expand_as(x[:, :1])
+        return torch.full_like(x, 0.5)
 
 
 def test_ddim_sample_runs_the_steps_and_ends_on_x0() -> None:

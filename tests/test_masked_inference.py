@@ -57,7 +57,8 @@ def test_eq10_averages_over_the_masks_covering_each_pixel(monkeypatch: pytest.Mo
     masks[2, :2, :] = True  # rows 0-1
     engine = MaskedCycle(f, g, masks, steps=2)
     # error of (slice i, mask r) = 10 * i + r + 1 everywhere
-    monkeypatch.setattr(engine, "_errors", lambda x, s, m: (10.0 * s + m + 1).float().view(-1, 1, 1, 1).expand(-1, 1, 4, 4))
+    monkeypatch.setattr(engine, "_errors",
+                        lambda x, s, m: (10.0 * s + m + 1).float().view(-1, 1, 1, 1).expand(-1, 1, 4, 4))
     maps = engine.score_batched(np.zeros((2, 4, 4), np.float32), max_batch=4)
     expected = np.array([
         [(1 + 3) / 2, (1 + 2 + 3) / 3, (2 + 3) / 2, 3],

@@ -13,7 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from uasbench.errors import UasbenchError
 from uasbench.nn.training import autocast
+from uasbench.nn.unet import NetOptions
 
 
 @dataclass(frozen=True)
@@ -82,3 +84,20 @@ def keyed_generator(device: torch.device, *key: int) -> torch.Generator:
     for and not on the order or batching of the computation."""
     seed = int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0] >> 1)
     return torch.Generator(device=device).manual_seed(seed)
+
+
+@dataclass
+class DiffusionOptions(NetOptions):
+    """Config fields shared by the diffusion methods (DDPM, MMCCD): the chain and its DDIM respacing."""
+
+    train_timesteps: int = 1000
+    ddim_steps: int = 100  # respacing of the chain: t = 990, 980, ..., 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 1 <= self.ddim_steps <= self.train_timesteps:
+            raise UasbenchError(f"option ddim_steps={self.ddim_steps} must be in 1..{self.train_timesteps}")
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(self.train_timesteps)

@@ -161,7 +161,8 @@ class UNet(nn.Module):
             raise ValueError("this UNet was built without a timestep (UNetConfig.timestep=False)")
         return self.time_embed(timestep_embedding(t, self.config.channels))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, *, emb: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, *,
+                emb: torch.Tensor | None = None) -> torch.Tensor:
         if emb is None and t is not None:
             emb = self.embed(t)
         if self.time_embed is not None and emb is None:
@@ -182,7 +183,7 @@ class UNet(nn.Module):
 def resize(images: np.ndarray | torch.Tensor, size: int, mode: str = "area") -> torch.Tensor:
     """(N, H, W) images to a float32 (N, 1, size, size) tensor: area down-sampling (as the official MONAI
     ``Resized``), bilinear up-sampling for maps going back to the input grid."""
-    t = torch.as_tensor(np.asarray(images) if isinstance(images, np.ndarray) else images).float()
+    t = torch.as_tensor(images).float()
     t = t.unsqueeze(1) if t.dim() == 3 else t
     if t.shape[-2:] == (size, size):
         return t
