@@ -82,7 +82,8 @@ class ReconstructionMethod(AnomalyMethod):
         try:
             net = self._build_net(size)
         except ValueError as exc:
-            raise UasbenchError(f"method {self.name!r}: option image_size={size} does not fit the network: {exc}") from None
+            raise UasbenchError(f"method {self.name!r}: option image_size={size} does not fit the network: "
+                                f"{exc}") from None
         return net.to(self.device)
 
     def _fit(self, train: SliceSet, val: SliceSet | None, workdir: Path | None) -> None:

@@ -23,7 +23,8 @@ def _data(n: int = 16) -> tuple[np.ndarray, np.ndarray]:
 
 def _net(seed: int = 0) -> torch.nn.Module:
     seed_everything(seed)
-    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 1, 3, padding=1))
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.Conv2d(4, 1, 3, padding=1))
 
 
 def _denoise_loss(net: torch.nn.Module, batch: list[torch.Tensor], gen: torch.Generator) -> torch.Tensor:

@@ -151,7 +151,8 @@ def train_network(net: torch.nn.Module, loss_fn: LossFn, arrays: Sequence[np.nda
         log.write(len(losses) + 1, values)
         losses.extend(values)
 
-    bar = Progress(TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+    bar = Progress(TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("loss {task.fields[loss]}"),
                    TimeRemainingColumn(), disable=not progress, transient=True)
     net.train()
     try:
