@@ -95,3 +95,13 @@ def test_predict_batched_chunks_and_returns_float32() -> None:
     out = predict_batched(lambda t: t * 2, x, batch_size=3, device=CPU)
     assert out.dtype == np.float32 and out.shape == (10, 1, 8, 8)
     np.testing.assert_allclose(out[:, 0], 2 * x)
+
+
+def test_diverging_loss_is_reported_not_silently_logged() -> None:
+    def nan_loss(net: torch.nn.Module, batch: list[torch.Tensor], gen: torch.Generator) -> torch.Tensor:
+        return net(batch[0]).mean() * float("nan")
+
+    settings = TrainSettings(iterations=3, batch_size=2)
+    with pytest.raises(UasbenchError, match="diverged"):
+        train_network(_net(), nan_loss, [_data()[0]], settings, device=CPU, seed=0, workdir=None, name="toy",
+                      progress=False)
