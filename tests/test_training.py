@@ -95,6 +95,7 @@ def test_predict_batched_chunks_and_returns_float32() -> None:
     out = predict_batched(lambda t: t * 2, x, batch_size=3, device=CPU)
     assert out.dtype == np.float32 and out.shape == (10, 1, 8, 8)
     np.testing.assert_allclose(out[:, 0], 2 * x)
+    assert predict_batched(lambda t: t * 2, x[:0], batch_size=3, device=CPU).shape == (0, 1, 8, 8)
 
 
 def test_diverging_loss_is_reported_not_silently_logged() -> None:
