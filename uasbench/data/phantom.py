@@ -33,7 +33,7 @@ from uasbench.data.anatomy import BRATS_SHAPE, Anatomy, embed, load_anatomy, ups
 from uasbench.errors import UasbenchError
 from uasbench.paths import cache_root
 
-PHANTOM_VERSION = "1"
+PHANTOM_VERSION = "2"
 CASE_PREFIX = "UASPH"
 IMAGE_MODALITIES = ("flair", "t1", "t1ce", "t2")
 BRATS_AFFINE = np.array([[-1, 0, 0, 0], [0, -1, 0, 239], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)
@@ -111,9 +111,10 @@ def signals(t: Tissue, p: Protocol) -> np.ndarray:
 
 
 def draw_site(seed: int, site: int) -> Protocol:
-    """Clinical-range protocol of one scanner site; FLAIR TI aims at the CSF null with a small error."""
+    """Clinical-range protocol of one scanner site (even sites 3 T, odd 1.5 T); FLAIR TI aims at the CSF null
+    with a small error."""
     rng = np.random.default_rng((seed, 1_000_003, site))
-    field_t = float(rng.choice([1.5, 3.0]))
+    field_t = 3.0 if site % 2 == 0 else 1.5
     t1 = (float(rng.uniform(400, 650)), float(rng.uniform(8, 15)))
     t2 = (float(rng.uniform(4000, 6000)), float(rng.uniform(80, 110)))
     tr_f = float(rng.uniform(8000, 11000))
@@ -305,10 +306,10 @@ def _place_tumour(rng: np.random.Generator, kind: str, warp: _Warp, maps: dict[s
         fields = _tumour_fields(kind, deformed, centre, size, noise)
         area = _tumour_extent(fields, deformed, anat)
         z, peak = np.flatnonzero(area), int(area.argmax())
-        if 70 <= peak <= 88:
+        if 72 <= peak <= 86:  # 2 mm estimate: keep a margin so the 1 mm peak stays in 70..89
             placed = (centre.copy(), deformed, fields)
         target = 87 - gap - (z[-1] - peak) if healthy_on_top else 72 + gap + (peak - z[0])
-        shift = int(np.clip(target, 71, 88)) - peak
+        shift = int(np.clip(target, 72, 86)) - peak
         if abs(shift) < 2 and placed is not None:
             break
         centre[2] += shift // 2
