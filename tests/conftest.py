@@ -20,3 +20,14 @@ def real_brats_root() -> Path:
     if not (REAL_BRATS / "TCGA-FG-6692").is_dir():
         pytest.fail(f"real sample cases not found at {REAL_BRATS} (set UASBENCH_REAL_BRATS)")
     return REAL_BRATS
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny test networks run faster on one thread than fighting over two cores (and results are stable)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -18,6 +18,7 @@ def plugin_env(tmp_path_factory) -> dict[str, str]:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(EXAMPLE)], check=True, capture_output=True)
     env = dict(os.environ)
+    env["COLUMNS"] = "200"  # one table row per method, whatever the terminal
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(target), env.get("PYTHONPATH")]))
     return env
 

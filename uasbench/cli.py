@@ -110,7 +110,7 @@ def methods() -> None:
 
     table = Table(title="uasbench methods")
     for column in ("method", "source", "trains on", "scores", "profiles"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # never cut a name short with an ellipsis
     for name, info in sorted(method_infos().items()):
         table.add_row(name, info.source, " + ".join(info.cls.train_modalities),
                       " + ".join(info.cls.test_modalities), ", ".join(sorted(info.cls.profiles)))
