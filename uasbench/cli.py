@@ -197,13 +197,16 @@ def data_phantom(
 
 
 @data_app.command("inspect")
-def data_inspect(path: Annotated[Path, typer.Argument(help="A BraTS2021/2023 folder.")]) -> None:
+def data_inspect(
+    path: Annotated[Path, typer.Argument(help="A BraTS2021/2023 folder.")],
+    deep: Annotated[bool, typer.Option(help="Read every voxel (finds NaNs and truncated files); slower.")] = False,
+) -> None:
     """Report the cases, modalities, label sets and problems found in a dataset folder."""
     from uasbench.data.brats import inspect_dataset
 
     with _user_errors():
-        report = inspect_dataset(path)
-        console.print(report.to_text(), highlight=False)
+        report = inspect_dataset(path, deep=deep)
+        console.print(report.rich_table())
         if report.problems:
             raise typer.Exit(1)
 

@@ -100,6 +100,8 @@ class AnomalyMethod(ABC):
         """Anomaly maps, float32 (N, H, W), same grid as ``slices.x``. Sees only X and the brain mask."""
         if not self.is_fitted:
             raise UasbenchError(f"method {self.name!r} must be fitted or loaded before scoring")
+        if len(slices) == 0:  # e.g. a split with no validation subjects: nothing to ask the method
+            return np.zeros(slices.x.shape, dtype=np.float32)
         maps = np.asarray(self._score(slices.unlabelled()), dtype=np.float32)
         if maps.shape != slices.x.shape:
             raise RuntimeError(f"{self.name}: score maps {maps.shape} do not match slices {slices.x.shape}")
