@@ -212,10 +212,12 @@ def data_inspect(
 
 
 def _print_summary(title: str, headline: dict[str, Any]) -> None:
+    """One leaderboard row, printed as a two-column table so it fits any terminal width."""
     table = Table(title=title)
-    for key in headline:
-        table.add_column(key, justify="right")
-    table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in headline.values()))
+    table.add_column("metric (test; at the validation-tuned threshold unless named)")
+    table.add_column("value", justify="right")
+    for key, value in headline.items():
+        table.add_row(key, "undefined" if value is None else f"{value:.4f}")
     console.print(table)
 
 
