@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
@@ -20,14 +19,6 @@ EXTRA = {DDPM: {"ddim_steps": 5, "noise_levels": (200, 400)},
          MMCCD: {"ddim_steps": 3, "band_width": 4, "stride": 4, "max_batch": 64},
          CyclicUNet: {}}
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    """Tiny networks on a shared 2-core machine: a second intra-op thread only adds contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def slices(n: int, *, paired: bool = True, tumour: bool = False, seed: int = 0) -> SliceSet:

@@ -9,14 +9,6 @@ from uasbench.nn.masked_inference import MaskedCycle, band_masks, coverage
 from uasbench.nn.unet import UNet, UNetConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    """Tiny networks on a shared 2-core machine: a second intra-op thread only adds contention (20x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_the_official_mask_set() -> None:
     masks = band_masks(128, 16, 2)

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from scipy.ndimage import gaussian_filter
 
 from uasbench.data.slices import SliceSet
@@ -54,14 +52,6 @@ def phantom(n: int, seed: int, lesion: bool = False) -> SliceSet:
 def make(name: str, seed: int = 0, **overrides: Any) -> AnomalyMethod:
     return get_method(name).from_profile("quick", overrides={**COMMON, **TINY[name], **overrides}, seed=seed)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """The suite shares two cores with other jobs: one thread each is faster than oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
