@@ -91,6 +91,23 @@ def test_every_method_runs_end_to_end(tiny_phantom, tmp_path, method, pair):
     assert manifest["pair"] == pair and manifest["config"]["iterations"] == 4
     # Training went through the shared loop's work folder, so a rerun would resume from it.
     assert list(Path(manifest["workdir"]).glob("ckpt_*.pt"))
+    logs = sorted(p.name for p in run_dir.glob("loss_*.csv"))
+    assert logs, "the loss log is written with the run"
+    if method in ("cyclic_unet", "mmccd"):
+        assert len(logs) == 2  # f and g are trained separately, each with its own curve
+
+
+def test_data_commands(tmp_path, real_brats_root):
+    out = tmp_path / "ph"
+    made = cli.invoke(app, ["data", "phantom", "--out", str(out), "--subjects", "1", "--seed", "5"])
+    assert made.exit_code == 0, made.output
+    assert sorted(p.name for p in (out / "UASPH_00000").glob("*.nii.gz")) == [
+        f"UASPH_00000_{m}.nii.gz" for m in ("flair", "seg", "t1", "t1ce", "t2")]
+    again = cli.invoke(app, ["data", "phantom", "--out", str(out), "--subjects", "1"])
+    assert again.exit_code == 1 and "error:" in again.stderr  # never overwrites a dataset
+    seen = cli.invoke(app, ["data", "inspect", str(real_brats_root)])
+    assert seen.exit_code == 0, seen.output
+    assert "0, 1, 2, 4" in seen.output and "brats2021 (2)" in seen.output
 
 
 def test_an_interrupted_run_leaves_no_finished_looking_directory(tiny_phantom, tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import platform
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -96,6 +97,8 @@ def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> tuple[Pa
     final = spec.out / f"{spec.method}_{spec.pair}_{spec.profile}_s{spec.seed}_{stamp}"
     with atomic_directory(final) as staging:
         method.save(staging / CHECKPOINT)
+        for loss_log in sorted(workdir.glob("loss_*.csv")):  # the loss curves travel with the run
+            shutil.copy2(loss_log, staging / loss_log.name)
         scored.save(staging / SCORES)
         write_metrics(staging, result)
         manifest = _manifest(spec, method, data, device, timings, workdir)
