@@ -18,10 +18,11 @@ def _summary(mean: float | None) -> dict:
 
 
 def _write_run(root: Path, method: str, pair: str, seed: int, dice: float, *, complete: bool = True,
-               metrics: bool = True, profile: str = "quick") -> Path:
+               metrics: bool = True, profile: str = "quick", train: tuple[str, ...] = ("input", "target")) -> Path:
     run = root / pair / f"{method}_s{seed}"
     run.mkdir(parents=True)
-    manifest = {"method": method, "pair": pair, "profile": profile, "seed": seed, "complete": complete}
+    manifest = {"method": method, "pair": pair, "profile": profile, "seed": seed, "complete": complete,
+                "train_modalities": list(train)}
     (run / "manifest.json").write_text(json.dumps(manifest))
     if metrics:
         at = {"dice": _summary(dice), "jaccard": _summary(dice / 2), "precision": _summary(0.5),
@@ -119,3 +120,17 @@ def test_bad_choices(results: Path, tmp_path: Path) -> None:
     (bad / "manifest.json").write_text("{not json")
     with pytest.raises(UasbenchError, match="manifest.json"):
         collect_runs(bad)
+
+
+def test_single_modality_runs_fill_every_pair_with_the_same_input(tmp_path: Path) -> None:
+    _write_run(tmp_path, "dae", "fl-t2", 0, 0.46, train=("input",))
+    _write_run(tmp_path, "mmccd", "fl-t2", 0, 0.61)
+    _write_run(tmp_path, "mmccd", "fl-t1", 0, 0.60)
+    _write_run(tmp_path, "mmccd", "t2-fl", 0, 0.48)
+    text = render(collect_runs(tmp_path), table="pairs", fmt="md")
+    dae = next(line for line in text.splitlines() if line.startswith("| dae"))
+    assert dae.count("0.4600") == 2  # fl-t2 and fl-t1, from the one run
+    assert dae.rstrip(" |").endswith("n/a")  # t2-fl needs a run with input T2
+    assert "same X" in text
+    paired = render(collect_runs(tmp_path), table="metrics", fmt="md")
+    assert paired.count("| dae") == 1  # Table 1 blocks show only real runs

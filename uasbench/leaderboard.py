@@ -33,6 +33,8 @@ PROTOCOL_NOTES = {
     "oracle_test": "ORACLE (threshold tuned on test): upper bound, not a fair result; "
                    "shown only because published numbers use it.",
 }
+INPUT_ONLY_NOTE = ("Single-modality methods (trained and tested on X alone) appear under every pair with "
+                   "the same X, from one run, as in the paper's Table 2.")
 COMMON_NOTE = ("Metrics per test slice, averaged per subject then over subjects; AUROC/AUPRC threshold-free "
                "inside the brain mask; ASSD in pixels (128x128, lower is better). "
                "Mean +/- std over seeds; best per column in bold.")
@@ -60,6 +62,7 @@ def collect_runs(results_dir: Path) -> pd.DataFrame:
         if missing or "metrics" not in metrics:
             raise UasbenchError(f"{manifest_path} lacks {missing or 'metrics in metrics.json'}")
         base = {k: manifest[k] for k in ("method", "pair", "profile", "seed")} | {"run": str(run_dir)}
+        base["input_only"] = manifest.get("train_modalities") == ["input"]
         for threshold, per_metric in metrics["metrics"].items():
             for metric, summary in per_metric.items():
                 value = summary.get("mean")
@@ -67,10 +70,27 @@ def collect_runs(results_dir: Path) -> pd.DataFrame:
                                     "value": np.nan if value is None else float(value)})
     if ignored:
         log.warning("ignored %d incomplete run(s) under %s", len(ignored), results_dir)
-    df = pd.DataFrame(rows, columns=["method", "pair", "profile", "seed", "run", "threshold", "metric", "value"])
+    df = pd.DataFrame(rows, columns=["method", "pair", "profile", "seed", "run", "input_only", "threshold",
+                                     "metric", "value"])
     df.attrs["ignored"] = len(ignored)
     df.attrs["ignored_runs"] = ignored
     return df
+
+
+def _share_input_only_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """A method trained and tested on X alone gives the same result for every pair X-*: show its run
+    under each such pair in the table (as the paper's Table 2 does), unless it has a run of its own there."""
+    if "input_only" not in df or not df["input_only"].any():
+        return df
+    pairs = df["pair"].unique()
+    have = set(zip(df["method"], df["pair"]))
+    extra = []
+    for (method, pair), rows in df[df["input_only"].astype(bool)].groupby(["method", "pair"]):
+        for other in pairs:
+            if other.split("-")[0] == pair.split("-")[0] and (method, other) not in have:
+                extra.append(rows.assign(pair=other))
+                have.add((method, other))
+    return pd.concat([df, *extra], ignore_index=True) if extra else df
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -148,6 +168,8 @@ def render(df: pd.DataFrame, table: str = "metrics", fmt: str = "md", threshold:
         raise UsageError(f"unknown --threshold {threshold!r}: choose one of {', '.join(THRESHOLDS)}")
     if df.empty:
         raise UasbenchError("no complete runs to tabulate")
+    if table == "pairs":
+        df = _share_input_only_runs(df)
     agg = _aggregate(df, threshold)
     rows = sorted(agg["label"].unique(), key=lambda lab: agg.loc[agg["label"] == lab, "sort"].iloc[0])
     pairs = sorted(agg["pair"].unique(), key=_pair_key)
@@ -159,6 +181,8 @@ def render(df: pd.DataFrame, table: str = "metrics", fmt: str = "md", threshold:
     if fmt == "csv":
         return _csv(agg, threshold)
     note = f"{PROTOCOL_NOTES[threshold]} {COMMON_NOTE}"
+    if table == "pairs":
+        note += " " + INPUT_ONLY_NOTE
     writer = {"md": _markdown, "latex": _latex, "html": _html}[fmt]
     parts = []
     for title, columns in blocks:

@@ -142,6 +142,8 @@ def _manifest(spec: RunSpec, method: AnomalyMethod, data: BenchmarkData, device:
         "profile": spec.profile,
         "config": dataclasses.asdict(method.config),
         "pair": str(spec.pair),
+        "train_modalities": list(method.train_modalities),
+        "test_modalities": list(method.test_modalities),
         "seed": spec.seed,
         "data_root": str(spec.data_root) if spec.data_root else "embedded phantom",
         "data_fingerprint": data.fingerprint,
