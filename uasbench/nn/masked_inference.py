@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from rich.progress import track
 
 from uasbench.nn.diffusion import Schedule, keyed_generator
 from uasbench.nn.training import autocast
@@ -101,7 +102,8 @@ class MaskedCycle:
             x_back = self.backward_net(y).float()
         return (x_back - xs) ** 2
 
-    def _run(self, x: np.ndarray | torch.Tensor, pairs: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> np.ndarray:
+    def _run(self, x: np.ndarray | torch.Tensor, pairs: Iterator[tuple[torch.Tensor, torch.Tensor]],
+             chunks: int) -> np.ndarray:
         xt = torch.as_tensor(x, dtype=torch.float32, device=self.device)
         xt = xt[:, None] if xt.dim() == 3 else xt
         if tuple(xt.shape[-2:]) != tuple(self.masks.shape[-2:]):
@@ -111,7 +113,8 @@ class MaskedCycle:
         self.backward_net.eval()
         with torch.inference_mode():
             sums = torch.zeros_like(xt)
-            for slice_ids, mask_ids in pairs:
+            # The long phase of MMCCD (hours at the paper's settings): show how far it is.
+            for slice_ids, mask_ids in track(pairs, total=chunks, description="masked cycles", transient=True):
                 errors = self._errors(xt, slice_ids, mask_ids)
                 sums.index_add_(0, slice_ids.to(self.device), errors * self.masks[mask_ids, None])
             # Eq. 10: mean over the masks covering each pixel; 0 where none does (the official NaN -> 0)
@@ -124,7 +127,7 @@ class MaskedCycle:
                 ids = torch.arange(start, min(start + batch_size, len(x)))
                 for r in range(len(self.masks)):
                     yield ids, torch.full_like(ids, r)
-        return self._run(x, pairs())
+        return self._run(x, pairs(), -(-len(x) // batch_size) * len(self.masks))
 
     def score_batched(self, x: np.ndarray | torch.Tensor, *, max_batch: int = 256) -> np.ndarray:
         """All (slice, mask) pairs in chunks of ``max_batch`` network inputs. Same maps as the sequential order."""
@@ -134,4 +137,4 @@ class MaskedCycle:
             flat = torch.arange(len(x) * n_masks)
             for chunk in flat.split(max_batch):
                 yield chunk // n_masks, chunk % n_masks
-        return self._run(x, pairs())
+        return self._run(x, pairs(), -(-len(x) * n_masks // max_batch))
