@@ -18,11 +18,13 @@ def _summary(mean: float | None) -> dict:
 
 
 def _write_run(root: Path, method: str, pair: str, seed: int, dice: float, *, complete: bool = True,
-               metrics: bool = True, profile: str = "quick", train: tuple[str, ...] = ("input", "target")) -> Path:
+               metrics: bool = True, profile: str = "quick", train: tuple[str, ...] = ("input", "target"),
+               data: str = "d0", median: int = 0) -> Path:
     run = root / pair / f"{method}_s{seed}"
     run.mkdir(parents=True)
     manifest = {"method": method, "pair": pair, "profile": profile, "seed": seed, "complete": complete,
-                "train_modalities": list(train)}
+                "train_modalities": list(train), "data_fingerprint": data, "split_sha256": f"split-{data}-{seed}",
+                "postprocess": {"brain_mask": True, "erode_brain_px": 0, "median_size": median}}
     (run / "manifest.json").write_text(json.dumps(manifest))
     if metrics:
         at = {"dice": _summary(dice), "jaccard": _summary(dice / 2), "precision": _summary(0.5),
@@ -134,3 +136,20 @@ def test_single_modality_runs_fill_every_pair_with_the_same_input(tmp_path: Path
     assert "same X" in text
     paired = render(collect_runs(tmp_path), table="metrics", fmt="md")
     assert paired.count("| dae") == 1  # Table 1 blocks show only real runs
+
+
+@pytest.mark.parametrize("change", [{"data": "d1"}, {"median": 3}])
+def test_runs_from_different_benchmarks_are_not_ranked_together(tmp_path: Path, change: dict) -> None:
+    _write_run(tmp_path, "dae", "fl-t2", 0, 0.46)
+    _write_run(tmp_path, "mmccd", "fl-t2", 0, 0.61, **change)
+    with pytest.raises(UasbenchError, match="different data, preprocessing or post-processing"):
+        collect_runs(tmp_path)
+
+
+def test_runs_of_one_seed_must_share_the_split_file(tmp_path: Path) -> None:
+    _write_run(tmp_path, "dae", "fl-t2", 0, 0.46)
+    run = _write_run(tmp_path, "mmccd", "fl-t2", 0, 0.61)
+    manifest = json.loads((run / "manifest.json").read_text())
+    (run / "manifest.json").write_text(json.dumps(manifest | {"split_sha256": "other"}))
+    with pytest.raises(UasbenchError, match="seed 0 used different split files"):
+        collect_runs(tmp_path)

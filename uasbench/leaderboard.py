@@ -63,6 +63,9 @@ def collect_runs(results_dir: Path) -> pd.DataFrame:
             raise UasbenchError(f"{manifest_path} lacks {missing or 'metrics in metrics.json'}")
         base = {k: manifest[k] for k in ("method", "pair", "profile", "seed")} | {"run": str(run_dir)}
         base["input_only"] = manifest.get("train_modalities") == ["input"]
+        base["benchmark"] = json.dumps([manifest.get("data_fingerprint"), manifest.get("postprocess")],
+                                       sort_keys=True)
+        base["split"] = manifest.get("split_sha256")
         for threshold, per_metric in metrics["metrics"].items():
             for metric, summary in per_metric.items():
                 value = summary.get("mean")
@@ -70,11 +73,28 @@ def collect_runs(results_dir: Path) -> pd.DataFrame:
                                     "value": np.nan if value is None else float(value)})
     if ignored:
         log.warning("ignored %d incomplete run(s) under %s", len(ignored), results_dir)
-    df = pd.DataFrame(rows, columns=["method", "pair", "profile", "seed", "run", "input_only", "threshold",
-                                     "metric", "value"])
+    df = pd.DataFrame(rows, columns=["method", "pair", "profile", "seed", "run", "input_only", "benchmark",
+                                     "split", "threshold", "metric", "value"])
+    _check_one_benchmark(df, results_dir)
     df.attrs["ignored"] = len(ignored)
     df.attrs["ignored_runs"] = ignored
     return df
+
+
+def _check_one_benchmark(df: pd.DataFrame, results_dir: Path) -> None:
+    """Refuse to rank runs that were not made under the same conditions: one data folder and
+    preprocessing protocol (the data fingerprint), one post-processing, and per seed one split file.
+    A table mixing them would compare methods on different test slices without saying so."""
+    runs = df.drop_duplicates("run")
+    if runs["benchmark"].nunique() > 1:
+        a, b = runs.drop_duplicates("benchmark")["run"].iloc[:2]
+        raise UasbenchError(f"runs under {results_dir} come from different data, preprocessing or "
+                            f"post-processing ({a} vs {b}): tabulate each benchmark's folder on its own")
+    for seed, group in runs.groupby("seed"):
+        if group["split"].nunique(dropna=False) > 1:
+            a, b = group.drop_duplicates("split")["run"].iloc[:2]
+            raise UasbenchError(f"runs under {results_dir} with seed {seed} used different split files "
+                                f"({a} vs {b}): tabulate each benchmark's folder on its own")
 
 
 def _share_input_only_runs(df: pd.DataFrame) -> pd.DataFrame:
