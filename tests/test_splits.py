@@ -53,6 +53,14 @@ def test_default_split_is_cached_with_checksum_and_reused(tmp_path, monkeypatch)
     first.path.write_text(first.path.read_text().replace("test", "train"))
     with pytest.raises(UasbenchError, match="checksum"):
         default_split(IDS, seed=1)
+    checksum = Path(str(first.path) + ".sha256")
+    checksum.unlink()  # an edited split without its checksum is refused, not overwritten
+    with pytest.raises(UasbenchError, match="no checksum file and differs"):
+        default_split(IDS, seed=1)
+    first.path.unlink()
+    assert default_split(IDS, seed=1) == first and checksum.is_file()  # deleting both regenerates it
+    checksum.unlink()
+    assert default_split(IDS, seed=1) == first and checksum.is_file()  # an intact split gets its checksum back
 
 
 def _csv(tmp_path: Path, body: str) -> Path:

@@ -117,6 +117,9 @@ def default_split(subjects: list[str], seed: int) -> Split:
             raise UasbenchError(f"split file {path} does not match its checksum {checksum.name}; delete both to regenerate")
         return Split(parse_split_csv(path, set(subjects)), path, digest)
     text = to_csv(make_assignment(subjects, seed))
+    if path.is_file() and path.read_text() != text:  # edited, or its checksum lost: never overwrite silently
+        raise UasbenchError(f"split file {path} has no checksum file and differs from the seeded split; "
+                            f"pass it with --split to use it, or delete it to regenerate")
     _write_atomic(path, text)
     _write_atomic(checksum, f"{sha256_text(text)}  {path.name}\n")
     return Split(parse_split_csv(path, set(subjects)), path, sha256_text(text))
