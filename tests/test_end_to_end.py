@@ -128,12 +128,15 @@ def test_real_cases_train_on_one_test_on_the_other(real_brats_root, tmp_path):
     """Two real cases cannot fill a validation split: the headline threshold is then undefined and said so."""
     split = tmp_path / "split.csv"
     split.write_text("subject,split\nTCGA-DU-7294,train\nTCGA-FG-6692,test\n")
-    spec = RunSpec(method="intensity", pair=Pair.parse("fl-t2"), device="cpu", data_root=real_brats_root,
-                   split_file=split, out=tmp_path / "out", n_bootstrap=50)
-    run_dir, result = run_benchmark(spec, log=lambda msg: None)
+    result = cli.invoke(app, ["run", "--method", "intensity", "--pair", "fl-t2", "--data", str(real_brats_root),
+                              "--split", str(split), "--out", str(tmp_path / "out"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "headline threshold undefined: no val slices" in result.output
+    assert "ORACLE upper bound" in result.output
+    run_dir = _only_run(tmp_path / "out")
     scored = ScoredSplits.load(run_dir / SCORES)
     assert scored.test.subjects == ("TCGA-FG-6692",) and int(scored.test.z[0]) == 87
-    thresholds = result.to_dict()["thresholds"]
+    thresholds = json.loads((run_dir / METRICS_JSON).read_text())["thresholds"]
     assert thresholds["val_dice"]["value"] is None and thresholds["val_dice"]["reason"]
     assert thresholds["oracle_test"]["value"] is not None
     manifest = json.loads((run_dir / MANIFEST).read_text())

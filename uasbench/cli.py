@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from uasbench.errors import UasbenchError, UsageError
+
+if TYPE_CHECKING:  # the CLI imports its layers lazily so that `uasbench --help` stays fast
+    from uasbench.evaluation.protocol import EvaluationResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark unsupervised anomaly segmentation methods on multi-modal brain MRI.")
@@ -99,7 +103,7 @@ def run(
                        on_bad_case="skip" if skip_bad_cases else "stop")
         validate_spec(spec)
         run_dir, result = run_benchmark(spec, log=lambda msg: console.print(msg, highlight=False))
-        _print_summary(f"{method} {spec.pair} ({profile}, seed {seed})", result.headline())
+        _print_summary(f"{method} {spec.pair} ({profile}, seed {seed})", result)
         console.print(f"run directory: {run_dir}", highlight=False)
 
 
@@ -141,7 +145,7 @@ def evaluate(
                                  seed=manifest["seed"])
         write_metrics(run_dir, result)
         write_json(run_dir / MANIFEST, {**manifest, "postprocess": post.to_dict()})
-        _print_summary(f"{manifest['method']} {manifest['pair']} (re-evaluated)", result.headline())
+        _print_summary(f"{manifest['method']} {manifest['pair']} (re-evaluated)", result)
 
 
 @app.command()
@@ -211,14 +215,23 @@ def data_inspect(
             raise typer.Exit(1)
 
 
-def _print_summary(title: str, headline: dict[str, Any]) -> None:
+SUMMARY_LABELS = {"auroc": "auroc (threshold-free, brain pixels)", "auprc": "auprc (threshold-free, brain pixels)",
+                  "oracle_dice": "dice at the test-tuned threshold (ORACLE upper bound)",
+                  "val_dice_threshold": "threshold (tuned on validation Dice)"}
+
+
+def _print_summary(title: str, result: EvaluationResult) -> None:
     """One leaderboard row, printed as a two-column table so it fits any terminal width."""
     table = Table(title=title)
     table.add_column("metric (test; at the validation-tuned threshold unless named)")
     table.add_column("value", justify="right")
-    for key, value in headline.items():
-        table.add_row(key, "undefined" if value is None else f"{value:.4f}")
+    for key, value in result.headline().items():
+        undefined = value is None or not math.isfinite(value)
+        table.add_row(SUMMARY_LABELS.get(key, key), "undefined" if undefined else f"{value:.4f}")
     console.print(table)
+    headline = result.thresholds["val_dice"]
+    if not headline.defined:
+        console.print(f"headline threshold undefined: {headline.reason}", highlight=False)
 
 
 if __name__ == "__main__":
