@@ -89,6 +89,7 @@ def test_every_method_runs_end_to_end(tiny_phantom, tmp_path, method, pair):
     assert result.headline()  # evaluated
     manifest = json.loads((run_dir / MANIFEST).read_text())
     assert manifest["pair"] == pair and manifest["config"]["iterations"] == 4
+    assert manifest["overrides"] == {"iterations": 4}
     # Training went through the shared loop's work folder, so a rerun would resume from it.
     assert list(Path(manifest["workdir"]).glob("ckpt_*.pt"))
     logs = sorted(p.name for p in run_dir.glob("loss_*.csv"))

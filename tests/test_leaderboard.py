@@ -19,12 +19,13 @@ def _summary(mean: float | None) -> dict:
 
 def _write_run(root: Path, method: str, pair: str, seed: int, dice: float, *, complete: bool = True,
                metrics: bool = True, profile: str = "quick", train: tuple[str, ...] = ("input", "target"),
-               data: str = "d0", median: int = 0) -> Path:
-    run = root / pair / f"{method}_s{seed}"
+               data: str = "d0", median: int = 0, overrides: dict | None = None) -> Path:
+    run = root / pair / f"{method}_{profile}_{len(overrides or {})}_s{seed}"
     run.mkdir(parents=True)
     manifest = {"method": method, "pair": pair, "profile": profile, "seed": seed, "complete": complete,
                 "train_modalities": list(train), "data_fingerprint": data, "split_sha256": f"split-{data}-{seed}",
-                "postprocess": {"brain_mask": True, "erode_brain_px": 0, "median_size": median}}
+                "postprocess": {"brain_mask": True, "erode_brain_px": 0, "median_size": median},
+                "overrides": overrides or {}}
     (run / "manifest.json").write_text(json.dumps(manifest))
     if metrics:
         at = {"dice": _summary(dice), "jaccard": _summary(dice / 2), "precision": _summary(0.5),
@@ -116,7 +117,7 @@ def test_bad_choices(results: Path, tmp_path: Path) -> None:
     with pytest.raises(UasbenchError, match="does not exist"):
         collect_runs(tmp_path / "missing")
     with pytest.raises(UasbenchError, match="no complete runs"):
-        render(collect_runs(results / "fl-t2" / "ae_s0"))
+        render(collect_runs(results / "fl-t2" / "ae_quick_0_s0"))
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "manifest.json").write_text("{not json")
@@ -153,3 +154,15 @@ def test_runs_of_one_seed_must_share_the_split_file(tmp_path: Path) -> None:
     (run / "manifest.json").write_text(json.dumps(manifest | {"split_sha256": "other"}))
     with pytest.raises(UasbenchError, match="seed 0 used different split files"):
         collect_runs(tmp_path)
+
+
+def test_runs_with_other_profiles_or_overrides_are_separate_rows(tmp_path: Path) -> None:
+    _write_run(tmp_path, "mmccd", "fl-t2", 0, 0.60)
+    _write_run(tmp_path, "mmccd", "fl-t2", 1, 0.62)
+    _write_run(tmp_path, "mmccd", "fl-t2", 0, 0.70, profile="paper")
+    _write_run(tmp_path, "mmccd", "fl-t2", 0, 0.66, overrides={"iterations": 900})
+    text = render(collect_runs(tmp_path), table="metrics", fmt="md")
+    rows = [line for line in text.splitlines() if line.startswith("| mmccd")]
+    assert [r.split(" | ")[0] for r in rows] == ["| mmccd (paper) (1 seed)", "| mmccd (quick) (2 seeds)",
+                                                 "| mmccd (quick; iterations=900) (1 seed)"]
+    assert "0.6100 ± 0.0141" in rows[1] and "0.6600" in rows[2]

@@ -62,6 +62,7 @@ def collect_runs(results_dir: Path) -> pd.DataFrame:
         if missing or "metrics" not in metrics:
             raise UasbenchError(f"{manifest_path} lacks {missing or 'metrics in metrics.json'}")
         base = {k: manifest[k] for k in ("method", "pair", "profile", "seed")} | {"run": str(run_dir)}
+        base["variant"] = _variant(manifest["profile"], manifest.get("overrides") or {})
         base["input_only"] = manifest.get("train_modalities") == ["input"]
         base["benchmark"] = json.dumps([manifest.get("data_fingerprint"), manifest.get("postprocess")],
                                        sort_keys=True)
@@ -73,12 +74,17 @@ def collect_runs(results_dir: Path) -> pd.DataFrame:
                                     "value": np.nan if value is None else float(value)})
     if ignored:
         log.warning("ignored %d incomplete run(s) under %s", len(ignored), results_dir)
-    df = pd.DataFrame(rows, columns=["method", "pair", "profile", "seed", "run", "input_only", "benchmark",
+    df = pd.DataFrame(rows, columns=["method", "pair", "profile", "variant", "seed", "run", "input_only", "benchmark",
                                      "split", "threshold", "metric", "value"])
     _check_one_benchmark(df, results_dir)
     df.attrs["ignored"] = len(ignored)
     df.attrs["ignored_runs"] = ignored
     return df
+
+
+def _variant(profile: str, overrides: dict[str, Any]) -> str:
+    """The profile plus any ``--set`` overrides: runs of one method with different settings are separate rows."""
+    return "; ".join([profile, *(f"{k}={v}" for k, v in sorted(overrides.items()))])
 
 
 def _check_one_benchmark(df: pd.DataFrame, results_dir: Path) -> None:
@@ -134,9 +140,9 @@ def _aggregate(df: pd.DataFrame, threshold: str) -> pd.DataFrame:
     wanted = [(threshold if at else "threshold_free", metric) for _, metric, at in TABLE1]
     keep = pd.Series(list(zip(df["threshold"], df["metric"])), index=df.index).isin(wanted)
     sel = df[keep].copy()
-    several_profiles = df["profile"].nunique() > 1
-    sel["label"] = [f"{m} ({p})" if several_profiles else m for m, p in zip(sel["method"], sel["profile"])]
-    sel["sort"] = [method_sort_key(m) + (p,) for m, p in zip(sel["method"], sel["profile"])]
+    several_variants = df["variant"].nunique() > 1
+    sel["label"] = [f"{m} ({v})" if several_variants else m for m, v in zip(sel["method"], sel["variant"])]
+    sel["sort"] = [method_sort_key(m) + (v,) for m, v in zip(sel["method"], sel["variant"])]
     agg = sel.groupby(["pair", "label", "metric"]).agg(
         mean=("value", "mean"), std=("value", "std"), seeds=("seed", "nunique"), sort=("sort", "first"))
     return agg.reset_index()
@@ -178,7 +184,7 @@ def render(df: pd.DataFrame, table: str = "metrics", fmt: str = "md", threshold:
     """The leaderboard as Markdown, CSV, LaTeX or HTML.
 
     ``metrics``: Table 1 (methods x metrics), one block per modality pair; ``pairs``: Table 2
-    (methods x pairs, Dice). Rows are methods (with the profile when runs mix profiles).
+    (methods x pairs, Dice). Rows are methods (with profile and overrides when runs mix settings).
     """
     if table not in TABLES:
         raise UsageError(f"unknown --table {table!r}: choose one of {', '.join(TABLES)}")

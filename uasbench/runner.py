@@ -140,6 +140,7 @@ def _manifest(spec: RunSpec, method: AnomalyMethod, data: BenchmarkData, device:
         "method": spec.method,
         "method_source": method_infos()[spec.method].source,
         "profile": spec.profile,
+        "overrides": spec.overrides,  # the --set fields that make this config differ from its profile
         "config": dataclasses.asdict(method.config),
         "pair": str(spec.pair),
         "train_modalities": list(method.train_modalities),
