@@ -14,23 +14,14 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from uasbench.data.preprocess import resize
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.method import AnomalyMethod, MethodConfig
 from uasbench.nn.autoencoders import ConvAutoEncoder
 from uasbench.nn.training import TrainSettings, predict_batched, seed_everything, train_network
-
-
-def resize(images: np.ndarray, size: tuple[int, int], mode: str = "area") -> np.ndarray:
-    """(N, H, W) float -> (N, *size): ``area`` averaging to shrink (no aliasing), ``bilinear`` to enlarge maps."""
-    if images.shape[-2:] == size:
-        return images.astype(np.float32, copy=False)
-    tensor = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1)
-    align = {"align_corners": False} if mode == "bilinear" else {}
-    return F.interpolate(tensor, size=size, mode=mode, **align)[:, 0].numpy()
 
 
 @dataclass
@@ -93,9 +84,8 @@ class ReconstructionMethod(AnomalyMethod):
             if getattr(c, option) < 1:
                 raise UasbenchError(f"method {self.name!r}: option {option} must be >= 1, got {getattr(c, option)}")
         self.size = self._internal_size(train.x.shape)
-        grid = (self.size, self.size)
-        x = resize(train.x, grid)
-        brain = resize(train.brain.astype(np.float32), grid) > 0.5
+        x = resize(train.x, self.size)
+        brain = resize(train.brain.astype(np.float32), self.size) > 0.5
         self._prepare(x, brain)
         seed_everything(self.seed)
         self.net = self._make_net(self.size)
@@ -106,7 +96,7 @@ class ReconstructionMethod(AnomalyMethod):
 
     def _score(self, slices: SliceSet) -> np.ndarray:
         assert self.size is not None
-        x = resize(slices.x, (self.size, self.size))
+        x = resize(slices.x, self.size)
         rec = predict_batched(self._reconstruct, x, batch_size=self.config.batch_size, device=self.device)[:, 0]
         return resize(np.abs(x - rec), slices.x.shape[-2:], mode="bilinear")
 

@@ -23,10 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from uasbench.data.preprocess import resize
 from uasbench.data.slices import SliceSet
 from uasbench.method import AnomalyMethod
 from uasbench.nn.training import predict_batched, seed_everything, train_network
-from uasbench.nn.unet import NetOptions, UNet, resize
+from uasbench.nn.unet import NetOptions, UNet
 
 #: The small network and short training every UNet method's ``quick`` profile shares (minutes on 2 CPU cores).
 QUICK_NET: dict[str, Any] = {"resolution": 32, "channels": 8, "channel_mult": (1, 2, 4), "num_res_blocks": 1,
@@ -46,15 +47,10 @@ def train_translator(options: NetOptions, source: np.ndarray, target: np.ndarray
     """A deterministic UNet source -> target at ``options.resolution`` (used by Cyclic UNet and MMCCD's g)."""
     seed_everything(seed)
     net = options.unet(timestep=False)
-    arrays = [resize(a, options.resolution).numpy() for a in (source, target)]
+    arrays = [resize(a, options.resolution) for a in (source, target)]
     train_network(net, translation_loss, arrays, options.train_settings(), device=device, seed=seed,
                   workdir=workdir, name=name)
     return net
-
-
-def to_input_grid(maps: np.ndarray, like: np.ndarray) -> np.ndarray:
-    """Maps computed at the networks' resolution, bilinearly resized back to the slices' grid."""
-    return resize(maps, like.shape[-1], mode="bilinear")[:, 0].numpy()
 
 
 class CyclicUNet(AnomalyMethod):
@@ -73,10 +69,10 @@ class CyclicUNet(AnomalyMethod):
                                   workdir=workdir, name="cyclic_g")
 
     def _score(self, slices: SliceSet) -> np.ndarray:
-        x = resize(slices.x, self.config.resolution).numpy()
+        x = resize(slices.x, self.config.resolution)
         x_back = predict_batched(lambda t: self.g(self.f(t)), x, batch_size=self.config.infer_batch,
                                  device=self.device)
-        return to_input_grid((x - x_back)[:, 0] ** 2, slices.x)
+        return resize((x - x_back[:, 0]) ** 2, slices.x.shape[-2:], mode="bilinear")
 
     def get_state(self) -> dict[str, Any]:
         return {"f": self.f.state_dict(), "g": self.g.state_dict()}

@@ -23,13 +23,14 @@ import numpy as np
 import torch
 from sklearn.metrics import average_precision_score
 
+from uasbench.data.preprocess import resize
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.method import AnomalyMethod
 from uasbench.nn.diffusion import DiffusionOptions, keyed_generator
 from uasbench.nn.training import seed_everything, train_network
-from uasbench.nn.unet import UNet, resize
-from uasbench_methods.cyclic_unet import QUICK_NET, to_input_grid
+from uasbench.nn.unet import UNet
+from uasbench_methods.cyclic_unet import QUICK_NET
 
 
 @dataclass
@@ -59,7 +60,7 @@ class DDPM(AnomalyMethod):
         self.net = c.unet(timestep=True)
         schedule = c.schedule
         train_network(self.net, lambda net, batch, gen: schedule.x0_loss(net, batch[0], gen),
-                      [resize(train.x, c.resolution).numpy()], c.train_settings(), device=self.device,
+                      [resize(train.x, c.resolution)], c.train_settings(), device=self.device,
                       seed=self.seed, workdir=workdir, name="ddpm")
         self.noise_level, self.val_auprc = c.noise_levels[0], {}
         if len(c.noise_levels) > 1:
@@ -77,7 +78,7 @@ class DDPM(AnomalyMethod):
         """|x - x_hat| with x_hat = DDIM(noised x at ``noise_level``), on the input grid."""
         c, schedule = self.config, self.config.schedule
         timesteps = schedule.respaced(c.ddim_steps, start=noise_level)
-        x = resize(slices.x, c.resolution)
+        x = torch.from_numpy(resize(slices.x, c.resolution)).unsqueeze(1)
         errors = []
         self.net.eval()
         with torch.inference_mode():
@@ -88,7 +89,7 @@ class DDPM(AnomalyMethod):
                                      for i in ids])
                 y = schedule.q_sample(xs, torch.full((len(xs),), timesteps[0], device=self.device), noise)
                 errors.append((xs - schedule.ddim_sample(self.net, y, timesteps)).abs()[:, 0].cpu())
-        return to_input_grid(torch.cat(errors).numpy(), slices.x)
+        return resize(torch.cat(errors).numpy(), slices.x.shape[-2:], mode="bilinear")
 
     def _score(self, slices: SliceSet) -> np.ndarray:
         return self._maps(slices, self.noise_level)

@@ -31,14 +31,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from uasbench.data.preprocess import resize
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.method import AnomalyMethod
 from uasbench.nn.diffusion import DiffusionOptions, Schedule
 from uasbench.nn.masked_inference import DIRECTIONS, MaskedCycle, band_masks
 from uasbench.nn.training import seed_everything, train_network
-from uasbench.nn.unet import resize
-from uasbench_methods.cyclic_unet import QUICK_NET, to_input_grid, train_translator
+from uasbench_methods.cyclic_unet import QUICK_NET, train_translator
 
 
 @dataclass
@@ -88,7 +88,7 @@ class MMCCD(AnomalyMethod):
         seed_everything(self.seed)
         self.f = c.unet(in_channels=2, timestep=True)
         loss = MaskedConditionLoss(c.schedule, band_masks(c.resolution, c.band_width, 2, c.directions))
-        arrays = [resize(a, c.resolution).numpy() for a in (train.x, train.y)]
+        arrays = [resize(a, c.resolution) for a in (train.x, train.y)]
         train_network(self.f, loss, arrays, c.train_settings(), device=self.device, seed=self.seed,
                       workdir=workdir, name="mmccd_f")
         self.g = train_translator(c, train.y, train.x, device=self.device, seed=self.seed + 1,
@@ -101,7 +101,7 @@ class MMCCD(AnomalyMethod):
 
     def _score(self, slices: SliceSet) -> np.ndarray:
         maps = self.engine().score_batched(resize(slices.x, self.config.resolution), max_batch=self.config.max_batch)
-        return to_input_grid(maps, slices.x)
+        return resize(maps, slices.x.shape[-2:], mode="bilinear")
 
     def get_state(self) -> dict[str, Any]:
         return {"f": self.f.state_dict(), "g": self.g.state_dict()}

@@ -106,3 +106,14 @@ def test_ties_pick_lowest_z_and_healthy_subset_is_even():
 def test_protocol_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Protocol().size = 64  # type: ignore[misc]
+
+
+def test_resize_area_down_bilinear_up_rectangular_and_same_size():
+    img = np.arange(16, dtype=np.float32).reshape(1, 4, 4)
+    small = resize(img, 2)
+    assert small.shape == (1, 2, 2) and small.dtype == np.float32
+    assert small[0, 0, 0] == pytest.approx((0 + 1 + 4 + 5) / 4)  # area = block mean
+    up = resize(small, (4, 4), mode="bilinear")
+    assert up.shape == (1, 4, 4) and up.min() >= small.min() and up.max() <= small.max()
+    assert resize(img, (2, 4)).shape == (1, 2, 4)
+    np.testing.assert_array_equal(resize(img, 4), img)  # same grid: unchanged

@@ -1,12 +1,11 @@
 """The ADM UNet: the official parameter counts, both calling modes, the shared config fields."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from uasbench.errors import UasbenchError
-from uasbench.nn.unet import NetOptions, UNet, UNetConfig, resize
+from uasbench.nn.unet import NetOptions, UNet, UNetConfig
 
 TINY = UNetConfig(channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_ds=(2,), groups=4)
 
@@ -59,11 +58,3 @@ def test_net_options_build_the_configured_network_and_check_the_resolution() -> 
     assert opts.train_settings().iterations == 100_000
     with pytest.raises(UasbenchError, match="resolution=20"):
         NetOptions(resolution=20)
-
-
-def test_resize_area_down_and_bilinear_up() -> None:
-    img = np.arange(16, dtype=np.float32).reshape(1, 4, 4)
-    small = resize(img, 2)
-    assert small.shape == (1, 1, 2, 2)
-    assert small[0, 0, 0, 0] == pytest.approx((0 + 1 + 4 + 5) / 4)  # area = block mean
-    assert resize(small[:, 0], 4, mode="bilinear").shape == (1, 1, 4, 4)

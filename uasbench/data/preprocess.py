@@ -124,10 +124,19 @@ def axial_stack(vol: np.ndarray, protocol: Protocol) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(vol[:, :, protocol.z_start:protocol.z_stop], 2, 0))
 
 
-def resize(stack: np.ndarray, size: int) -> np.ndarray:
-    """Area-interpolate a (Z, H, W) stack to (Z, size, size), float32."""
+def resize(stack: np.ndarray, size: int | tuple[int, int], mode: str = "area") -> np.ndarray:
+    """(N, H, W) stack -> (N, *size) float32; an int size means a square grid.
+
+    The one resampler of the toolkit: ``area`` (block averaging, MONAI's ``Resize`` default and the official
+    code's 240 -> 128) shrinks the protocol's slices and a method's inputs to its internal grid without
+    aliasing; ``bilinear`` enlarges a method's score maps back to the slices' grid. Same size: a copy as is.
+    """
+    shape = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     t = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))[:, None]
-    return F.interpolate(t, size=(size, size), mode="area")[:, 0].numpy()
+    if tuple(t.shape[-2:]) == shape:
+        return t[:, 0].numpy()
+    kwargs = {"align_corners": False} if mode == "bilinear" else {}
+    return F.interpolate(t, size=shape, mode=mode, **kwargs)[:, 0].numpy()
 
 
 def resize_mask(stack: np.ndarray, size: int) -> np.ndarray:

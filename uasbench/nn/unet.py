@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -178,17 +177,6 @@ class UNet(nn.Module):
         for stage in self.up:
             h = stage(torch.cat([h, skips.pop()], dim=1), emb)
         return self.out(h)
-
-
-def resize(images: np.ndarray | torch.Tensor, size: int, mode: str = "area") -> torch.Tensor:
-    """(N, H, W) images to a float32 (N, 1, size, size) tensor: area down-sampling (as the official MONAI
-    ``Resized``), bilinear up-sampling for maps going back to the input grid."""
-    t = torch.as_tensor(images).float()
-    t = t.unsqueeze(1) if t.dim() == 3 else t
-    if t.shape[-2:] == (size, size):
-        return t
-    kwargs = {"align_corners": False} if mode == "bilinear" else {}
-    return F.interpolate(t, size=(size, size), mode=mode, **kwargs)
 
 
 @dataclass
