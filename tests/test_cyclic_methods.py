@@ -13,6 +13,8 @@ from uasbench_methods.cyclic_unet import CyclicUNet
 from uasbench_methods.ddpm import DDPM
 from uasbench_methods.mmccd import MMCCD
 
+from synthetic import disk_slices
+
 TINY = {"resolution": 16, "channels": 8, "channel_mult": (1, 2), "num_res_blocks": 1, "attention_ds": (2,),
         "groups": 4, "iterations": 4, "batch_size": 4, "infer_batch": 8}
 EXTRA = {DDPM: {"ddim_steps": 5, "noise_levels": (200, 400)},
@@ -22,17 +24,8 @@ EXTRA = {DDPM: {"ddim_steps": 5, "noise_levels": (200, 400)},
 
 
 def slices(n: int, *, paired: bool = True, tumour: bool = False, seed: int = 0) -> SliceSet:
-    """32x32 disks: X bright inside the brain, Y its inverse; optional bright square 'tumour' in X."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:32, :32]
-    brain = np.broadcast_to((yy - 16) ** 2 + (xx - 16) ** 2 < 14 ** 2, (n, 32, 32)).copy()
-    x = (brain * (1.0 + 0.1 * rng.normal(size=(n, 32, 32)))).astype(np.float32)
-    seg = np.zeros_like(brain)
-    if tumour:
-        seg[:, 10:18, 12:20] = True
-        x[seg] += 2.0
-    return SliceSet(x=x, brain=brain, subjects=tuple(f"s{i}" for i in range(n)), z=np.arange(n),
-                    y=(-x).astype(np.float32) if paired else None, seg=seg if tumour else None)
+    """32x32 disks, Y = -X; an optional bright square 'tumour' in X."""
+    return disk_slices(n, 32, seed, lesion=(slice(10, 18), slice(12, 20)) if tumour else None, paired=paired)
 
 
 def build(cls: type[AnomalyMethod]) -> AnomalyMethod:

@@ -11,6 +11,8 @@ import pytest
 from uasbench.data.slices import SliceSet
 from uasbench.registry import create_method
 
+from synthetic import disk_slices
+
 SHORT = {"intensity": {}, "ae": {"iterations": 2, "batch_size": 2}, "vae": {"iterations": 2, "batch_size": 2},
          "dae": {"iterations": 2, "batch_size": 2}, "cyclic_unet": {"iterations": 2, "batch_size": 2},
          "ddpm": {"iterations": 2, "batch_size": 2, "ddim_steps": 2},
@@ -19,16 +21,7 @@ SHORT = {"intensity": {}, "ae": {"iterations": 2, "batch_size": 2}, "vae": {"ite
 
 def disks(n: int, seed: int, tumour: bool = False) -> SliceSet:
     """128x128 paired slices (Y = -X) of a noisy disk 'brain', optionally with a bright square lesion."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:128, :128]
-    brain = np.broadcast_to((yy - 64) ** 2 + (xx - 64) ** 2 < 56 ** 2, (n, 128, 128)).copy()
-    x = (brain * (1 + 0.1 * rng.normal(size=(n, 128, 128)))).astype(np.float32)
-    seg = np.zeros_like(brain)
-    if tumour:
-        seg[:, 40:60, 50:70] = True
-        x[seg] += 2.0
-    return SliceSet(x=x, brain=brain, subjects=tuple(f"s{i}" for i in range(n)), z=np.arange(n),
-                    y=(-x).astype(np.float32), seg=seg if tumour else None)
+    return disk_slices(n, 128, seed, lesion=(slice(40, 60), slice(50, 70)) if tumour else None)
 
 
 @pytest.mark.parametrize("name", sorted(SHORT))
