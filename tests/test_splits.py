@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from uasbench.data.splits import default_split, load_split, make_assignment, parse_split_csv, sha256_file
+from uasbench.data.splits import (
+    assignment_from_lists, default_split, load_split, make_assignment, parse_split_csv, sha256_file, write_split_csv,
+)
 from uasbench.errors import UasbenchError
 
 IDS = [f"BraTS2021_{i:05d}" for i in range(100)]
@@ -95,3 +97,66 @@ def test_user_split_may_leave_val_empty_and_subjects_out(tmp_path):
 def test_unreadable_split_file(tmp_path):
     with pytest.raises(UasbenchError, match="missing.csv"):
         parse_split_csv(tmp_path / "missing.csv")
+
+
+def _lists(tmp_path: Path, **lists: str) -> dict[str, Path]:
+    paths = {}
+    for name, body in lists.items():
+        paths[name] = tmp_path / f"{name}.txt"
+        paths[name].write_text(body)
+    return paths
+
+
+def test_official_style_lists_with_the_last_ids_as_validation(tmp_path):
+    p = _lists(tmp_path, train="A\nB\n\nC  \nD\n", test="E\n# a comment\nF\n")
+    assignment = assignment_from_lists(p["train"], p["test"], val_last=2)
+    assert assignment == {"A": "train", "B": "train", "C": "val", "D": "val", "E": "test", "F": "test"}
+    out = tmp_path / "split.csv"
+    digest = write_split_csv(assignment, out)
+    assert digest == sha256_file(out) and parse_split_csv(out) == assignment
+    assert write_split_csv(assignment, out) == digest  # rewriting the same split is harmless
+    with pytest.raises(UasbenchError, match="already exists"):
+        write_split_csv({**assignment, "A": "val"}, out)
+
+
+def test_validation_from_a_list_or_from_the_unlisted_dataset_subjects(tmp_path):
+    p = _lists(tmp_path, train="A\nB\n", test="C\n", val="D\n")
+    assert assignment_from_lists(p["train"], p["test"], val=p["val"])["D"] == "val"
+    rest = assignment_from_lists(p["train"], p["test"], dataset=["A", "B", "C", "X", "Y"], val_rest=True)
+    assert rest == {"A": "train", "B": "train", "C": "test", "X": "val", "Y": "val"}
+
+
+@pytest.mark.parametrize("lists, kwargs, message", [
+    ({"train": "A\nB\nA\n", "test": "C\n"}, {}, "train.txt: subject A is listed twice"),
+    ({"train": "A\nB\n", "test": "B\n"}, {}, "subject B is in both"),
+    ({"train": "A\n", "test": "\n\n"}, {}, "test.txt: no subject IDs"),
+    ({"train": "A\nB\n", "test": "C\n"}, {"val_last": 2}, "--val-last 2"),
+    ({"train": "A\nB\n", "test": "C\n"}, {"val_rest": True}, "--val-rest needs --data"),
+    ({"train": "A\nB\n", "test": "C\n"}, {"val_last": 1, "val_rest": True, "dataset": ["A"]}, "choose one"),
+    ({"train": "A\nB\n", "test": "Z\n"}, {"dataset": ["A", "B", "C"]}, "not in the dataset: Z"),
+])
+def test_bad_lists_are_named(tmp_path, lists, kwargs, message):
+    p = _lists(tmp_path, **lists)
+    with pytest.raises(UasbenchError, match=message):
+        assignment_from_lists(p["train"], p["test"], **kwargs)
+
+
+def test_split_command_from_lists_and_seeded(tmp_path, real_brats_root):
+    from typer.testing import CliRunner
+
+    from uasbench.cli import app
+
+    p = _lists(tmp_path, train="TCGA-DU-7294\n", test="TCGA-FG-6692\n")
+    out = tmp_path / "official.csv"
+    result = CliRunner().invoke(app, ["data", "split", "--train-list", str(p["train"]), "--test-list", str(p["test"]),
+                                      "--data", str(real_brats_root), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "1 train, 0 val, 1 test" in result.output
+    assert load_split(["TCGA-DU-7294", "TCGA-FG-6692"], 0, out).subjects("test") == ["TCGA-FG-6692"]
+    seeded = tmp_path / "seeded.csv"
+    result = CliRunner().invoke(app, ["data", "split", "--data", str(real_brats_root), "--seed", "3",
+                                      "--out", str(seeded)])
+    assert result.exit_code == 0, result.output
+    assert parse_split_csv(seeded) == make_assignment(["TCGA-DU-7294", "TCGA-FG-6692"], 3)
+    result = CliRunner().invoke(app, ["data", "split", "--train-list", str(p["train"]), "--out", str(seeded)])
+    assert result.exit_code == 2 and "--test-list" in result.stderr

@@ -125,6 +125,77 @@ def default_split(subjects: list[str], seed: int) -> Split:
     return Split(parse_split_csv(path, set(subjects)), path, sha256_text(text))
 
 
+def read_id_list(path: Path) -> list[str]:
+    """Subject IDs one per line, as the official MMCCD lists (``brats_split_training.txt``); blank lines and
+    ``#`` comments are skipped. An ID listed twice is an error naming the file."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UasbenchError(f"subject list {path}: cannot read it ({exc})") from None
+    ids = [s for line in lines if (s := line.split("#", 1)[0].strip())]
+    seen: set[str] = set()
+    for subject in ids:
+        if subject in seen:
+            raise UasbenchError(f"subject list {path}: subject {subject} is listed twice")
+        seen.add(subject)
+    if not ids:
+        raise UasbenchError(f"subject list {path}: no subject IDs in it")
+    return ids
+
+
+def assignment_from_lists(train: Path, test: Path, *, val: Path | None = None, val_last: int = 0,
+                          dataset: list[str] | None = None, val_rest: bool = False) -> dict[str, str]:
+    """A split from subject lists, e.g. the official MMCCD ones, which ship no validation list.
+
+    Validation comes from one of: ``val`` (a third list); ``val_last`` (the last N IDs of the train list, the
+    convention of the authors' follow-up IterMask2: N = 128); ``val_rest`` (the ``dataset`` subjects in no
+    list: the 138 BraTS2021 subjects missing from the official lists). With ``dataset``, every listed ID must
+    be one of its subjects.
+    """
+    if sum([val is not None, val_last > 0, val_rest]) > 1:
+        raise UasbenchError("choose one source of validation subjects: --val-list, --val-last or --val-rest")
+    if val_last < 0:
+        raise UasbenchError(f"--val-last must be >= 0, got {val_last}")
+    if val_rest and dataset is None:
+        raise UasbenchError("--val-rest needs --data: the validation subjects are the dataset's unlisted ones")
+    lists = {"train": read_id_list(train), "test": read_id_list(test)}
+    if val is not None:
+        lists["val"] = read_id_list(val)
+    if val_last:
+        if val_last >= len(lists["train"]):
+            raise UasbenchError(f"--val-last {val_last}: the train list {train} has only {len(lists['train'])} "
+                                "subjects, and some must stay for training")
+        lists["train"], lists["val"] = lists["train"][:-val_last], lists["train"][-val_last:]
+    files = {"train": train, "test": test, "val": val if val is not None else train}
+    assignment: dict[str, str] = {}
+    for role, ids in lists.items():
+        for subject in ids:
+            if subject in assignment:
+                raise UasbenchError(f"subject {subject} is in both {files[assignment[subject]]} "
+                                    f"({assignment[subject]}) and {files[role]} ({role})")
+            assignment[subject] = role
+    if dataset is not None:
+        unknown = sorted(set(assignment) - set(dataset))
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise UasbenchError(f"{len(unknown)} listed subject(s) are not in the dataset: {shown}")
+        if val_rest:
+            assignment.update({s: "val" for s in sorted(set(dataset) - set(assignment))})
+    return assignment
+
+
+def write_split_csv(assignment: dict[str, str], out: Path) -> str:
+    """Write a split as the ``subject,split`` CSV every run can take with ``--split``; returns its SHA-256.
+    An existing different file is never overwritten."""
+    out = Path(out)
+    text = to_csv(assignment)
+    if out.exists() and (not out.is_file() or out.read_text() != text):
+        raise UasbenchError(f"--out {out} already exists (and differs); choose another path or delete it")
+    _write_atomic(out, text)
+    return sha256_text(text)
+
+
 def load_split(subjects: list[str], seed: int, split_file: Path | None) -> Split:
     """A user's split file when given (validated against ``subjects``), else the seeded default split."""
     if split_file is None:
