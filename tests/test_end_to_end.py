@@ -111,6 +111,28 @@ def test_data_commands(tmp_path, real_brats_root):
     assert "0, 1, 2, 4" in seen.output and "brats2021 (2)" in seen.output
 
 
+def test_data_prepare_builds_the_cache_runs_reuse_and_reports_bad_cases(tmp_path, real_brats_root):
+    import shutil
+
+    from uasbench.data.brats import discover_cases
+    from uasbench.data.cache import open_cache
+    from uasbench.data.preprocess import Protocol
+
+    data = tmp_path / "data"
+    shutil.copytree(real_brats_root, data, ignore=shutil.ignore_patterns("*.md", "SHA256SUMS"))
+    made = cli.invoke(app, ["data", "prepare", str(data), "--normalisation", "official"])
+    assert made.exit_code == 0, made.output
+    assert "2 cases ready" in made.output
+    cache = open_cache(discover_cases(data)[1], Protocol(normalisation="official"), progress=False)
+    assert str(cache.path) in made.output  # a run finds the cache the command built
+    (data / "TCGA-DU-7294" / "TCGA-DU-7294_t1.nii.gz").unlink()
+    stopped = cli.invoke(app, ["data", "prepare", str(data)])
+    assert stopped.exit_code == 1 and "TCGA-DU-7294_t1.nii.gz" in stopped.stderr
+    skipped = cli.invoke(app, ["data", "prepare", str(data), "--skip-bad-cases"])
+    assert skipped.exit_code == 0 and "1 cases ready" in skipped.output
+    assert "skipped: case TCGA-DU-7294" in skipped.stderr
+
+
 def test_an_interrupted_run_leaves_no_finished_looking_directory(tiny_phantom, tmp_path, monkeypatch):
     from uasbench_methods.intensity import IntensityBaseline
 

@@ -200,6 +200,66 @@ def data_phantom(
         console.print(f"wrote {subjects} subjects to {path}", highlight=False)
 
 
+@data_app.command("prepare")
+def data_prepare(
+    data: Annotated[Optional[Path], typer.Argument(help="BraTS folder; default: the embedded phantom.")] = None,
+    normalisation: Annotated[Normalisation, typer.Option(help="paper (z-score) or official (MMCCD code).")] = Normalisation.paper,
+    skip_bad_cases: Annotated[bool, typer.Option(help="Skip invalid cases (with a summary) instead of stopping.")] = False,
+) -> None:
+    """Build the preprocessed slice cache once (e.g. before a cluster array job), as `run` would on first use."""
+    from uasbench.data.brats import discover_cases
+    from uasbench.data.cache import open_cache
+    from uasbench.data.preprocess import Protocol
+
+    with _user_errors():
+        if data is None:
+            from uasbench.data.phantom import default_phantom_root
+
+            data = default_phantom_root()
+        _, cases = discover_cases(data)
+        cache = open_cache(cases, Protocol(normalisation=normalisation.value),
+                           on_bad_case="skip" if skip_bad_cases else "stop")
+        console.print(f"slice cache {cache.path}: {len(cache.subjects)} cases ready", highlight=False, soft_wrap=True)
+        for problem in cache.bad_cases.values():
+            err_console.print(f"skipped: {problem}", highlight=False, soft_wrap=True)
+
+
+@data_app.command("split")
+def data_split(
+    out: Annotated[Path, typer.Option(help="CSV to write (subject,split); pass it to `uasbench run --split`.")],
+    data: Annotated[Optional[Path], typer.Option(help="BraTS folder; default: the embedded phantom.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the 80/10/10 split (without lists).")] = 0,
+    train_list: Annotated[Optional[Path], typer.Option(help="Train subject IDs, one per line (official MMCCD list).")] = None,
+    test_list: Annotated[Optional[Path], typer.Option(help="Test subject IDs, one per line.")] = None,
+    val_list: Annotated[Optional[Path], typer.Option(help="Validation subject IDs, one per line.")] = None,
+    val_last: Annotated[int, typer.Option(help="Validation = the last N IDs of the train list (IterMask2: 128).")] = 0,
+    val_rest: Annotated[bool, typer.Option(help="Validation = the dataset's subjects in no list.")] = False,
+) -> None:
+    """Write a split file: the seeded 80/10/10 split of a dataset, or one made from subject lists."""
+    from uasbench.data.brats import discover_cases
+    from uasbench.data.splits import assignment_from_lists, make_assignment, write_split_csv
+
+    with _user_errors():
+        if (train_list is None) != (test_list is None):
+            raise UsageError("give both --train-list and --test-list, or neither (seeded split of --data)")
+        subjects = None  # lists alone need no dataset; --data checks them against one
+        if data is not None or train_list is None:
+            if data is None:
+                from uasbench.data.phantom import default_phantom_root
+
+                data = default_phantom_root()
+            subjects = [c.id for c in discover_cases(data)[1]]
+        if train_list is None:
+            assignment = make_assignment(subjects, seed)
+        else:
+            assignment = assignment_from_lists(train_list, test_list, val=val_list, val_last=val_last,
+                                               dataset=subjects, val_rest=val_rest)
+        digest = write_split_csv(assignment, out)
+        counts = {role: sum(r == role for r in assignment.values()) for role in ("train", "val", "test")}
+        console.print(f"wrote {out}: " + ", ".join(f"{n} {role}" for role, n in counts.items())
+                      + f" (sha256 {digest[:12]})", highlight=False, soft_wrap=True)
+
+
 @data_app.command("inspect")
 def data_inspect(
     path: Annotated[Path, typer.Argument(help="A BraTS2021/2023 folder.")],
