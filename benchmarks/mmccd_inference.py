@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from uasbench.nn.masked_inference import MaskedCycle, band_masks
+from uasbench.nn.masked_inference import MaskedCycle, band_masks, default_max_batch
 from uasbench.nn.unet import UNet
 from uasbench_methods.mmccd import MMCCD, MMCCDConfig
 
@@ -33,7 +33,8 @@ def parse() -> argparse.Namespace:
         p.add_argument(f"--{name.replace('_', '-')}", type=kind, help="override of the profile's value")
     p.add_argument("--slices", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=32, help="slices per batch of the sequential loop (official 32)")
-    p.add_argument("--max-batch", type=int, default=256, help="(slice, mask) pairs per call of the batched engine")
+    p.add_argument("--max-batch", type=int, default=0,
+                   help="(slice, mask) pairs per call of the batched engine (0: the method's default for the device)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p.parse_args()
@@ -69,10 +70,11 @@ def main() -> None:
     g = c.unet(timestep=False).to(device).eval()
     engine = MaskedCycle(f, g, band_masks(c.resolution, c.band_width, c.stride, c.directions), steps=c.ddim_steps)
     x = np.random.default_rng(0).normal(size=(args.slices, c.resolution, c.resolution)).astype(np.float32)
+    max_batch = args.max_batch or default_max_batch(device, c.resolution)
 
-    engine.score_batched(x[:1], max_batch=args.max_batch)  # warm-up (allocator, kernels)
+    engine.score_batched(x[:1], max_batch=max_batch)  # warm-up (allocator, kernels)
     t_seq, seq = timed(lambda: engine.score_sequential(x, batch_size=args.batch_size), device)
-    t_bat, bat = timed(lambda: engine.score_batched(x, max_batch=args.max_batch), device)
+    t_bat, bat = timed(lambda: engine.score_batched(x, max_batch=max_batch), device)
 
     f_passes, g_passes = engine.passes_per_slice()
     floor = (f_passes * flop_per_pass(f, 2, c.resolution, device, True)
@@ -83,7 +85,7 @@ def main() -> None:
           f"UNet {sum(p.numel() for p in f.parameters()) / 1e6:.2f} M parameters")
     print(f"network passes per slice: {f_passes} (f) + {g_passes} (g); FLOP floor {floor / 1e12:.4f} TFLOP per slice")
     print(f"sequential (per-mask loop, {args.batch_size} slices per batch): {t_seq / args.slices:.3f} s per slice")
-    print(f"batched (max_batch {args.max_batch}):                   {t_bat / args.slices:.3f} s per slice")
+    print(f"batched (max_batch {max_batch}): {t_bat / args.slices:.3f} s per slice")
     print(f"speed-up: {t_seq / t_bat:.2f}x; max |difference| of the maps: {np.abs(seq - bat).max():.2e}")
     for label, seconds in (("sequential", t_seq), ("batched", t_bat)):
         print(f"achieved {label}: {floor * args.slices / seconds / 1e12:.3f} TFLOP/s")

@@ -19,8 +19,10 @@ Deviations / choices (the official code where the paper is silent):
 - Error: squared error per pixel (official), not the L2 norm of Eq. 10; no global min-max normalisation.
 - Weights are the raw (non-EMA) weights, as the official code evaluates.
 - ``quick`` profile: the small UNets of ``QUICK_NET`` at 32x32, bands of width 4 (16 px scaled to 32 px) at
-  stride 2 (32 masks, coverage 2..4), 10 DDIM steps (t = 900, 800, ..., 0), chunks of 64 (slice, mask)
-  pairs (larger chunks are slower on a CPU); maps resized to the input grid.
+  stride 2 (32 masks, coverage 2..4), 10 DDIM steps (t = 900, 800, ..., 0); maps resized to the input grid.
+- Test-time chunks (``max_batch``, an engine setting that never changes the maps): 256 (slice, mask) pairs per
+  call on a GPU; on a CPU about 64k pixels per call (64 pairs at 32x32, 4 at 128x128), since larger calls ran
+  slower per pair there (``benchmarks/mmccd_inference.py``).
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.method import AnomalyMethod
 from uasbench.nn.diffusion import DiffusionOptions, Schedule
-from uasbench.nn.masked_inference import DIRECTIONS, MaskedCycle, band_masks
+from uasbench.nn.masked_inference import DIRECTIONS, MaskedCycle, band_masks, default_max_batch
 from uasbench.nn.training import seed_everything, train_network
 from uasbench_methods.cyclic_unet import QUICK_NET, train_translator
 
@@ -46,13 +48,15 @@ class MMCCDConfig(DiffusionOptions):
     band_width: int = 16
     stride: int = 2
     directions: tuple[str, ...] = field(default=DIRECTIONS)
-    max_batch: int = 256  # (slice, mask) pairs per network call at test time
+    max_batch: int = 0  # (slice, mask) pairs per network call at test time; 0: default_max_batch (device, grid)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.directions = tuple(self.directions)
         if not set(self.directions) <= set(DIRECTIONS) or not self.directions:
             raise UasbenchError(f"option directions={self.directions} must be a non-empty subset of {DIRECTIONS}")
+        if self.max_batch < 0:
+            raise UasbenchError(f"option max_batch={self.max_batch} must be >= 0 (0: chosen for the device)")
         if not 0 < self.band_width <= self.resolution or self.stride < 1:
             raise UasbenchError(f"options band_width={self.band_width}, stride={self.stride}: need "
                                 f"0 < band_width <= resolution ({self.resolution}) and stride >= 1")
@@ -77,7 +81,7 @@ class MMCCD(AnomalyMethod):
     name = "mmccd"
     Config = MMCCDConfig
     profiles = {"paper": {},
-                "quick": {**QUICK_NET, "ddim_steps": 10, "band_width": 4, "stride": 2, "max_batch": 64}}
+                "quick": {**QUICK_NET, "ddim_steps": 10, "band_width": 4, "stride": 2}}
     train_modalities = ("input", "target")
     config: MMCCDConfig
 
@@ -100,7 +104,9 @@ class MMCCD(AnomalyMethod):
                            steps=c.ddim_steps, schedule=c.schedule, seed=self.seed)
 
     def _score(self, slices: SliceSet) -> np.ndarray:
-        maps = self.engine().score_batched(resize(slices.x, self.config.resolution), max_batch=self.config.max_batch)
+        c = self.config
+        max_batch = c.max_batch or default_max_batch(self.device, c.resolution)
+        maps = self.engine().score_batched(resize(slices.x, c.resolution), max_batch=max_batch)
         return resize(maps, slices.x.shape[-2:], mode="bilinear")
 
     def get_state(self) -> dict[str, Any]:

@@ -70,6 +70,8 @@ def test_bad_options_name_the_option() -> None:
         MMCCD.from_profile("quick", {"band_width": 64})
     with pytest.raises(UasbenchError, match="directions"):
         MMCCD.from_profile("quick", {"directions": ("diagonal",)})
+    with pytest.raises(UasbenchError, match="max_batch=-1"):
+        MMCCD.from_profile("quick", {"max_batch": -1})
     with pytest.raises(UasbenchError, match="noise_levels"):
         DDPM.from_profile("quick", {"noise_levels": (1000,)})
 

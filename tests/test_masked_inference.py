@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from uasbench.nn.masked_inference import MaskedCycle, band_masks, coverage
+from uasbench.nn.masked_inference import MaskedCycle, band_masks, coverage, default_max_batch
 from uasbench.nn.unet import UNet, UNetConfig
 
 
@@ -81,3 +81,10 @@ def test_size_mismatch_is_refused() -> None:
     f, g = tiny_nets()
     with pytest.raises(ValueError, match="differ in size"):
         MaskedCycle(f, g, band_masks(16, 4, 4), steps=2).score_batched(np.zeros((1, 8, 8), np.float32))
+
+
+def test_default_chunk_is_large_on_gpu_and_about_64k_pixels_on_cpu() -> None:
+    assert default_max_batch(torch.device("cuda"), 128) == 256
+    assert default_max_batch(torch.device("cpu"), 32) == 64
+    assert default_max_batch(torch.device("cpu"), 128) == 4
+    assert default_max_batch(torch.device("cpu"), 512) == 1
