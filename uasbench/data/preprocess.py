@@ -129,7 +129,8 @@ def resize(stack: np.ndarray, size: int | tuple[int, int], mode: str = "area") -
 
     The one resampler of the toolkit: ``area`` (block averaging, MONAI's ``Resize`` default and the official
     code's 240 -> 128) shrinks the protocol's slices and a method's inputs to its internal grid without
-    aliasing; ``bilinear`` enlarges a method's score maps back to the slices' grid. Same size: a copy as is.
+    aliasing; ``bilinear`` enlarges a method's score maps back to the slices' grid. Same size: the input as
+    float32 (not copied when it already is).
     """
     shape = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     t = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))[:, None]

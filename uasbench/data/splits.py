@@ -62,6 +62,11 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def _few(names: list[str], n: int = 5) -> str:
+    """The first ``n`` names for a one-line error message."""
+    return ", ".join(names[:n]) + (" ..." if len(names) > n else "")
+
+
 def parse_split_csv(path: Path, known: set[str] | None = None) -> dict[str, str]:
     """Read and validate a ``subject,split`` CSV; every problem names the file (and the line)."""
     path = Path(path)
@@ -88,8 +93,7 @@ def parse_split_csv(path: Path, known: set[str] | None = None) -> dict[str, str]
     if known is not None:
         unknown = sorted(set(assignment) - known)
         if unknown:
-            shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-            raise UasbenchError(f"split file {path}: {len(unknown)} subject(s) not in the dataset: {shown}")
+            raise UasbenchError(f"split file {path}: {len(unknown)} subject(s) not in the dataset: {_few(unknown)}")
     if not any(s == "train" for s in assignment.values()):
         raise UasbenchError(f"split file {path}: no subject is assigned to train")
     return assignment
@@ -178,8 +182,7 @@ def assignment_from_lists(train: Path, test: Path, *, val: Path | None = None, v
     if dataset is not None:
         unknown = sorted(set(assignment) - set(dataset))
         if unknown:
-            shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-            raise UasbenchError(f"{len(unknown)} listed subject(s) are not in the dataset: {shown}")
+            raise UasbenchError(f"{len(unknown)} listed subject(s) are not in the dataset: {_few(unknown)}")
         if val_rest:
             assignment.update({s: "val" for s in sorted(set(dataset) - set(assignment))})
     return assignment
