@@ -58,9 +58,9 @@ def main() -> None:
         from uasbench.data.preprocess import Protocol
 
         if args.phantom:
-            from uasbench.data.phantom import default_phantom_root
+            from uasbench.data.benchmark_data import dataset_cases
 
-            _, cases = discover_cases(default_phantom_root(progress=True))
+            _, cases = dataset_cases(None)
             cases, source = cases[: args.subjects], "phantom"
         else:
             _, cases = discover_cases(copy_real_cases(REAL, Path(tmp) / "data", args.subjects))

@@ -207,16 +207,12 @@ def data_prepare(
     skip_bad_cases: Annotated[bool, typer.Option(help="Skip invalid cases (with a summary) instead of stopping.")] = False,
 ) -> None:
     """Build the preprocessed slice cache once (e.g. before a cluster array job), as `run` would on first use."""
-    from uasbench.data.brats import discover_cases
+    from uasbench.data.benchmark_data import dataset_cases
     from uasbench.data.cache import open_cache
     from uasbench.data.preprocess import Protocol
 
     with _user_errors():
-        if data is None:
-            from uasbench.data.phantom import default_phantom_root
-
-            data = default_phantom_root()
-        _, cases = discover_cases(data)
+        _, cases = dataset_cases(data)
         cache = open_cache(cases, Protocol(normalisation=normalisation.value),
                            on_bad_case="skip" if skip_bad_cases else "stop")
         console.print(f"slice cache {cache.path}: {len(cache.subjects)} cases ready", highlight=False, soft_wrap=True)
@@ -236,7 +232,7 @@ def data_split(
     val_rest: Annotated[bool, typer.Option(help="Validation = the dataset's subjects in no list.")] = False,
 ) -> None:
     """Write a split file: the seeded 80/10/10 split of a dataset, or one made from subject lists."""
-    from uasbench.data.brats import discover_cases
+    from uasbench.data.benchmark_data import dataset_cases
     from uasbench.data.splits import assignment_from_lists, make_assignment, write_split_csv
 
     with _user_errors():
@@ -244,11 +240,7 @@ def data_split(
             raise UsageError("give both --train-list and --test-list, or neither (seeded split of --data)")
         subjects = None  # lists alone need no dataset; --data checks them against one
         if data is not None or train_list is None:
-            if data is None:
-                from uasbench.data.phantom import default_phantom_root
-
-                data = default_phantom_root()
-            subjects = [c.id for c in discover_cases(data)[1]]
+            subjects = [c.id for c in dataset_cases(data)[1]]
         if train_list is None:
             assignment = make_assignment(subjects, seed)
         else:

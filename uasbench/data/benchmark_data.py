@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from uasbench.data.brats import discover_cases
+from uasbench.data.brats import Case, discover_cases
 from uasbench.data.cache import SliceCache, open_cache
 from uasbench.data.preprocess import Protocol, healthy_subset, largest_tumour_slice
 from uasbench.data.slices import BenchmarkData, SliceSet
@@ -59,6 +59,15 @@ def _tumour_picks(cache: SliceCache, subjects: list[str], skipped: list[str]) ->
     return picks
 
 
+def dataset_cases(data_root: Path | None, *, progress: bool = True) -> tuple[Path, list[Case]]:
+    """The folder and cases of a BraTS dataset, or of the embedded phantom (generated on first use) for None."""
+    if data_root is None:
+        from uasbench.data.phantom import default_phantom_root
+
+        data_root = default_phantom_root(progress=progress)
+    return Path(data_root), discover_cases(Path(data_root))[1]
+
+
 def load_benchmark_data(data_root: Path | None, pair: Pair, *, protocol: Protocol = Protocol(),
                         split_file: Path | None = None, seed: int = 0, on_bad_case: str = "stop",
                         progress: bool = True, workers: int | None = None) -> BenchmarkData:
@@ -66,11 +75,7 @@ def load_benchmark_data(data_root: Path | None, pair: Pair, *, protocol: Protoco
 
     ``data_root=None`` uses the embedded phantom dataset. ``workers`` defaults to all cores.
     """
-    if data_root is None:
-        from uasbench.data.phantom import default_phantom_root
-
-        data_root = default_phantom_root(progress=progress)
-    _, cases = discover_cases(Path(data_root))
+    data_root, cases = dataset_cases(data_root, progress=progress)
     cache = open_cache(cases, protocol, on_bad_case=on_bad_case, progress=progress, workers=workers)
     split = load_split([c.id for c in cases], seed, split_file)
     good = set(cache.subjects)
