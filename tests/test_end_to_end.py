@@ -16,7 +16,7 @@ from uasbench.cli import app
 from uasbench.data.phantom import write_phantom_dataset
 from uasbench.modalities import Pair
 from uasbench.results import CHECKPOINT, MANIFEST, METRICS_CSV, METRICS_JSON, SCORES, ScoredSplits
-from uasbench.runner import RunSpec, run_benchmark
+from uasbench.benchmark.run import RunSpec, run_benchmark
 
 pytestmark = pytest.mark.slow
 cli = CliRunner()

@@ -13,7 +13,7 @@ from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.evaluation.postprocess import PostProcess
 from uasbench.evaluation.protocol import evaluate
-from uasbench.figures import comparison_figure, figure_from_runs, pick_examples
+from uasbench.report.figures import comparison_figure, figure_from_runs, pick_examples
 from uasbench.results import ScoredSplits
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from uasbench.errors import UasbenchError, UsageError
-from uasbench.leaderboard import collect_runs, method_sort_key, render
+from uasbench.report.leaderboard import collect_runs, method_sort_key, render
 
 
 def _summary(mean: float | None) -> dict:

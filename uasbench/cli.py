@@ -91,7 +91,7 @@ def run(
     from uasbench.data.preprocess import Protocol
     from uasbench.evaluation.postprocess import PostProcess
     from uasbench.modalities import Pair
-    from uasbench.runner import RunSpec, run_benchmark, validate_spec
+    from uasbench.benchmark.run import RunSpec, run_benchmark, validate_spec
 
     with _user_errors():
         if data is not None and not data.is_dir():
@@ -134,7 +134,7 @@ def evaluate(
 
     from uasbench.evaluation.postprocess import PostProcess
     from uasbench.results import MANIFEST, SCORES, ScoredSplits, read_manifest, write_json
-    from uasbench.runner import evaluate_scores, write_metrics
+    from uasbench.benchmark.run import evaluate_scores, write_metrics
 
     with _user_errors():
         manifest = read_manifest(run_dir)
@@ -157,7 +157,7 @@ def leaderboard(
     output: Annotated[Optional[Path], typer.Option(help="Write to this file instead of stdout.")] = None,
 ) -> None:
     """Aggregate finished runs into the paper's Table 1 or Table 2 layout (mean +/- std over seeds)."""
-    from uasbench.leaderboard import collect_runs, render
+    from uasbench.report.leaderboard import collect_runs, render
 
     with _user_errors():
         if not results_dir.is_dir():
@@ -178,7 +178,7 @@ def figure(
     examples: Annotated[int, typer.Option(help="Number of test slices to show.")] = 3,
 ) -> None:
     """The paper's Fig. 3: input and ground truth, then each method's anomaly map and segmentation."""
-    from uasbench.figures import figure_from_runs
+    from uasbench.report.figures import figure_from_runs
     from uasbench.modalities import Pair
 
     with _user_errors():

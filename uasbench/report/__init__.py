@@ -1,0 +1,1 @@
+"""Publishing results: leaderboards, statistics, figures and the report page, all read from run directories."""
