@@ -8,7 +8,7 @@ and the training loss.
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,12 @@ from uasbench.nn.training import TrainSettings, predict_batched, seed_everything
 
 @dataclass
 class ReconstructionConfig(MethodConfig):
-    image_size: int | None = None  # internal square grid; None: the input grid (128 in the paper protocol)
-    iterations: int = 20_000
-    batch_size: int = 32
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    checkpoint_every: int = 1000
+    image_size: int | None = field(default=None, metadata={"min": 1})  # internal square grid; None: the input grid
+    iterations: int = field(default=20_000, metadata={"min": 1})
+    batch_size: int = field(default=32, metadata={"min": 1})
+    lr: float = field(default=1e-4, metadata={"above": 0})
+    weight_decay: float = field(default=0.0, metadata={"min": 0})
+    checkpoint_every: int = field(default=1000, metadata={"min": 1})
 
 
 class ReconstructionMethod(AnomalyMethod):
@@ -80,9 +80,6 @@ class ReconstructionMethod(AnomalyMethod):
     def _fit(self, train: SliceSet, val: SliceSet | None, workdir: Path | None) -> None:
         del val  # nothing here is tuned on validation
         c = self.config
-        for option in ("iterations", "batch_size", "checkpoint_every"):
-            if getattr(c, option) < 1:
-                raise UasbenchError(f"method {self.name!r}: option {option} must be >= 1, got {getattr(c, option)}")
         self.size = self._internal_size(train.x.shape)
         x = resize(train.x, self.size)
         brain = resize(train.brain.astype(np.float32), self.size) > 0.5
@@ -113,10 +110,10 @@ class ReconstructionMethod(AnomalyMethod):
 
 @dataclass
 class AEConfig(ReconstructionConfig):
-    bottleneck_res: int = 8  # Baur: 128x128 -> 8x8 before the dense layer
-    latent: int = 128  # Baur's zDim
-    width: int = 32  # filters of the first convolution (32, 64, 128, 128 ...)
-    dropout: float = 0.1  # on the dense bottleneck, as in Baur's code
+    bottleneck_res: int = field(default=8, metadata={"min": 1})  # Baur: 128x128 -> 8x8 before the dense layer
+    latent: int = field(default=128, metadata={"min": 1})  # Baur's zDim
+    width: int = field(default=32, metadata={"min": 1})  # filters of the first convolution (32, 64, 128, 128 ...)
+    dropout: float = field(default=0.1, metadata={"min": 0, "max": 1})  # on the dense bottleneck, as in Baur's code
 
 
 class AutoEncoder(ReconstructionMethod):

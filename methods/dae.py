@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from monai.networks.nets import BasicUNet
 from torch import nn
 
+from uasbench.errors import UasbenchError
 from uasbench.method import MethodConfig
 from uasbench_methods.ae import ReconstructionConfig, ReconstructionMethod
 
@@ -27,13 +28,19 @@ P99_PER_STD = 5.4
 
 @dataclass
 class DAEConfig(ReconstructionConfig):
-    iterations: int = 67_200  # Kascenas: 2,100 epochs of 32 batches
-    batch_size: int = 16
-    lr: float = 1e-4
-    weight_decay: float = 1e-5
-    features: tuple[int, ...] = (64, 128, 256, 512, 512, 64)  # MONAI BasicUNet widths (5 levels + output)
-    noise_std: float = 0.2  # Kascenas' magnitude, as a fraction of the brain's 99th percentile (see below)
-    noise_res: int = 16  # noise cells per image side before bilinear upsampling
+    iterations: int = field(default=67_200, metadata={"min": 1})  # Kascenas: 2,100 epochs of 32 batches
+    batch_size: int = field(default=16, metadata={"min": 1})
+    lr: float = field(default=1e-4, metadata={"above": 0})
+    weight_decay: float = field(default=1e-5, metadata={"min": 0})
+    # MONAI BasicUNet widths (5 levels + output); its group norm has 8 groups
+    features: tuple[int, int, int, int, int, int] = field(default=(64, 128, 256, 512, 512, 64), metadata={"min": 1})
+    noise_std: float = field(default=0.2, metadata={"min": 0})  # Kascenas' magnitude, as a fraction of the brain's 99th percentile (see below)
+    noise_res: int = field(default=16, metadata={"min": 1})  # noise cells per image side before bilinear upsampling
+
+    def __post_init__(self) -> None:
+        if any(width % 8 for width in self.features):
+            raise UasbenchError(f"option features={tuple(self.features)}: every width must be a multiple of 8 "
+                                "(the UNet's group norm has 8 groups)")
 
 
 class DenoisingAutoEncoder(ReconstructionMethod):

@@ -12,7 +12,7 @@ where tumours are dark (T1) the score stays "bright = anomalous", exactly as the
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from uasbench.method import AnomalyMethod, MethodConfig
 
 @dataclass
 class IntensityConfig(MethodConfig):
-    n_bins: int = 256
+    n_bins: int = field(default=256, metadata={"min": 1})
 
 
 class IntensityBaseline(AnomalyMethod):

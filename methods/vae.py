@@ -1,7 +1,7 @@
 """Variational auto-encoder baseline (Baur et al., MedIA 2021): the AE with a Gaussian latent and a KL term."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -11,7 +11,7 @@ from uasbench_methods.ae import AEConfig, AutoEncoder
 
 @dataclass
 class VAEConfig(AEConfig):
-    kl_weight: float = 1.0  # weight of the KL divergence against the per-image summed L1 error (plain ELBO: 1)
+    kl_weight: float = field(default=1.0, metadata={"min": 0})  # weight of the KL divergence against the per-image summed L1 error (plain ELBO: 1)
 
 
 class VariationalAutoEncoder(AutoEncoder):

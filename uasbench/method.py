@@ -13,6 +13,8 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import torch
 
+from uasbench.checkpoints import load_checkpoint, save_checkpoint
+from uasbench.config_check import checked_values
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError, UsageError
 
@@ -59,23 +61,20 @@ class AnomalyMethod(ABC):
         self.config = config if config is not None else self.Config()
         if not isinstance(self.config, self.Config):
             raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}, got {type(self.config).__name__}")
+        checked_values(type(self.config), dataclasses.asdict(self.config), self.name)  # a config built by hand too
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.seed = seed
         self.is_fitted = False
 
     @classmethod
     def config_for(cls, profile: str = "paper", overrides: dict[str, Any] | None = None) -> MethodConfig:
-        """The config of a named profile, with optional field overrides (unknown names are usage errors)."""
+        """The config of a named profile, with optional field overrides; an unknown name, or a value of the
+        wrong type or out of range (see ``uasbench.config_check``), is a usage error naming it."""
         if profile not in cls.profiles:
             raise UsageError(f"invalid --profile {profile!r} for method {cls.name!r} "
                              f"(valid: {', '.join(sorted(cls.profiles))})")
         values = {**cls.profiles[profile], **(overrides or {})}
-        fields = {f.name for f in dataclasses.fields(cls.Config)}
-        unknown = sorted(set(values) - fields)
-        if unknown:
-            raise UsageError(f"unknown config option(s) {', '.join(unknown)} for method {cls.name!r} "
-                             f"(valid: {', '.join(sorted(fields))})")
-        return cls.Config(**values)
+        return cls.Config(**checked_values(cls.Config, values, cls.name))
 
     @classmethod
     def from_profile(cls: type[M], profile: str = "paper", overrides: dict[str, Any] | None = None,
@@ -115,26 +114,30 @@ class AnomalyMethod(ABC):
 
     # -- persistence ------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
-        """Learned state (tensors, arrays, numbers), enough to score again after ``set_state``."""
+        """Learned state as plain data (tensors, numbers, strings, lists, dicts; no numpy arrays or objects),
+        enough to score again after ``set_state``. ``save`` refuses anything else, since only plain data
+        can be loaded without running code."""
         return {}
 
     def set_state(self, state: dict[str, Any]) -> None:
         del state
 
     def save(self, path: Path) -> None:
+        """Write config, seed and ``get_state()`` as plain data (see ``uasbench.checkpoints``)."""
         payload = {"method": self.name, "config": dataclasses.asdict(self.config), "seed": self.seed,
                    "state": self.get_state()}
-        torch.save(payload, Path(path))
+        save_checkpoint(payload, Path(path))
 
     @classmethod
     def load(cls: type[M], path: Path, *, device: str | torch.device = "cpu") -> M:
-        try:
-            payload = torch.load(Path(path), map_location="cpu", weights_only=False)
-        except Exception as exc:  # corrupt or truncated file
-            raise UasbenchError(f"cannot read checkpoint {path}: {exc}") from None
+        """A fitted method from ``save``'s file; read with torch's ``weights_only`` loader, so it runs no code."""
+        payload = load_checkpoint(Path(path))
         if payload.get("method") != cls.name:
             raise UasbenchError(f"checkpoint {path} holds method {payload.get('method')!r}, not {cls.name!r}")
-        method = cls(cls.Config(**payload["config"]), device=device, seed=payload["seed"])
+        if not isinstance(payload.get("config"), dict) or not isinstance(payload.get("seed"), int):
+            raise UasbenchError(f"checkpoint {path} lacks the config or the seed of the method")
+        config = cls.Config(**checked_values(cls.Config, payload["config"], cls.name))
+        method = cls(config, device=device, seed=payload["seed"])
         method.set_state(payload["state"])
         method.is_fitted = True
         return method

@@ -6,7 +6,7 @@ and its "last step returns the predicted x0" are explicit here, and there is no 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -90,7 +90,7 @@ def keyed_generator(device: torch.device, *key: int) -> torch.Generator:
 class DiffusionOptions(NetOptions):
     """Config fields shared by the diffusion methods (DDPM, MMCCD): the chain and its DDIM respacing."""
 
-    train_timesteps: int = 1000
+    train_timesteps: int = field(default=1000, metadata={"min": 1})
     ddim_steps: int = 100  # respacing of the chain: t = 990, 980, ..., 0
 
     def __post_init__(self) -> None:

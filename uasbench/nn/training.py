@@ -7,7 +7,6 @@ one, and the loss curve is always on disk (``workdir/loss_<name>.csv``) for insp
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -16,13 +15,16 @@ from typing import Any, TextIO
 
 import numpy as np
 import torch
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from uasbench.checkpoints import load_checkpoint, save_checkpoint
 from uasbench.errors import UasbenchError
 
 LossFn = Callable[[torch.nn.Module, list[torch.Tensor], torch.Generator], torch.Tensor]
 
 _FLUSH_EVERY = 50  # steps between reading losses back from the device (each read is a sync)
+_status = Console(stderr=True)  # says when a run resumes, beside the progress bars
 
 
 @dataclass(frozen=True)
@@ -57,13 +59,6 @@ def as_image_tensor(array: np.ndarray) -> torch.Tensor:
     return tensor.unsqueeze(1) if array.ndim == 3 else tensor
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    """Write to a temp file beside ``path`` and rename, so a crash never leaves a half-written checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 class _LossLog:
     """``loss_<name>.csv`` (step, loss), rewritten from the checkpoint's history on resume so it never holds
     steps that a resumed run is about to redo."""
@@ -87,19 +82,19 @@ class _LossLog:
 
 def _restore(ckpt_path: Path, net: torch.nn.Module, optimiser: torch.optim.Optimizer,
              index_gen: torch.Generator, noise_gen: torch.Generator) -> tuple[int, list[float]]:
+    ckpt = load_checkpoint(ckpt_path)  # plain data only: a crafted file in a shared work folder runs no code
     try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         net.load_state_dict(ckpt["net"])
         optimiser.load_state_dict(ckpt["optimiser"])
+        index_gen.set_state(ckpt["index_generator"])
+        noise_gen.set_state(ckpt["noise_generator"])
+        torch.random.set_rng_state(ckpt["global_rng"])  # layers such as dropout draw from the global generators
+        if ckpt.get("cuda_rng") is not None and noise_gen.device.type == "cuda":
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], noise_gen.device)
+        return int(ckpt["step"]), list(ckpt["losses"])
     except Exception as exc:
         raise UasbenchError(f"cannot resume from checkpoint {ckpt_path} ({type(exc).__name__}): it does not "
                             "match this network or is corrupt; delete it or use another work folder") from None
-    index_gen.set_state(ckpt["index_generator"])
-    noise_gen.set_state(ckpt["noise_generator"])
-    torch.random.set_rng_state(ckpt["global_rng"])  # layers such as dropout draw from the global generators
-    if ckpt.get("cuda_rng") is not None and noise_gen.device.type == "cuda":
-        torch.cuda.set_rng_state(ckpt["cuda_rng"], noise_gen.device)
-    return int(ckpt["step"]), list(ckpt["losses"])
 
 
 def train_network(net: torch.nn.Module, loss_fn: LossFn, arrays: Sequence[np.ndarray], settings: TrainSettings,
@@ -126,15 +121,19 @@ def train_network(net: torch.nn.Module, loss_fn: LossFn, arrays: Sequence[np.nda
     if ckpt_path is not None and ckpt_path.is_file():
         step, losses = _restore(ckpt_path, net, optimiser, index_gen, noise_gen)
         if step >= settings.iterations:
+            _status.print(f"{name}: reusing the finished training in {ckpt_path} (step {step} of "
+                          f"{settings.iterations})", highlight=False, soft_wrap=True)
             net.eval()
             return losses[:settings.iterations]
+        _status.print(f"{name}: resuming from step {step} of {settings.iterations} ({ckpt_path})",
+                      highlight=False, soft_wrap=True)
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
     log = _LossLog(workdir / f"loss_{name}.csv" if workdir is not None else None, losses)
 
     def checkpoint() -> None:
         if ckpt_path is not None:
-            _atomic_save({"net": net.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
+            save_checkpoint({"net": net.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
                           "index_generator": index_gen.get_state(), "noise_generator": noise_gen.get_state(),
                           "global_rng": torch.random.get_rng_state(),
                           "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,

@@ -11,7 +11,7 @@ MONAI's ``DiffusionModelUNet`` was not used: it always needs a timestep.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -186,21 +186,23 @@ class NetOptions(MethodConfig):
     Defaults are the paper/official settings (full UNet at 128x128, batch 32, 100k Adam steps, lr 1e-4).
     """
 
-    resolution: int = 128  # slices are area-resized to this square grid; maps are resized back
-    channels: int = 32
-    channel_mult: tuple[int, ...] = (1, 1, 2, 3, 4)
-    num_res_blocks: int = 2
-    attention_ds: tuple[int, ...] = (4, 8, 16)
-    dropout: float = 0.1
-    groups: int = 16
-    iterations: int = 100_000
-    batch_size: int = 32
-    lr: float = 1e-4
-    checkpoint_every: int = 5000
-    infer_batch: int = 64
+    resolution: int = field(default=128, metadata={"min": 1})  # slices are area-resized to this square grid
+    channels: int = field(default=32, metadata={"min": 1})
+    channel_mult: tuple[int, ...] = field(default=(1, 1, 2, 3, 4), metadata={"min": 1})
+    num_res_blocks: int = field(default=2, metadata={"min": 1})
+    attention_ds: tuple[int, ...] = field(default=(4, 8, 16), metadata={"min": 1})
+    dropout: float = field(default=0.1, metadata={"min": 0, "max": 1})
+    groups: int = field(default=16, metadata={"min": 1})
+    iterations: int = field(default=100_000, metadata={"min": 1})
+    batch_size: int = field(default=32, metadata={"min": 1})
+    lr: float = field(default=1e-4, metadata={"above": 0})
+    checkpoint_every: int = field(default=5000, metadata={"min": 1})
+    infer_batch: int = field(default=64, metadata={"min": 1})
 
     def __post_init__(self) -> None:
         self.channel_mult, self.attention_ds = tuple(self.channel_mult), tuple(self.attention_ds)
+        if not self.channel_mult:
+            raise UasbenchError("option channel_mult=() must list at least one level")
         step = 2 ** (len(self.channel_mult) - 1)
         if self.resolution % step:
             raise UasbenchError(f"option resolution={self.resolution} must be divisible by {step} "
