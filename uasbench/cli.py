@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from uasbench.errors import UasbenchError, UsageError
@@ -51,11 +52,21 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except UasbenchError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _print_error(str(exc))
         raise typer.Exit(exc.exit_code) from None
+    except OSError as exc:  # a full disk, a read-only or vanished folder: the environment, not a bug to trace
+        from uasbench.files import describe_os_error
+
+        _print_error(describe_os_error(exc))
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err_console.print("interrupted: nothing was written as finished; rerun the same command to resume")
         raise typer.Exit(130) from None
+
+
+def _print_error(message: str) -> None:
+    """``error: message`` on one line of stderr; the message is escaped, so brackets in a path stay as typed."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def _parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -133,12 +144,14 @@ def evaluate(
     import dataclasses
 
     from uasbench.evaluation.postprocess import PostProcess
+    from uasbench.files import check_output_folder
     from uasbench.results import MANIFEST, SCORES, ScoredSplits, read_manifest, write_json
     from uasbench.benchmark.run import evaluate_scores, write_metrics
 
     with _user_errors():
-        manifest = read_manifest(run_dir)
-        post = PostProcess(**manifest["postprocess"])
+        manifest = read_manifest(run_dir, required=("method", "pair", "seed", "postprocess"))
+        check_output_folder(run_dir, "run directory")  # new metrics are written into it
+        post = PostProcess.from_dict(manifest["postprocess"])
         changes = {k: v for k, v in (("erode_brain_px", erode_brain), ("median_size", median)) if v is not None}
         post = dataclasses.replace(post, **changes)
         result = evaluate_scores(ScoredSplits.load(run_dir / SCORES), post, n_bootstrap=1000,
@@ -157,16 +170,19 @@ def leaderboard(
     output: Annotated[Optional[Path], typer.Option(help="Write to this file instead of stdout.")] = None,
 ) -> None:
     """Aggregate finished runs into the paper's Table 1 or Table 2 layout (mean +/- std over seeds)."""
+    from uasbench.files import check_output_file, write_text_atomic
     from uasbench.report.leaderboard import collect_runs, render
 
     with _user_errors():
         if not results_dir.is_dir():
             raise UasbenchError(f"results folder {results_dir} does not exist")
+        if output is not None:
+            check_output_file(output, "--output")
         text = render(collect_runs(results_dir), table=table.value, fmt=format.value, threshold=threshold)
         if output is None:
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
         else:
-            output.write_text(text)
+            write_text_atomic(output, text)
             console.print(f"wrote {output}", highlight=False)
 
 
@@ -178,10 +194,14 @@ def figure(
     examples: Annotated[int, typer.Option(help="Number of test slices to show.")] = 3,
 ) -> None:
     """The paper's Fig. 3: input and ground truth, then each method's anomaly map and segmentation."""
+    from uasbench.files import check_output_file
     from uasbench.report.figures import figure_from_runs
     from uasbench.modalities import Pair
 
     with _user_errors():
+        if examples < 1:
+            raise UsageError(f"invalid --examples {examples}: show at least 1 test slice")
+        check_output_file(output, "--output")
         path = figure_from_runs(results_dir, str(Pair.parse(pair)), output, n_examples=examples)
         console.print(f"wrote {path}", highlight=False)
 
@@ -194,8 +214,10 @@ def data_phantom(
 ) -> None:
     """Write a synthetic multi-modal brain dataset with tumours in the exact BraTS2021 layout."""
     from uasbench.data.phantom import write_phantom_dataset
+    from uasbench.files import check_output_folder
 
     with _user_errors():
+        check_output_folder(out, "--out")
         path = write_phantom_dataset(out, subjects, seed)
         console.print(f"wrote {subjects} subjects to {path}", highlight=False)
 
@@ -234,10 +256,12 @@ def data_split(
     """Write a split file: the seeded 80/10/10 split of a dataset, or one made from subject lists."""
     from uasbench.data.benchmark_data import dataset_cases
     from uasbench.data.splits import assignment_from_lists, make_assignment, write_split_csv
+    from uasbench.files import check_output_file
 
     with _user_errors():
         if (train_list is None) != (test_list is None):
             raise UsageError("give both --train-list and --test-list, or neither (seeded split of --data)")
+        check_output_file(out, "--out")
         subjects = None  # lists alone need no dataset; --data checks them against one
         if data is not None or train_list is None:
             subjects = [c.id for c in dataset_cases(data)[1]]

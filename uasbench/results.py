@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +24,40 @@ import numpy as np
 
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
+from uasbench.files import write_text_atomic
 
 MANIFEST = "manifest.json"
 SCORES = "scores.npz"
 METRICS_JSON = "metrics.json"
 METRICS_CSV = "metrics.csv"
 CHECKPOINT = "checkpoint.pt"
+STAGING_PREFIX = ".tmp-"  # run directories being assembled; hidden, never read as runs
 _SPLITS = ("val", "healthy", "test")
+
+
+def new_run_name(prefix: str) -> str:
+    """``<prefix>_<UTC date-time with microseconds>-<random>``: unique even for jobs started in the same
+    second on different machines, and still sorted by time."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    return f"{prefix}_{stamp}-{secrets.token_hex(3)}"
 
 
 @contextlib.contextmanager
 def atomic_directory(final: Path) -> Iterator[Path]:
-    """Yield a staging folder beside ``final``; rename it to ``final`` only if the block succeeds."""
+    """Yield a staging folder beside ``final``; rename it to ``final`` only if the block succeeds.
+
+    The staging folder has a unique hidden name and is created with the default mode, so the umask decides
+    who may read the finished run (tempfile.mkdtemp would make it private to its owner).
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():
         raise UasbenchError(f"run directory {final} already exists")
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    staging = final.parent / f"{STAGING_PREFIX}{final.name}-{secrets.token_hex(4)}"
+    staging.mkdir()
     try:
         yield staging
+        if final.exists():  # rename would replace an empty folder silently
+            raise UasbenchError(f"run directory {final} already exists")
         os.rename(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -48,10 +65,8 @@ def atomic_directory(final: Path) -> Iterator[Path]:
 
 
 def write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically (temp file + rename), so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
+    """Write JSON atomically (unique temp file + rename), so a reader never sees half a file."""
+    write_text_atomic(path, json.dumps(payload, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(value: Any) -> Any:
@@ -87,6 +102,8 @@ class ScoredSplits:
 
     @classmethod
     def load(cls, path: Path) -> "ScoredSplits":
+        if not zipfile.is_zipfile(path):  # np.load would otherwise try to read it as a pickle
+            raise UasbenchError(f"cannot read cached scores {path}: it is missing, truncated or not a .npz archive")
         try:
             with np.load(path) as data:
                 parts = {}
@@ -105,15 +122,29 @@ class ScoredSplits:
                 ("test", self.test_maps, self.test)]
 
 
-def read_manifest(run_dir: Path) -> dict[str, Any]:
-    """The manifest of a finished run; a missing or unfinished one is a clear error naming the folder."""
+def read_manifest(run_dir: Path, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The manifest of a finished run; a missing, unfinished or malformed one (not a JSON object, or
+    without one of the ``required`` keys) is a clear error naming it."""
     path = Path(run_dir) / MANIFEST
     if not path.is_file():
         raise UasbenchError(f"{run_dir} is not a run directory (no {MANIFEST})")
     try:
         manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UasbenchError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise UasbenchError(f"{path} holds a JSON {type(manifest).__name__}, not a run manifest (an object)")
     if manifest.get("complete") is not True:
         raise UasbenchError(f"run {run_dir} did not finish (manifest not marked complete)")
+    missing = [key for key in required if key not in manifest]
+    if missing:
+        raise UasbenchError(f"{path} lacks {', '.join(missing)}; it was not written by `uasbench run`")
     return manifest
+
+
+def manifest_paths(results_dir: Path) -> list[Path]:
+    """Every ``manifest.json`` under ``results_dir``, at any depth, except in hidden folders (staging
+    folders of runs being written, the ``.work`` folder), sorted."""
+    results_dir = Path(results_dir)
+    return sorted(p for p in results_dir.rglob(MANIFEST)
+                  if not any(part.startswith(".") for part in p.relative_to(results_dir).parts[:-1]))

@@ -6,32 +6,35 @@ may see) lives here and in ``uasbench.evaluation``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import platform
-import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock, Timeout
 
 from uasbench.data.benchmark_data import load_benchmark_data
 from uasbench.data.preprocess import Protocol
 from uasbench.data.slices import BenchmarkData, SliceSet
 from uasbench.evaluation.postprocess import PostProcess
+from uasbench.errors import UasbenchError
 from uasbench.evaluation.protocol import EvaluationResult, evaluate
+from uasbench.files import atomic_file, check_output_folder
 from uasbench.method import AnomalyMethod, resolve_device
 from uasbench.modalities import Pair
 from uasbench.nn.training import seed_everything
 from uasbench.registry import get_method, method_infos
 from uasbench.results import (CHECKPOINT, MANIFEST, METRICS_CSV, METRICS_JSON, SCORES, ScoredSplits,
-                              atomic_directory, write_json)
+                              atomic_directory, new_run_name, write_json)
 
 _VERSIONED_PACKAGES = ("uasbench", "torch", "numpy", "scipy", "monai", "medpy", "scikit-learn", "nibabel")
 
@@ -59,7 +62,9 @@ def validate_spec(spec: RunSpec) -> tuple[type[AnomalyMethod], Any, torch.device
     """Fail fast on unknown method, profile, option or device (usage errors), before loading data."""
     method_cls = get_method(spec.method)
     config = method_cls.config_for(spec.profile, spec.overrides)
-    return method_cls, config, resolve_device(spec.device)
+    device = resolve_device(spec.device)
+    check_output_folder(spec.out, "--out")
+    return method_cls, config, device
 
 
 def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> tuple[Path, EvaluationResult]:
@@ -73,6 +78,9 @@ def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> tuple[Pa
     timings["data_s"] = time.perf_counter() - start
     log(f"data: {len(data.train)} training slices, {len(data.val)} validation, "
         f"{len(data.val_healthy)} healthy validation, {len(data.test)} test (split {data.split_sha256[:12]})")
+    for problem in data.report["bad_cases_skipped"].values():
+        log(f"skipped: {problem}")
+    _check_testable(data)
 
     seed_everything(spec.seed)
     method = method_cls(config, device=device, seed=spec.seed)
@@ -80,7 +88,9 @@ def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> tuple[Pa
     workdir.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
-    method.fit(_training_view(method, data.train), data.val, workdir=workdir)
+    with _training_lock(workdir, log):
+        method.fit(_training_view(method, data.train), data.val, workdir=workdir)
+        loss_logs = {p.name: p.read_bytes() for p in sorted(workdir.glob("loss_*.csv"))}
     timings["fit_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -93,17 +103,45 @@ def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> tuple[Pa
     result = evaluate_scores(scored, spec.post, n_bootstrap=spec.n_bootstrap, seed=spec.seed)
     timings["evaluate_s"] = time.perf_counter() - start
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    final = spec.out / f"{spec.method}_{spec.pair}_{spec.profile}_s{spec.seed}_{stamp}"
+    final = spec.out / new_run_name(f"{spec.method}_{spec.pair}_{spec.profile}_s{spec.seed}")
     with atomic_directory(final) as staging:
         method.save(staging / CHECKPOINT)
-        for loss_log in sorted(workdir.glob("loss_*.csv")):  # the loss curves travel with the run
-            shutil.copy2(loss_log, staging / loss_log.name)
+        for name, content in loss_logs.items():  # the loss curves travel with the run
+            (staging / name).write_bytes(content)
         scored.save(staging / SCORES)
         write_metrics(staging, result)
         manifest = _manifest(spec, method, data, device, timings, workdir)
         write_json(staging / MANIFEST, manifest)
     return final, result
+
+
+def _check_testable(data: BenchmarkData) -> None:
+    """Refuse before training a split whose test subjects hold no tumour slice: nothing could be evaluated."""
+    if len(data.test) == 0:
+        subjects = data.report["subjects"]["test"]
+        raise UasbenchError(f"the test split has no slice with tumour ({subjects} test subject(s), none with "
+                            f"tumour in z {data.protocol['z_start']}..{data.protocol['z_stop'] - 1}); "
+                            "nothing to evaluate: put tumour cases in the test split")
+
+
+@contextlib.contextmanager
+def _training_lock(workdir: Path, log: Callable[[str], None]) -> Iterator[None]:
+    """Only one job at a time trains in a work folder (jobs of the same identity share it).
+
+    A second job waits for the first to finish training, then finds its final checkpoints and reuses them
+    instead of training again (``train_network`` says so). The lock is an OS file lock (``filelock``), so a
+    killed job releases it; the lock file gets the umask's permissions, which decide who may share it.
+    """
+    lock = FileLock(workdir / "train.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log(f"another job is training in {workdir}; waiting for it to finish, then reusing its checkpoints")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def evaluate_scores(scored: ScoredSplits, post: PostProcess, *, n_bootstrap: int, seed: int) -> EvaluationResult:
@@ -114,9 +152,8 @@ def evaluate_scores(scored: ScoredSplits, post: PostProcess, *, n_bootstrap: int
 
 def write_metrics(run_dir: Path, result: EvaluationResult) -> None:
     write_json(run_dir / METRICS_JSON, result.to_dict())
-    tmp = run_dir / f".{METRICS_CSV}.tmp"
-    result.to_frame().to_csv(tmp, index=False)
-    tmp.replace(run_dir / METRICS_CSV)
+    with atomic_file(run_dir / METRICS_CSV) as tmp:
+        result.to_frame().to_csv(tmp, index=False)
 
 
 def _training_view(method: AnomalyMethod, train: SliceSet) -> SliceSet:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from uasbench.errors import UasbenchError
+from uasbench.files import write_text_atomic
 from uasbench.paths import cache_root
 
 SPLITS = ("train", "val", "test")
@@ -71,7 +70,7 @@ def parse_split_csv(path: Path, known: set[str] | None = None) -> dict[str, str]
     """Read and validate a ``subject,split`` CSV; every problem names the file (and the line)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (spreadsheet exports) is not data
     except (OSError, UnicodeDecodeError) as exc:
         raise UasbenchError(f"split file {path}: cannot read it ({exc})") from None
     rows = list(csv.reader(io.StringIO(text)))
@@ -101,10 +100,7 @@ def parse_split_csv(path: Path, known: set[str] | None = None) -> dict[str, str]
 
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
 
 
 def subjects_fingerprint(subjects: list[str]) -> str:
@@ -134,7 +130,7 @@ def read_id_list(path: Path) -> list[str]:
     ``#`` comments are skipped. An ID listed twice is an error naming the file."""
     path = Path(path)
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise UasbenchError(f"subject list {path}: cannot read it ({exc})") from None
     ids = [s for line in lines if (s := line.split("#", 1)[0].strip())]

@@ -5,7 +5,7 @@ The official MMCCD code multiplies its maps by the brain mask and by the brain m
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,11 @@ class PostProcess:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PostProcess":
+    def from_dict(cls, data: Any) -> "PostProcess":
+        """Settings read back from a manifest; anything but a dict of known fields is one clear line."""
+        known = {f.name for f in fields(cls)}
+        if not isinstance(data, dict) or not set(data) <= known:
+            raise UasbenchError(f"post-processing settings {data!r} are not a dict of {', '.join(sorted(known))}")
         return cls(**data)
 
 

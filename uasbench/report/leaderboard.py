@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from uasbench.errors import UasbenchError, UsageError
+from uasbench.results import manifest_paths
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def collect_runs(results_dir: Path) -> pd.DataFrame:
         raise UasbenchError(f"results folder {results_dir} does not exist")
     rows: list[dict[str, Any]] = []
     ignored: list[str] = []
-    for manifest_path in sorted(results_dir.rglob("manifest.json")):
+    for manifest_path in manifest_paths(results_dir):  # hidden staging folders hold no finished run
         run_dir = manifest_path.parent
         manifest = _read_json(manifest_path)
         if manifest.get("complete") is not True or not (run_dir / "metrics.json").is_file():
@@ -121,9 +122,12 @@ def _share_input_only_runs(df: pd.DataFrame) -> pd.DataFrame:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UasbenchError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise UasbenchError(f"{path} holds a JSON {type(data).__name__}, not an object")
+    return data
 
 
 def method_sort_key(method: str) -> tuple[int, str]:
