@@ -1,0 +1,204 @@
+"""The bad-input matrix, through the real command line in a subprocess: every case exits non-zero with exactly
+one ``error:`` line naming the culprit, prints no traceback, and leaves nothing that looks like a finished run
+(no new run directory, no changed metrics, no output file).
+
+Read-only folders are made with chmod; when the tests run as root (who ignores permission bits), the command
+runs without the capabilities that let root write anywhere (``setpriv``), like an ordinary user.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+
+from test_brats_loader import write_case
+from uasbench.benchmark.run import RunSpec, run_benchmark
+from uasbench.modalities import Pair
+from uasbench.results import MANIFEST, METRICS_JSON, SCORES, manifest_paths
+
+pytestmark = pytest.mark.slow
+MARKER_NAME = "pwned"
+
+
+class _RunsCode:
+    """Pickled, this asks the loader to call ``open(marker, "w")``: a file appears if the pickle is executed."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@dataclass
+class World:
+    root: Path
+    data: Path
+    split: Path
+    healthy_test_split: Path
+    intensity_run: Path  # a finished run to evaluate, rank and draw
+    trained_out: Path  # results folder of a finished AE run, with its .work checkpoints
+    readonly: Path
+    extra: dict = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> World:
+    root = tmp_path_factory.mktemp("matrix")
+    data = root / "data"
+    for i in range(6):  # SYN_005 has no tumour: a test split of it alone has nothing to evaluate
+        write_case(data, f"SYN_{i:03d}", seed=i, tumour_z=None if i == 5 else (80, 84))
+    split = root / "split.csv"
+    split.write_text("subject,split\nSYN_000,train\nSYN_001,train\nSYN_002,train\nSYN_003,val\nSYN_004,test\n")
+    healthy = root / "healthy_test.csv"
+    healthy.write_text("subject,split\nSYN_000,train\nSYN_001,train\nSYN_003,val\nSYN_005,test\n")
+    common = dict(pair=Pair.parse("fl-t2"), device="cpu", data_root=data, split_file=split, n_bootstrap=20)
+    run, _ = run_benchmark(RunSpec(method="intensity", out=root / "results", **common), log=lambda _: None)
+    trained = root / "trained"
+    run_benchmark(RunSpec(method="ae", out=trained, overrides={"iterations": 2}, **common), log=lambda _: None)
+    readonly = root / "readonly"
+    readonly.mkdir()
+    readonly.chmod(0o555)
+    return World(root, data, split, healthy, run, trained, readonly)
+
+
+def _unprivileged() -> list[str]:
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: permission bits cannot be enforced")
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", "--bounding-set", caps, "--inh-caps", caps]
+
+
+def _snapshot(world: World) -> dict[str, str]:
+    """Every finished-looking file of the test world with its content: what a failed command must not change."""
+    seen = {}
+    for results in (world.intensity_run.parent, world.trained_out, world.root / "copies"):
+        if results.is_dir():
+            for manifest in manifest_paths(results):
+                for name in (MANIFEST, METRICS_JSON):
+                    path = manifest.parent / name
+                    seen[str(path)] = path.read_text() if path.is_file() else ""
+    for entry in (*world.root.iterdir(), *world.readonly.iterdir()):  # an output that should not exist
+        seen[f"entry:{entry}"] = ""
+    return seen
+
+
+def _copy_run(world: World, name: str) -> Path:
+    copy = world.root / "copies" / name
+    shutil.copytree(world.intensity_run, copy)
+    return copy
+
+
+# Each case: (id, function(world) -> (argv, env changes, run unprivileged), exit code, message fragment).
+def _set(method: str, option: str):
+    return lambda w: (["run", "--method", method, "--set", option, "--out", str(w.root / "results")], {}, False)
+
+
+def _run_out(out_of):
+    return lambda w: (["run", "--method", "intensity", "--out", str(out_of(w))], {}, False)
+
+
+def _evaluate_broken_manifest(name: str, content: str):
+    def build(w: World):
+        run = _copy_run(w, name)
+        (run / MANIFEST).write_text(content)
+        return ["evaluate", str(run)], {}, False
+    return build
+
+
+def _evaluate_random_scores(w: World):
+    run = _copy_run(w, "random-scores")
+    (run / SCORES).write_bytes(os.urandom(4096))
+    return ["evaluate", str(run)], {}, False
+
+
+def _evaluate_readonly_run(w: World):
+    run = _copy_run(w, "readonly-run")
+    run.chmod(0o555)
+    return ["evaluate", str(run)], {}, True
+
+
+def _readonly_cache(w: World):
+    cache = w.root / "readonly-cache"
+    cache.mkdir(mode=0o555)
+    return (["run", "--method", "intensity", "--data", str(w.data), "--split", str(w.split), "--out",
+             str(w.root / "results"), "--device", "cpu"], {"UASBENCH_CACHE_DIR": str(cache)}, True)
+
+
+def _crafted_work_checkpoint(w: World):
+    (ckpt,) = w.trained_out.glob(".work/*/ckpt_ae.pt")
+    torch.save({"net": _RunsCode(w.root / MARKER_NAME)}, ckpt)
+    return (["run", "--method", "ae", "--set", "iterations=2", "--data", str(w.data), "--split", str(w.split),
+             "--out", str(w.trained_out), "--device", "cpu"], {}, False)
+
+
+def _file(w: World) -> Path:
+    path = w.root / "a-file.txt"
+    path.write_text("not a folder\n")
+    return path
+
+
+CASES = [
+    ("set-iterations-abc", _set("ddpm", "iterations=abc"), 2,
+     "invalid option iterations='abc' for method 'ddpm': expected an integer >= 1"),
+    ("set-lr-fast", _set("ae", "lr=fast"), 2, "invalid option lr='fast' for method 'ae': expected a number > 0"),
+    ("set-resolution-abc", _set("mmccd", "resolution=abc"), 2,
+     "invalid option resolution='abc' for method 'mmccd': expected an integer >= 1"),
+    ("set-iterations-0-ddpm", _set("ddpm", "iterations=0"), 2, "invalid option iterations=0 for method 'ddpm'"),
+    ("set-iterations-neg-mmccd", _set("mmccd", "iterations=-5"), 2,
+     "invalid option iterations=-5 for method 'mmccd': expected an integer >= 1"),
+    ("set-iterations-0-cyclic", _set("cyclic_unet", "iterations=0"), 2,
+     "invalid option iterations=0 for method 'cyclic_unet'"),
+    ("set-iterations-2.5", _set("cyclic_unet", "iterations=2.5"), 2,
+     "invalid option iterations=2.5 for method 'cyclic_unet': expected an integer >= 1"),
+    ("out-is-a-file", _run_out(_file), 1, "is a file, not a folder"),
+    ("out-under-a-file", _run_out(lambda w: _file(w) / "results"), 1, "lies under the file"),
+    ("out-under-readonly", lambda w: (["run", "--method", "intensity", "--out", str(w.readonly / "results")],
+                                      {}, True), 1, "no permission to write in"),
+    ("cache-readonly", _readonly_cache, 1, "permission denied (this is the uasbench cache"),
+    ("split-out-readonly", lambda w: (["data", "split", "--data", str(w.data), "--out",
+                                       str(w.readonly / "split.csv")], {}, True), 1, "no permission to write in"),
+    ("phantom-out-readonly", lambda w: (["data", "phantom", "--subjects", "1", "--out",
+                                         str(w.readonly / "phantom")], {}, True), 1, "no permission to write in"),
+    ("leaderboard-output-readonly", lambda w: (["leaderboard", str(w.intensity_run.parent), "--output",
+                                                str(w.readonly / "board.md")], {}, True), 1,
+     "no permission to write in"),
+    ("figure-output-readonly", lambda w: (["figure", str(w.intensity_run.parent), "--output",
+                                           str(w.readonly / "fig.png")], {}, True), 1, "no permission to write in"),
+    ("evaluate-readonly-run", _evaluate_readonly_run, 1, "run directory"),
+    ("evaluate-manifest-list", _evaluate_broken_manifest("list", "[1, 2]"), 1, "holds a JSON list, not a run manifest"),
+    ("evaluate-manifest-no-postprocess", _evaluate_broken_manifest(
+        "no-postprocess", json.dumps({"complete": True, "method": "intensity", "pair": "fl-t2", "seed": 0})), 1, "lacks postprocess"),
+    ("evaluate-random-scores", _evaluate_random_scores, 1, "not a .npz archive"),
+    ("figure-examples-0", lambda w: (["figure", str(w.intensity_run.parent), "--examples", "0",
+                                      "--output", str(w.root / "fig.png")], {}, False), 2, "--examples 0"),
+    ("all-healthy-test-split", lambda w: (["run", "--method", "intensity", "--data", str(w.data), "--split",
+                                           str(w.healthy_test_split), "--out", str(w.root / "results"),
+                                           "--device", "cpu"], {}, False), 1, "the test split has no slice with tumour"),
+    ("crafted-work-checkpoint", _crafted_work_checkpoint, 1, "refused: it is not a plain-data checkpoint"),
+]
+
+
+@pytest.mark.parametrize("build, code, message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_gives_one_line_and_leaves_no_finished_run(world, build, code, message):
+    argv, env, unprivileged = build(world)
+    before = _snapshot(world)
+    proc = subprocess.run([*(_unprivileged() if unprivileged else []), sys.executable, "-m", "uasbench", *argv],
+                          capture_output=True, text=True, timeout=600, cwd=world.root, env={**os.environ, **env})
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert message in lines[0], lines[0]
+    print(lines[0])  # the matrix's messages, listed with `pytest -rP`
+    assert _snapshot(world) == before  # no new run, no changed metrics, no new output
+    assert not (world.root / MARKER_NAME).exists()  # the crafted pickle did not run
