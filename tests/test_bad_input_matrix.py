@@ -184,7 +184,8 @@ CASES = [
     ("all-healthy-test-split", lambda w: (["run", "--method", "intensity", "--data", str(w.data), "--split",
                                            str(w.healthy_test_split), "--out", str(w.root / "results"),
                                            "--device", "cpu"], {}, False), 1, "the test split has no slice with tumour"),
-    ("crafted-work-checkpoint", _crafted_work_checkpoint, 1, "refused: it is not a plain-data checkpoint"),
+    ("crafted-work-checkpoint", _crafted_work_checkpoint, 1,
+     "refused: it holds more than plain data (it asks for io.open)"),
 ]
 
 

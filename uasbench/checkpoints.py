@@ -64,8 +64,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except pickle.UnpicklingError as exc:
         wanted = re.search(r"GLOBAL (\S+)", str(exc))
         detail = f" (it asks for {wanted.group(1)})" if wanted else ""
-        raise UasbenchError(f"checkpoint {path} refused: it is not a plain-data checkpoint ({PLAIN}){detail} "
-                            "and loading it could run code; delete it") from None
+        raise UasbenchError(f"checkpoint {path} refused: it holds more than plain data{detail}, and loading it "
+                            f"could run code (a checkpoint holds only {PLAIN}); delete it") from None
     except (RuntimeError, EOFError, ValueError) as exc:
         raise UasbenchError(f"cannot read checkpoint {path}: it is truncated or not a checkpoint "
                             f"({type(exc).__name__})") from None

@@ -1,0 +1,131 @@
+"""Checkpoints hold plain data and load without running code; config values are checked by type and range."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from synthetic import disk_slices
+from uasbench.checkpoints import check_plain, load_checkpoint, save_checkpoint
+from uasbench.errors import UasbenchError, UsageError
+from uasbench.nn.training import TrainSettings, train_network
+from uasbench.registry import create_method, get_method
+
+TINY = {"iterations": 1, "checkpoint_every": 1, "batch_size": 2}
+UNET = {"resolution": 16, "channels": 4, "channel_mult": [1, 2], "attention_ds": [], "groups": 2, **TINY}
+TINY_CONFIGS = {
+    "intensity": {},
+    "ae": {"image_size": 16, "bottleneck_res": 4, "width": 8, "latent": 4, **TINY},
+    "vae": {"image_size": 16, "bottleneck_res": 4, "width": 8, "latent": 4, **TINY},
+    "dae": {"image_size": 16, "features": [8, 8, 8, 8, 8, 8], **TINY},
+    "ddpm": {**UNET, "ddim_steps": 2, "noise_levels": [100]},
+    "cyclic_unet": UNET,
+    "mmccd": {**UNET, "ddim_steps": 2, "band_width": 4, "stride": 8},
+}
+
+
+class RunsCode:
+    """Unpickled by a full pickle loader, this calls ``open(marker, "w")``: the marker file proves code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("name", sorted(TINY_CONFIGS))
+def test_every_builtin_method_saves_plain_data_that_loads_safely(name: str, tmp_path: Path) -> None:
+    train = disk_slices(4, 16)
+    method = create_method(name, "quick", TINY_CONFIGS[name], device="cpu")
+    method.fit(train, disk_slices(2, 16, seed=1, lesion=(slice(4, 8), slice(4, 8))), workdir=tmp_path / "work")
+    method.save(tmp_path / "m.pt")
+    loaded = get_method(name).load(tmp_path / "m.pt")  # weights_only=True inside
+    assert loaded.config == method.config
+    assert np.array_equal(loaded.score(train), method.score(train))
+    for ckpt in (tmp_path / "work").glob("ckpt_*.pt"):
+        assert load_checkpoint(ckpt)["step"] == 1
+
+
+def test_a_crafted_method_checkpoint_is_refused_without_running(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    torch.save({"method": "intensity", "config": {}, "seed": 0, "state": RunsCode(marker)}, tmp_path / "evil.pt")
+    refused = r"evil.pt refused: it holds more than plain data \(it asks for io.open\), and loading it could run code"
+    with pytest.raises(UasbenchError, match=refused):
+        get_method("intensity").load(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+def test_a_crafted_training_checkpoint_is_refused_on_resume(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    work = tmp_path / "work"
+    work.mkdir()
+    torch.save({"net": RunsCode(marker), "step": 0}, work / "ckpt_toy.pt")
+    net = torch.nn.Conv2d(1, 1, 1)
+    with pytest.raises(UasbenchError, match="ckpt_toy.pt refused"):
+        train_network(net, lambda n, b, g: n(b[0]).mean(), [np.zeros((2, 4, 4), np.float32)],
+                      TrainSettings(iterations=2, batch_size=1), device=torch.device("cpu"), seed=0,
+                      workdir=work, name="toy", progress=False)
+    assert not marker.exists()
+
+
+def test_resume_says_from_which_step(tmp_path: Path, capsys) -> None:
+    def train(iterations: int) -> None:
+        train_network(torch.nn.Conv2d(1, 1, 1), lambda n, b, g: n(b[0]).pow(2).mean(),
+                      [np.ones((2, 4, 4), np.float32)], TrainSettings(iterations=iterations, batch_size=1,
+                                                                       checkpoint_every=2),
+                      device=torch.device("cpu"), seed=0, workdir=tmp_path, name="toy", progress=False)
+
+    train(2)
+    train(4)
+    assert "toy: resuming from step 2 of 4" in capsys.readouterr().err
+    train(4)
+    assert "toy: reusing the finished training" in capsys.readouterr().err
+
+
+def test_saving_anything_but_plain_data_is_refused_before_writing(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"checkpoint\['state'\]\['maps'\] is a numpy.ndarray"):
+        save_checkpoint({"state": {"maps": np.zeros(3)}}, tmp_path / "x.pt")
+    assert list(tmp_path.iterdir()) == []
+    check_plain({"a": [1, 2.0, "s", None, (torch.zeros(1),)], 3: {"b": True}})
+
+
+def test_truncated_or_missing_checkpoints_are_one_line(tmp_path: Path) -> None:
+    save_checkpoint({"x": torch.zeros(100)}, tmp_path / "ok.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "ok.pt").read_bytes()[:200])
+    for name in ("cut.pt", "missing.pt"):
+        with pytest.raises(UasbenchError, match=name):
+            load_checkpoint(tmp_path / name)
+
+
+@pytest.mark.parametrize("method, overrides, message", [
+    ("ddpm", {"iterations": "abc"}, "iterations='abc' for method 'ddpm': expected an integer >= 1"),
+    ("ddpm", {"iterations": 0}, "iterations=0"),
+    ("mmccd", {"iterations": -5}, "iterations=-5"),
+    ("cyclic_unet", {"iterations": 2.5}, "iterations=2.5"),
+    ("ae", {"lr": "fast"}, "lr='fast' for method 'ae': expected a number > 0"),
+    ("ae", {"lr": float("nan")}, "lr=nan"),
+    ("ae", {"image_size": "x"}, "expected an integer >= 1 or null"),
+    ("ae", {"dropout": 1.5}, "expected a number >= 0 and <= 1"),
+    ("ae", {"iterations": True}, "iterations=True"),
+    ("dae", {"features": [8, 8]}, "expected a list of 6 values, each an integer >= 1"),
+    ("mmccd", {"directions": "h"}, "expected a list, each item a string"),
+    ("intensity", {"n_bins": 0}, "n_bins=0"),
+])
+def test_config_values_are_checked_by_type_and_range(method: str, overrides: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        get_method(method).config_for("quick", overrides)
+
+
+def test_lossless_conversions_are_accepted() -> None:
+    config = get_method("ddpm").config_for("quick", {"iterations": 1e3, "lr": 1, "channel_mult": [1, 2]})
+    assert (config.iterations, config.lr, config.channel_mult) == (1000, 1.0, (1, 2))
+    assert type(config.iterations) is int and type(config.lr) is float
+
+
+def test_a_config_built_by_hand_is_checked_too() -> None:
+    config_cls = get_method("ae").Config
+    with pytest.raises(UsageError, match="batch_size=0"):
+        create_method("ae", "quick", device="cpu").__class__(config_cls(batch_size=0))
