@@ -2,6 +2,7 @@
 staging folders never counted, and the smaller reliability fixes (BOM split files, skipped-case summary)."""
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -16,6 +17,8 @@ from test_brats_loader import _break, write_case
 from uasbench.cli import app
 from uasbench.data.benchmark_data import load_benchmark_data
 from uasbench.data.splits import parse_split_csv
+from uasbench.errors import UasbenchError
+from uasbench.files import check_output_file, check_output_folder, describe_os_error
 from uasbench.modalities import Pair
 from uasbench.report.leaderboard import collect_runs
 from uasbench.results import (MANIFEST, SCORES, ScoredSplits, atomic_directory, manifest_paths, new_run_name,
@@ -98,3 +101,16 @@ def test_skipped_bad_cases_are_summarised_on_the_console(tiny, tmp_path):
                                       "--out", str(tmp_path / "out"), "--device", "cpu", "--skip-bad-cases"])
     assert result.exit_code == 0, result.output
     assert "skipped: case SYN_BAD" in result.output
+
+
+def test_output_checks_and_file_system_errors_are_one_line(tmp_path):
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(UasbenchError, match=r"--output .*/out is a folder, not a file"):
+        check_output_file(tmp_path / "out", "--output")
+    with pytest.raises(UasbenchError, match=r"--out .*/f/sub lies under the file .*/f$"):
+        check_output_folder(tmp_path / "f" / "sub", "--out")
+    check_output_folder(tmp_path / "new" / "deeper", "--out")  # creatable: fine, and nothing is created
+    assert not (tmp_path / "new").exists()
+    full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.npz"))
+    assert describe_os_error(full) == f"file system error on {tmp_path / 'x.npz'}: the disk is full"

@@ -47,19 +47,26 @@ def _nearest_existing(path: Path) -> Path:
     return Path(path.anchor or ".")
 
 
+def _folder_problem(folder: Path) -> str | None:
+    """Why files cannot be written in ``folder`` (to be created if missing), in words; None if they can."""
+    folder = folder.absolute()
+    existing = _nearest_existing(folder)
+    if not existing.is_dir():
+        return "is a file, not a folder" if existing == folder else f"lies under the file {existing}"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return ("is not writable (permission denied)" if existing == folder
+                else f"cannot be created: no permission to write in {existing}")
+    return None
+
+
 def check_output_folder(path: Path, what: str) -> None:
     """One line if ``path`` cannot be (created and) written as a folder; called before any data is read.
 
     ``what`` names the option or role in the message, e.g. ``--out``.
     """
-    path = Path(path)
-    existing = _nearest_existing(path.absolute())
-    if not existing.is_dir():
-        where = "is a file" if existing == path.absolute() else f"lies under the file {existing}"
-        raise UasbenchError(f"{what} {path} {where}, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        detail = "" if existing == path.absolute() else f" (it would be created in {existing})"
-        raise UasbenchError(f"{what} {path}: no permission to write in {existing}{detail}")
+    problem = _folder_problem(Path(path))
+    if problem:
+        raise UasbenchError(f"{what} {path} {problem}")
 
 
 def check_output_file(path: Path, what: str) -> None:
@@ -67,7 +74,9 @@ def check_output_file(path: Path, what: str) -> None:
     path = Path(path)
     if path.is_dir():
         raise UasbenchError(f"{what} {path} is a folder, not a file")
-    check_output_folder(path.parent, f"{what} {path}: its folder")
+    problem = _folder_problem(path.parent)
+    if problem:
+        raise UasbenchError(f"{what} {path}: its folder {path.parent} {problem}")
     if path.exists() and not os.access(path, os.W_OK):
         raise UasbenchError(f"{what} {path}: the file exists and is read-only")
 

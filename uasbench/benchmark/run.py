@@ -25,8 +25,8 @@ from filelock import FileLock, Timeout
 from uasbench.data.benchmark_data import load_benchmark_data
 from uasbench.data.preprocess import Protocol
 from uasbench.data.slices import BenchmarkData, SliceSet
-from uasbench.evaluation.postprocess import PostProcess
 from uasbench.errors import UasbenchError
+from uasbench.evaluation.postprocess import PostProcess
 from uasbench.evaluation.protocol import EvaluationResult, evaluate
 from uasbench.files import atomic_file, check_output_folder
 from uasbench.method import AnomalyMethod, resolve_device
