@@ -33,12 +33,15 @@ def checked_values(config_cls: type, values: dict[str, Any], method: str) -> dic
     if unknown:
         raise UsageError(f"unknown config option(s) {', '.join(unknown)} for method {method!r} "
                          f"(valid: {', '.join(sorted(fields))})")
-    hints = typing.get_type_hints(config_cls)
+    try:
+        hints = typing.get_type_hints(config_cls)
+    except (NameError, TypeError):  # a plugin's hint names a type only imported for type checkers
+        hints = {}
     checked = {}
     for name, value in values.items():
         bounds = {k: v for k, v in fields[name].metadata.items() if k in ("min", "max", "above")}
         try:
-            checked[name] = _convert(hints[name], value, bounds)
+            checked[name] = _convert(hints.get(name, Any), value, bounds)
         except _Invalid:
             raise UsageError(f"invalid option {name}={_show(value)} for method {method!r}: expected "
                              f"{_describe(hints[name], bounds)}") from None
