@@ -34,7 +34,8 @@ class DAEConfig(ReconstructionConfig):
     weight_decay: float = field(default=1e-5, metadata={"min": 0})
     # MONAI BasicUNet widths (5 levels + output); its group norm has 8 groups
     features: tuple[int, int, int, int, int, int] = field(default=(64, 128, 256, 512, 512, 64), metadata={"min": 1})
-    noise_std: float = field(default=0.2, metadata={"min": 0})  # Kascenas' magnitude, as a fraction of the brain's 99th percentile (see below)
+    # Kascenas' magnitude, as a fraction of the brain's 99th percentile (see below)
+    noise_std: float = field(default=0.2, metadata={"min": 0})
     noise_res: int = field(default=16, metadata={"min": 1})  # noise cells per image side before bilinear upsampling
 
     def __post_init__(self) -> None:

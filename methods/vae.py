@@ -11,7 +11,8 @@ from uasbench_methods.ae import AEConfig, AutoEncoder
 
 @dataclass
 class VAEConfig(AEConfig):
-    kl_weight: float = field(default=1.0, metadata={"min": 0})  # weight of the KL divergence against the per-image summed L1 error (plain ELBO: 1)
+    # weight of the KL divergence against the per-image summed L1 error (plain ELBO: 1)
+    kl_weight: float = field(default=1.0, metadata={"min": 0})
 
 
 class VariationalAutoEncoder(AutoEncoder):

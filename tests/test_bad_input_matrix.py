@@ -180,13 +180,15 @@ CASES = [
     ("evaluate-readonly-run", _evaluate_readonly_run, 1, "is not writable (permission denied)"),
     ("evaluate-manifest-list", _evaluate_broken_manifest("list", "[1, 2]"), 1, "holds a JSON list, not a run manifest"),
     ("evaluate-manifest-no-postprocess", _evaluate_broken_manifest(
-        "no-postprocess", json.dumps({"complete": True, "method": "intensity", "pair": "fl-t2", "seed": 0})), 1, "lacks postprocess"),
+        "no-postprocess", json.dumps({"complete": True, "method": "intensity", "pair": "fl-t2", "seed": 0})), 1,
+     "lacks postprocess"),
     ("evaluate-random-scores", _evaluate_random_scores, 1, "not a .npz archive"),
     ("figure-examples-0", lambda w: (["figure", str(w.intensity_run.parent), "--examples", "0",
                                       "--output", str(w.root / "fig.png")], {}, False), 2, "--examples 0"),
     ("all-healthy-test-split", lambda w: (["run", "--method", "intensity", "--data", str(w.data), "--split",
                                            str(w.healthy_test_split), "--out", str(w.root / "results"),
-                                           "--device", "cpu"], {}, False), 1, "the test split has no slice with tumour"),
+                                           "--device", "cpu"], {}, False), 1,
+     "the test split has no slice with tumour"),
     ("crafted-work-checkpoint", _crafted_work_checkpoint, 1,
      "refused: it holds more than plain data (it asks for io.open)"),
 ]
