@@ -9,6 +9,8 @@ import torch
 
 from uasbench.nn.diffusion import Schedule, keyed_generator
 
+from toy_diffusion import ToyX0, hand_ddim
+
 
 def test_linear_schedule_values() -> None:
     ab = Schedule().alpha_bar
@@ -50,35 +52,27 @@ def test_one_ddim_step_by_hand() -> None:
     assert torch.equal(s.ddim_step(y_t, x0, 0, -1), x0)  # the last step returns the prediction
 
 
-class ConstantX0(torch.nn.Module):
-    """Predicts x0 = the mean of the condition channel (or 0.5): a sampler check with a known answer."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[int] = []
-
-    def embed(self, t: torch.Tensor) -> torch.Tensor:
-        self.seen.append(int(t.item()))
-        return t.float()[:, None]
-
-    def forward(self, x: torch.Tensor, *, emb: torch.Tensor) -> torch.Tensor:
-        assert emb.shape == (1, 1)
-        if x.shape[1] == 2:
-            return x[:, 1:].mean(dim=(1, 2, 3), keepdim=True).expand_as(x[:, :1])
-        return torch.full_like(x, 0.5)
+@pytest.mark.parametrize("timesteps", [[990, 500, 0], [900, 800, 700, 600, 500, 400, 300, 200, 100, 0], [250, 200]])
+def test_ddim_sample_equals_a_hand_written_loop(timesteps: list[int]) -> None:
+    s, net = Schedule(), ToyX0()
+    y = torch.randn(3, 1, 5, 5, generator=torch.Generator().manual_seed(1))
+    out = s.ddim_sample(net, y, timesteps)
+    assert net.seen == timesteps  # one network pass per step, in order
+    np.testing.assert_allclose(out.numpy(), hand_ddim(y.numpy(), timesteps), rtol=1e-4, atol=1e-4)
+    # the loop really moves: a sampler that skipped the intermediate steps would give another answer
+    assert not np.allclose(out.numpy(), hand_ddim(y.numpy(), timesteps[-1:]), atol=1e-3)
 
 
-def test_ddim_sample_runs_the_steps_and_ends_on_x0() -> None:
-    s, net = Schedule(), ConstantX0()
-    y = torch.randn(3, 1, 4, 4)
-    out = s.ddim_sample(net, y, [990, 500, 0])
-    assert net.seen == [990, 500, 0]
-    torch.testing.assert_close(out, torch.full_like(y, 0.5))
-    cond = torch.arange(3.0).view(3, 1, 1, 1).expand(3, 1, 4, 4)
-    out = s.ddim_sample(net, y, [40, 20], cond=lambda k: cond)
-    expected = s.ddim_step(y, cond.clone(), 40, 20)  # first step, then the last returns x0 = cond
-    assert not torch.allclose(expected, cond)
-    torch.testing.assert_close(out, cond)
+def test_ddim_sample_feeds_the_condition_of_each_step() -> None:
+    s, net = Schedule(), ToyX0()
+    timesteps = [600, 400, 200, 0]
+    y = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(2))
+    conds = torch.randn(len(timesteps), 2, 1, 4, 4, generator=torch.Generator().manual_seed(3))
+    out = s.ddim_sample(net, y, timesteps, cond=lambda k: conds[k])
+    expected = hand_ddim(y.numpy(), timesteps, cond=lambda k: conds[k].numpy().astype(np.float64))
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-4, atol=1e-4)
+    reversed_conds = hand_ddim(y.numpy(), timesteps, cond=lambda k: conds[-1 - k].numpy().astype(np.float64))
+    assert not np.allclose(expected, reversed_conds, atol=1e-3)
 
 
 def test_x0_loss_is_zero_for_a_perfect_predictor() -> None:
