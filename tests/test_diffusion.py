@@ -45,7 +45,7 @@ def test_the_whole_schedule_and_the_respacing_bounds() -> None:
     s = Schedule(timesteps=10)
     assert s.respaced(1) == [0] and s.respaced(10) == list(range(9, -1, -1))
     for bad in (0, 11):
-        with pytest.raises(ValueError, match="steps must be in 1..10"):
+        with pytest.raises(ValueError, match="steps"):
             s.respaced(bad)
 
 
