@@ -111,7 +111,10 @@ def test_headline_frame_and_round_trip_carry_every_field() -> None:
                                                "n_excluded"]
     data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert data["n_slices"] == {"val": 6, "val_healthy": 4, "test": 5}
+    assert data["per_subject"]["val_dice"]["dice"] == result.per_subject["val_dice"]["dice"]  # numbers, not nulls
     assert EvaluationResult.from_dict(data).to_dict() == data
+    del data["n_slices"]  # results written before the field existed
+    assert EvaluationResult.from_dict(data).n_slices == {}
     # NaN (undefined) values survive the trip as well
     undefined = _run(test_maps, test, val_seed=1).to_dict()
     undefined["pooled"]["auroc_pooled"] = None
@@ -144,6 +147,9 @@ def test_labels_of_validation_are_optional_and_may_be_integers() -> None:
                       n_bootstrap=20)
     assert as_int.to_dict() == as_bool.to_dict()
     assert as_bool.n_bootstrap == 20 and as_bool.seed == 0
+    defaults = evaluate(val_maps=val_maps, val=val, healthy_maps=healthy_maps, val_healthy=healthy,
+                        test_maps=test_maps, test=test)
+    assert (defaults.n_bootstrap, defaults.seed) == (1000, 0)  # the documented defaults
     reseeded = evaluate(val_maps=val_maps, val=val, healthy_maps=healthy_maps, val_healthy=healthy,
                         test_maps=test_maps, test=test, n_bootstrap=20, seed=1)
     assert reseeded.metrics["val_dice"]["dice"].ci_low != as_bool.metrics["val_dice"]["dice"].ci_low
