@@ -1,10 +1,12 @@
 """DDPM, Cyclic UNet and MMCCD as plugins: tiny fit + score, save/load, refusals with clear messages."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import average_precision_score
 
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
@@ -13,7 +15,7 @@ from uasbench_methods.cyclic_unet import CyclicUNet
 from uasbench_methods.ddpm import DDPM
 from uasbench_methods.mmccd import MMCCD
 
-from synthetic import disk_slices
+from synthetic import disk_slices, pattern_lesion_slices
 
 TINY = {"resolution": 16, "channels": 8, "channel_mult": (1, 2), "num_res_blocks": 1, "attention_ds": (2,),
         "groups": 4, "iterations": 4, "batch_size": 4, "infer_batch": 8}
@@ -56,9 +58,18 @@ def test_ddpm_picks_the_noise_level_on_validation_and_keeps_it(tmp_path: Path) -
     method = build(DDPM)
     with pytest.raises(UasbenchError, match="validation"):
         method.fit(slices(8, paired=False))
-    method.fit(slices(8, paired=False), slices(3, tumour=True, seed=1))
+    val = dataclasses.replace(pattern_lesion_slices(3, 1, lesion=True), y=None)  # a lesion the levels rank differently
+    test = slices(2, tumour=True, seed=2)
+    method.fit(slices(8, paired=False), val)
     assert set(method.val_auprc) == {200, 400}
-    assert method.noise_level == max(method.val_auprc, key=method.val_auprc.get)
+    # Independent numbers: the same training with one noise level at a time, scored through the public API,
+    # ranked by sklearn's AUPRC of the validation tumour pixels inside the brain.
+    singles = {t: DDPM.from_profile("quick", {**TINY, **EXTRA[DDPM], "noise_levels": (t,)}, seed=3)
+               .fit(slices(8, paired=False)) for t in (200, 400)}
+    auprc = {t: average_precision_score(val.seg[val.brain], m.score(val)[val.brain]) for t, m in singles.items()}
+    assert auprc[200] != auprc[400]
+    assert method.noise_level == max(auprc, key=auprc.get)
+    np.testing.assert_array_equal(method.score(test), singles[method.noise_level].score(test))
     method.save(tmp_path / "d.pt")
     assert DDPM.load(tmp_path / "d.pt").noise_level == method.noise_level
     single = DDPM.from_profile("quick", {**TINY, "ddim_steps": 5, "noise_levels": (300,)}).fit(slices(8, paired=False))

@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from uasbench.nn.diffusion import Schedule, keyed_generator
+from uasbench.errors import UasbenchError
+from uasbench.nn.diffusion import DiffusionOptions, Schedule, keyed_generator
+
+from toy_diffusion import ALPHA_BAR, ToyX0, hand_ddim
 
 
 def test_linear_schedule_values() -> None:
@@ -30,11 +33,28 @@ def test_respacing_is_the_official_grid() -> None:
 
 def test_q_sample_by_hand() -> None:
     s = Schedule()
-    y0, noise = torch.full((2, 1, 2, 2), 2.0), torch.full((2, 1, 2, 2), -1.0)
+    y0, noise = torch.full((2, 1, 2, 2), 2.0), torch.full((2, 1, 2, 2), -0.5)
     out = s.q_sample(y0, torch.tensor([10, 500]), noise)
     for i, t in enumerate([10, 500]):
-        ab = s.alpha_bar[t]
-        assert out[i].flatten()[0].item() == pytest.approx(math.sqrt(ab) * 2 - math.sqrt(1 - ab), rel=1e-5)
+        ab = ALPHA_BAR[t]
+        assert out[i].flatten()[0].item() == pytest.approx(math.sqrt(ab) * 2 - 0.5 * math.sqrt(1 - ab), rel=1e-5)
+
+
+def test_the_whole_schedule_and_the_respacing_bounds() -> None:
+    np.testing.assert_allclose(Schedule().alpha_bar, ALPHA_BAR, rtol=1e-12)
+    s = Schedule(timesteps=10)
+    assert s.respaced(1) == [0] and s.respaced(10) == list(range(9, -1, -1))
+    for bad in (0, 11):
+        with pytest.raises(ValueError, match="steps"):
+            s.respaced(bad)
+
+
+def test_diffusion_options_accept_every_step_count_of_the_chain_only() -> None:
+    assert DiffusionOptions(train_timesteps=10, ddim_steps=1).ddim_steps == 1
+    assert DiffusionOptions(train_timesteps=10, ddim_steps=10).ddim_steps == 10
+    for bad in (0, 11):
+        with pytest.raises(UasbenchError, match=f"ddim_steps={bad} must be in 1..10"):
+            DiffusionOptions(train_timesteps=10, ddim_steps=bad)
 
 
 def test_one_ddim_step_by_hand() -> None:
@@ -48,37 +68,58 @@ def test_one_ddim_step_by_hand() -> None:
         expected.append(math.sqrt(abp) * xv + math.sqrt(1 - abp) * eps)
     torch.testing.assert_close(s.ddim_step(y_t, x0, t, t_prev), torch.tensor(expected))
     assert torch.equal(s.ddim_step(y_t, x0, 0, -1), x0)  # the last step returns the prediction
+    to_zero = s.ddim_step(y_t, x0, 10, 0)  # a step TO t = 0 is a real step, not the prediction
+    eps = (y_t - math.sqrt(ALPHA_BAR[10]) * x0) / math.sqrt(1 - ALPHA_BAR[10])
+    torch.testing.assert_close(to_zero, math.sqrt(ALPHA_BAR[0]) * x0 + math.sqrt(1 - ALPHA_BAR[0]) * eps)
 
 
-class ConstantX0(torch.nn.Module):
-    """Predicts x0 = the mean of the condition channel (or 0.5): a sampler check with a known answer."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[int] = []
-
-    def embed(self, t: torch.Tensor) -> torch.Tensor:
-        self.seen.append(int(t.item()))
-        return t.float()[:, None]
-
-    def forward(self, x: torch.Tensor, *, emb: torch.Tensor) -> torch.Tensor:
-        assert emb.shape == (1, 1)
-        if x.shape[1] == 2:
-            return x[:, 1:].mean(dim=(1, 2, 3), keepdim=True).expand_as(x[:, :1])
-        return torch.full_like(x, 0.5)
+@pytest.mark.parametrize("timesteps", [[990, 500, 0], [900, 800, 700, 600, 500, 400, 300, 200, 100, 0], [250, 200]])
+def test_ddim_sample_equals_a_hand_written_loop(timesteps: list[int]) -> None:
+    s, net = Schedule(), ToyX0()
+    y = torch.randn(3, 1, 5, 5, generator=torch.Generator().manual_seed(1))
+    out = s.ddim_sample(net, y, timesteps)
+    assert net.seen == timesteps  # one network pass per step, in order
+    np.testing.assert_allclose(out.numpy(), hand_ddim(y.numpy(), timesteps), rtol=1e-4, atol=1e-4)
+    # the loop really moves: a sampler that skipped the intermediate steps would give another answer
+    assert not np.allclose(out.numpy(), hand_ddim(y.numpy(), timesteps[-1:]), atol=1e-3)
 
 
-def test_ddim_sample_runs_the_steps_and_ends_on_x0() -> None:
-    s, net = Schedule(), ConstantX0()
-    y = torch.randn(3, 1, 4, 4)
-    out = s.ddim_sample(net, y, [990, 500, 0])
-    assert net.seen == [990, 500, 0]
-    torch.testing.assert_close(out, torch.full_like(y, 0.5))
-    cond = torch.arange(3.0).view(3, 1, 1, 1).expand(3, 1, 4, 4)
-    out = s.ddim_sample(net, y, [40, 20], cond=lambda k: cond)
-    expected = s.ddim_step(y, cond.clone(), 40, 20)  # first step, then the last returns x0 = cond
-    assert not torch.allclose(expected, cond)
-    torch.testing.assert_close(out, cond)
+def test_ddim_sample_feeds_the_condition_of_each_step() -> None:
+    s, net = Schedule(), ToyX0()
+    timesteps = [600, 400, 200, 0]
+    y = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(2))
+    conds = torch.randn(len(timesteps), 2, 1, 4, 4, generator=torch.Generator().manual_seed(3))
+    out = s.ddim_sample(net, y, timesteps, cond=lambda k: conds[k])
+    expected = hand_ddim(y.numpy(), timesteps, cond=lambda k: conds[k].numpy().astype(np.float64))
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-4, atol=1e-4)
+    reversed_conds = hand_ddim(y.numpy(), timesteps, cond=lambda k: conds[-1 - k].numpy().astype(np.float64))
+    assert not np.allclose(expected, reversed_conds, atol=1e-3)
+
+
+def test_x0_loss_feeds_the_network_the_noised_target_its_condition_and_t() -> None:
+    """Draws come from the given generator only (timesteps first, then the noise), so training is reproducible."""
+    s = Schedule()
+    y0, cond = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4)
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def net(inp: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        seen.append((inp, t))
+        return inp[:, :1] * 0.5
+
+    loss = s.x0_loss(net, y0, torch.Generator().manual_seed(4), cond=cond)  # type: ignore[arg-type]
+    replay = torch.Generator().manual_seed(4)
+    t = torch.randint(1000, (3,), generator=replay)
+    noise = torch.randn(y0.shape, generator=replay)
+    ab = torch.as_tensor(ALPHA_BAR[t.numpy()], dtype=torch.float32).view(-1, 1, 1, 1)
+    y_t = ab.sqrt() * y0 + (1 - ab).sqrt() * noise
+    (inp, t_seen), = seen
+    assert torch.equal(t_seen, t) and inp.shape == (3, 2, 4, 4)
+    torch.testing.assert_close(inp[:, :1], y_t)
+    assert torch.equal(inp[:, 1:], cond)
+    assert loss.item() == pytest.approx(((0.5 * y_t - y0) ** 2).mean().item(), rel=1e-5)
+    torch.manual_seed(0)  # the global generator is not used: moving it changes nothing
+    again = s.x0_loss(lambda inp, t: inp[:, :1] * 0.5, y0, torch.Generator().manual_seed(4), cond=cond)
+    assert again.item() == loss.item()
 
 
 def test_x0_loss_is_zero_for_a_perfect_predictor() -> None:

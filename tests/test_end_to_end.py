@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -17,6 +18,7 @@ from uasbench.data.phantom import write_phantom_dataset
 from uasbench.modalities import Pair
 from uasbench.results import CHECKPOINT, MANIFEST, METRICS_CSV, METRICS_JSON, SCORES, ScoredSplits
 from uasbench.benchmark.run import RunSpec, run_benchmark
+from uasbench.evaluation.protocol import evaluate
 
 pytestmark = pytest.mark.slow
 cli = CliRunner()
@@ -32,6 +34,18 @@ def tiny_phantom(tmp_path_factory) -> tuple[Path, Path]:
     rows = [f"UASPH_{i:05d},{name}" for name, ids in SPLIT.items() for i in ids]
     split.write_text("subject,split\n" + "\n".join(rows) + "\n")
     return root, split
+
+
+def expected_counts(data: Path) -> dict[str, int]:
+    """Slice counts read from the seg files: training = tumour-free slices 70-89 of the training subjects,
+    healthy validation = up to 4 tumour-free slices per validation subject, one tumour slice per val/test subject."""
+    def healthy_slices(i: int) -> int:
+        seg = np.asarray(nib.load(data / f"UASPH_{i:05d}" / f"UASPH_{i:05d}_seg.nii.gz").dataobj)
+        return int(sum(not seg[:, :, z].any() for z in range(70, 90)))
+
+    return {"train": sum(healthy_slices(i) for i in SPLIT["train"]),
+            "val": len(SPLIT["val"]), "val_healthy": sum(min(4, healthy_slices(i)) for i in SPLIT["val"]),
+            "test": len(SPLIT["test"])}
 
 
 def _only_run(out: Path) -> Path:
@@ -51,7 +65,7 @@ def test_intensity_through_the_cli_then_evaluate_leaderboard_and_figure(tiny_pha
         assert (run / name).is_file(), name
     manifest = json.loads((run / MANIFEST).read_text())
     assert manifest["complete"] is True
-    assert manifest["counts"] == {"train": manifest["counts"]["train"], "val": 2, "val_healthy": manifest["counts"]["val_healthy"], "test": 1}
+    assert manifest["counts"] == expected_counts(data)
     assert manifest["split_sha256"] and manifest["data_fingerprint"] and manifest["versions"]["torch"]
     assert set(manifest["wall_times_s"]) == {"data_s", "fit_s", "score_s", "evaluate_s"}
     metrics = json.loads((run / METRICS_JSON).read_text())
@@ -86,7 +100,15 @@ def test_every_method_runs_end_to_end(tiny_phantom, tmp_path, method, pair):
     scored = ScoredSplits.load(run_dir / SCORES)
     assert scored.test_maps.shape == scored.test.x.shape
     assert np.isfinite(scored.test_maps).all() and np.isfinite(scored.val_maps).all()
-    assert result.headline()  # evaluated
+    # the result returned, metrics.json and a fresh evaluation of the stored maps all agree
+    metrics = json.loads((run_dir / METRICS_JSON).read_text())
+    again = evaluate(val_maps=scored.val_maps, val=scored.val, healthy_maps=scored.healthy_maps,
+                     val_healthy=scored.val_healthy, test_maps=scored.test_maps, test=scored.test, n_bootstrap=50)
+    assert again.to_dict() == metrics
+    head = result.headline()
+    assert head["auroc"] == metrics["metrics"]["threshold_free"]["auroc"]["mean"] and 0 <= head["auroc"] <= 1
+    assert head["val_dice_threshold"] == metrics["thresholds"]["val_dice"]["value"] is not None
+    assert 0 <= head["dice"] <= 1 and 0 <= head["oracle_dice"] <= 1
     manifest = json.loads((run_dir / MANIFEST).read_text())
     assert manifest["pair"] == pair and manifest["config"]["iterations"] == 4
     assert manifest["overrides"] == {"iterations": 4}

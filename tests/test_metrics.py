@@ -151,3 +151,76 @@ def test_bootstrap_ci_contains_mean_and_is_seeded() -> None:
 def test_summary_of_nothing_is_nan() -> None:
     s = summarize(np.array([np.nan]))
     assert s.n == 0 and s.n_excluded == 1 and np.isnan(s.mean)
+
+
+def test_single_pixel_boundaries() -> None:
+    """A score equal to the threshold is not anomalous; one-pixel predictions and truths are ordinary ratios."""
+    maps = np.zeros((3, 4, 4))
+    maps[:, 1, 1] = 1.0
+    seg = np.zeros((3, 4, 4), bool)
+    seg[0, 1, 1] = True  # slice 0: one predicted pixel, the right one
+    seg[1, 2, 2] = True  # slice 1: one predicted pixel, one tumour pixel elsewhere
+    values, counts = segmentation_metrics(maps, seg, np.ones_like(seg), threshold=0.5)
+    assert {m: v[0] for m, v in values.items()} == {"dice": 1.0, "jaccard": 1.0, "precision": 1.0, "recall": 1.0,
+                                                     "assd": 0.0}
+    assert [values[m][1] for m in ("dice", "jaccard", "precision", "recall")] == [0.0] * 4
+    assert counts == {"both_empty": 0, "empty_prediction": 0, "empty_truth": 1, "assd_both_empty": 0,
+                      "assd_one_empty_penalty": 1}
+    assert not segmentation_metrics(maps, seg, np.ones_like(seg), threshold=1.0)[0]["recall"][0]  # 1.0 > 1.0 is false
+
+
+def test_overlap_counts_are_per_rule() -> None:
+    """tp == fp, tp == fn and fp == fn on non-empty slices must not be mistaken for empty ones."""
+    pred = np.zeros((3, 4, 4), bool)
+    truth = np.zeros((3, 4, 4), bool)
+    pred[0, 0, :2] = True  # tp 1, fp 1
+    truth[0, 0, 0] = True
+    pred[1, 0, 0] = True  # tp 1, fn 1
+    truth[1, 0, :2] = True
+    pred[2, 0, 0] = True  # tp 0, fp 1, fn 1
+    truth[2, 3, 3] = True
+    _, counts = overlap(pred, truth)
+    assert counts == {"both_empty": 0, "empty_prediction": 0, "empty_truth": 0}
+
+
+def test_ranking_metrics_need_both_classes_and_no_more() -> None:
+    maps = np.random.default_rng(5).random((2, 4, 4))
+    seg = np.zeros((2, 4, 4), bool)
+    seg[0, 0, 0] = True  # a single tumour pixel: defined
+    seg[1] = True
+    seg[1, 3, 3] = False  # a single healthy pixel: defined
+    values, counts = ranking_metrics(maps, seg, np.ones_like(seg))
+    assert np.isfinite(values["auroc"]).all() and np.isfinite(values["auprc"]).all()
+    assert counts == {"auroc_one_class": 0, "auprc_one_class": 0, "auroc_image_official_one_class": 0}
+    assert np.isfinite(list(pooled_ranking_metrics(maps[:1], seg[:1], np.ones_like(seg[:1])).values())).all()
+    everything = pooled_ranking_metrics(maps, np.ones_like(seg), np.ones_like(seg))
+    assert set(everything) == {"auroc_pooled", "auprc_pooled"} and np.isnan(list(everything.values())).all()
+
+
+def test_summary_edge_cases_and_the_bootstrap_rule() -> None:
+    values = np.random.default_rng(6).random(12)
+    assert summarize(values) == summarize(values, n_bootstrap=1000, seed=0)  # the documented defaults
+    # percentile bootstrap: 2.5th and 97.5th percentiles of the means of n-out-of-n resamples
+    idx = np.random.default_rng(3).integers(0, 12, size=(500, 12))
+    low, high = np.percentile(values[idx].mean(axis=1), [2.5, 97.5])
+    s = summarize(values, n_bootstrap=500, seed=3)
+    assert (s.ci_low, s.ci_high) == (low, high)
+    one = summarize(np.array([0.25]), n_bootstrap=10)
+    assert (one.mean, one.n, one.ci_low, one.ci_high) == (0.25, 1, 0.25, 0.25) and np.isnan(one.std)
+    two = summarize(np.array([0.0, 1.0]), n_bootstrap=10)
+    assert two.std == pytest.approx(np.sqrt(0.5))
+    no_ci = summarize(values, n_bootstrap=0)
+    assert np.isnan(no_ci.ci_low) and np.isnan(no_ci.ci_high) and no_ci.mean == values.mean()
+    single_bootstrap = summarize(values, n_bootstrap=1, seed=0)
+    assert single_bootstrap.ci_low == single_bootstrap.ci_high and np.isfinite(single_bootstrap.ci_low)
+    nothing = summarize(np.array([np.nan, np.nan]))
+    assert (nothing.n, nothing.n_excluded) == (0, 2) and all(np.isnan([nothing.mean, nothing.std, nothing.ci_low]))
+
+
+def test_assd_borders_are_four_connected() -> None:
+    """Disks have diagonal edges, where 4- and 8-connected borders differ: the official connectivity is 1 (4)."""
+    yy, xx = np.mgrid[:21, :21]
+    a = (yy - 10) ** 2 + (xx - 9) ** 2 < 6**2
+    b = (yy - 11) ** 2 + (xx - 12) ** 2 < 5**2
+    value, rule = assd(a, b)
+    assert rule is None and np.isclose(value, _brute_assd(a, b))

@@ -67,3 +67,38 @@ def test_bad_maps_raise() -> None:
 def test_round_trip() -> None:
     post = PostProcess(erode_brain_px=4, median_size=5)
     assert PostProcess.from_dict(post.to_dict()) == post
+
+
+def test_erosion_edge_cases() -> None:
+    brain = np.zeros((1, 9, 9), bool)
+    brain[0, 2:7, 2:7] = True
+    once = evaluation_mask(brain, PostProcess(erode_brain_px=1))
+    assert once.sum() == 3 * 3 and once[0, 3:6, 3:6].all()  # one pixel off every side
+    empty = evaluation_mask(np.zeros((0, 9, 9), bool), PostProcess(erode_brain_px=2))
+    assert empty.shape == (0, 9, 9) and empty.dtype == bool
+    assert evaluation_mask(brain.astype(np.uint8), PostProcess()).dtype == bool
+
+
+def test_median_filter_edges_sizes_and_slices() -> None:
+    rng = np.random.default_rng(3)
+    maps = rng.normal(size=(3, 7, 7))
+    brain = np.ones((3, 7, 7), bool)
+    for size in (2, 3, 5):  # 5 reaches two pixels past the edge, where "nearest" and "reflect" differ
+        out, _ = apply_postprocess(maps, brain, PostProcess(median_size=size))
+        for i in range(3):  # each slice alone, borders replicated ("nearest"), as the official-style filter
+            np.testing.assert_array_equal(out[i], ndimage.median_filter(maps[i], size=size, mode="nearest"))
+    unfiltered, _ = apply_postprocess(maps.astype(np.float32), brain, PostProcess(median_size=1))
+    assert unfiltered.dtype == np.float64 and np.array_equal(unfiltered, maps.astype(np.float32))
+
+
+def test_error_messages_name_the_problem() -> None:
+    with pytest.raises(UasbenchError, match=r"^post-processing option erode_brain_px must be a non-negative integer, "
+                                            r"got -1$"):
+        PostProcess(erode_brain_px=-1)
+    with pytest.raises(UasbenchError, match=r"^post-processing option erode_brain_px needs brain_mask=True$"):
+        PostProcess(brain_mask=False, erode_brain_px=2)
+    with pytest.raises(UasbenchError, match=r"^score maps of shape \(1, 4, 5\) do not match brain masks of shape "
+                                            r"\(1, 4, 4\)$"):
+        apply_postprocess(np.zeros((1, 4, 5)), np.ones((1, 4, 4), bool), PostProcess())
+    with pytest.raises(UasbenchError, match=r"^score maps contain NaN or infinite values$"):
+        apply_postprocess(np.full((1, 4, 4), np.inf), np.ones((1, 4, 4), bool), PostProcess())

@@ -95,3 +95,77 @@ def test_bad_inputs_name_the_argument() -> None:
         _run(test_maps[:, :-1], test)
     with pytest.raises(UasbenchError, match="seg"):
         _run(test_maps, test.unlabelled())
+
+
+def test_headline_frame_and_round_trip_carry_every_field() -> None:
+    test_maps, test = _slices(5, 3)
+    result = _run(test_maps, test)
+    head = result.headline()
+    for metric in ("dice", "jaccard", "precision", "recall", "assd"):
+        assert head[metric] == result.metrics["val_dice"][metric].mean
+    assert (head["auroc"], head["auprc"]) == (result.metrics["threshold_free"]["auroc"].mean,
+                                              result.metrics["threshold_free"]["auprc"].mean)
+    assert head["oracle_dice"] == result.metrics["oracle_test"]["dice"].mean
+    assert head["val_dice_threshold"] == result.thresholds["val_dice"].value is not None
+    assert list(result.to_frame().columns) == ["threshold", "metric", "mean", "std", "ci_low", "ci_high", "n",
+                                               "n_excluded"]
+    data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert data["n_slices"] == {"val": 6, "val_healthy": 4, "test": 5}
+    assert data["per_subject"]["val_dice"]["dice"] == result.per_subject["val_dice"]["dice"]  # numbers, not nulls
+    assert EvaluationResult.from_dict(data).to_dict() == data
+    del data["n_slices"]  # results written before the field existed
+    assert EvaluationResult.from_dict(data).n_slices == {}
+    # NaN (undefined) values survive the trip as well
+    undefined = _run(test_maps, test, val_seed=1).to_dict()
+    undefined["pooled"]["auroc_pooled"] = None
+    undefined["per_subject"]["val_dice"]["dice"][0] = None
+    back = EvaluationResult.from_dict(undefined)
+    assert np.isnan(back.pooled["auroc_pooled"]) and np.isnan(back.per_subject["val_dice"]["dice"][0])
+    assert back.to_dict() == undefined
+
+
+def test_headline_of_a_result_without_a_metric_is_nan() -> None:
+    test_maps, test = _slices(3, 3)
+    result = _run(test_maps, test)
+    del result.metrics["oracle_test"]
+    assert np.isnan(result.headline()["oracle_dice"])
+
+
+def test_labels_of_validation_are_optional_and_may_be_integers() -> None:
+    """Unlabelled validation slices only leave val_dice undefined; integer masks mean the same as booleans."""
+    test_maps, test = _slices(4, 3)
+    val_maps, val = _slices(3, 1)
+    healthy_maps, healthy = _slices(2, 2, tumour=False)
+    unlabelled = evaluate(val_maps=val_maps, val=val.unlabelled(), healthy_maps=healthy_maps,
+                          val_healthy=healthy.unlabelled(), test_maps=test_maps, test=test, n_bootstrap=20)
+    assert unlabelled.thresholds["val_dice"].value is None and unlabelled.thresholds["fpr_1"].defined
+    assert unlabelled.counts["val_dice"] == {}
+    as_bool = evaluate(val_maps=val_maps, val=val, healthy_maps=healthy_maps, val_healthy=healthy,
+                       test_maps=test_maps, test=test, n_bootstrap=20)
+    as_int = evaluate(val_maps=val_maps, val=replace(val, seg=val.seg.astype(np.uint8)), healthy_maps=healthy_maps,
+                      val_healthy=healthy, test_maps=test_maps, test=replace(test, seg=test.seg.astype(np.uint8)),
+                      n_bootstrap=20)
+    assert as_int.to_dict() == as_bool.to_dict()
+    assert as_bool.n_bootstrap == 20 and as_bool.seed == 0
+    defaults = evaluate(val_maps=val_maps, val=val, healthy_maps=healthy_maps, val_healthy=healthy,
+                        test_maps=test_maps, test=test)
+    assert (defaults.n_bootstrap, defaults.seed) == (1000, 0)  # the documented defaults
+    reseeded = evaluate(val_maps=val_maps, val=val, healthy_maps=healthy_maps, val_healthy=healthy,
+                        test_maps=test_maps, test=test, n_bootstrap=20, seed=1)
+    assert reseeded.metrics["val_dice"]["dice"].ci_low != as_bool.metrics["val_dice"]["dice"].ci_low
+
+
+def test_each_bad_array_is_named_and_an_empty_test_set_is_refused() -> None:
+    test_maps, test = _slices(3, 3)
+    val_maps, val = _slices(2, 1)
+    healthy_maps, healthy = _slices(2, 2, tumour=False)
+    args = dict(val_maps=val_maps, val=val, healthy_maps=healthy_maps, val_healthy=healthy, test_maps=test_maps,
+                test=test, n_bootstrap=10)
+    with pytest.raises(UasbenchError, match=r"^val_maps has shape"):
+        evaluate(**{**args, "val_maps": val_maps[:, 1:]})
+    with pytest.raises(UasbenchError, match=r"^val_healthy_maps has shape"):
+        evaluate(**{**args, "healthy_maps": healthy_maps[:, 1:]})
+    with pytest.raises(UasbenchError, match=r"^the test set is empty: nothing to evaluate$"):
+        evaluate(**{**args, "test_maps": test_maps[:0], "test": test.subset([])})
+    one = evaluate(**{**args, "test_maps": test_maps[:1], "test": test.subset([0])})
+    assert one.n_slices["test"] == 1

@@ -1,4 +1,4 @@
-"""AE, VAE and DAE on tiny 32x32 phantoms: they learn, find a bright lesion, persist, reproduce and resume."""
+"""AE, VAE and DAE on tiny 32x32 phantoms: they learn, find a striped lesion, persist, reproduce and resume."""
 from __future__ import annotations
 
 import csv
@@ -28,7 +28,8 @@ COMMON = {"image_size": None, "batch_size": 8, "lr": 3e-3, "checkpoint_every": 5
 
 
 def phantom(n: int, seed: int, lesion: bool = False) -> SliceSet:
-    """Smooth elliptical "brains" with mild texture on a dark background; optionally a bright blob."""
+    """Smooth elliptical "brains" with mild texture on a dark background; optionally a lesion that is a
+    pattern, not a brightness: a disk of +-1.5 stripes whose mean is that of the tissue around it."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:SIZE, :SIZE] / SIZE - 0.5
     images, brains, segs = [], [], []
@@ -41,12 +42,19 @@ def phantom(n: int, seed: int, lesion: bool = False) -> SliceSet:
         if lesion:
             cy, cx = rng.uniform(-0.1, 0.1, 2)
             seg = (yy - cy) ** 2 + (xx - cx) ** 2 < 0.1**2
-            image[seg] += 3.0
+            stripes = np.broadcast_to(np.where((np.arange(SIZE) // 2) % 2 == 0, 1.5, -1.5), (SIZE, SIZE))[seg]
+            texture = image[seg] - image[seg].mean()
+            image[seg] = image[ring(seg, brain)].mean() + texture + stripes - stripes.mean()
         images.append(image)
         brains.append(brain)
         segs.append(seg)
     return SliceSet(x=np.stack(images), brain=np.stack(brains), subjects=tuple(f"s{i}" for i in range(n)),
                     z=np.arange(n), seg=np.stack(segs))
+
+
+def ring(seg: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """The brain tissue just around a lesion (up to about 5 pixels away)."""
+    return (gaussian_filter(seg.astype(float), 3) > 0.02) & ~seg & brain
 
 
 def make(name: str, seed: int = 0, **overrides: Any) -> AnomalyMethod:
@@ -90,9 +98,10 @@ def test_lesion_scores_above_surrounding_tissue(fitted: tuple[AnomalyMethod, Pat
     method, _ = fitted
     maps = method.score(lesion_set)
     assert maps.shape == lesion_set.x.shape and maps.dtype == np.float32
-    for m, seg, brain in zip(maps, lesion_set.seg, lesion_set.brain):
-        ring = (gaussian_filter(seg.astype(float), 3) > 0.02) & ~seg & brain
-        assert m[seg].mean() > 1.5 * m[ring].mean()
+    for m, x, seg, brain in zip(maps, lesion_set.x, lesion_set.seg, lesion_set.brain):
+        around = ring(seg, brain)
+        assert m[seg].mean() > 1.5 * m[around].mean()
+        assert x[seg].mean() == pytest.approx(x[around].mean(), abs=1e-5)  # not brighter: an identity map fails
 
 
 def test_save_load_round_trip_gives_identical_scores(fitted: tuple[AnomalyMethod, Path], lesion_set: SliceSet,

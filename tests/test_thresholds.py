@@ -5,6 +5,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from uasbench.evaluation.thresholds import (
+    Threshold,
     candidate_grid,
     dice_curve,
     dice_optimal,
@@ -83,3 +84,42 @@ def test_validation_thresholds_and_oracle_labels() -> None:
     assert out["fpr_1"].value >= out["fpr_5"].value
     oracle = oracle_threshold(maps, seg, mask)
     assert oracle.upper_bound and oracle.source == "test" and oracle.name == "oracle_test"
+
+
+def test_threshold_records_say_where_they_came_from() -> None:
+    """Name, source and the upper-bound flag go into every results file: each threshold states them exactly."""
+    maps, seg, mask = _data()
+    out = validation_thresholds(maps, seg, mask, maps, ~seg & mask)
+    assert [(k, t.name, t.source, t.upper_bound, t.reason) for k, t in out.items()] == [
+        ("val_dice", "val_dice", "val", False, ""), ("fpr_1", "fpr_1", "val_healthy", False, ""),
+        ("fpr_5", "fpr_5", "val_healthy", False, "")]
+    healthy = maps[~seg & mask]
+    for name, fpr in (("fpr_1", 0.01), ("fpr_5", 0.05)):  # the budgets are 1% and 5% of healthy pixels
+        assert np.mean(healthy > out[name].value) <= fpr < np.mean(healthy >= out[name].value)
+    assert dice_optimal(maps[:0], seg[:0], mask[:0], name="oracle_test", source="test", upper_bound=True) == \
+        Threshold("oracle_test", None, "test", True, "no test slices")
+    assert oracle_threshold(maps, np.zeros_like(seg), mask) == Threshold(
+        "oracle_test", None, "test", True, "no tumour pixels in the test slices: the Dice-optimal threshold is undefined")
+    assert fpr_threshold(maps[:0], mask[:0], 0.01, name="fpr_1") == Threshold(
+        "fpr_1", None, "val_healthy", False, "no healthy validation pixels: the false-positive-rate threshold is undefined")
+
+
+def test_grid_edge_cases() -> None:
+    one = np.zeros((1, 3, 3))
+    one[0, 1, 1] = 7.0
+    only_centre = np.zeros((1, 3, 3), bool)
+    only_centre[0, 1, 1] = True
+    assert candidate_grid(one, only_centre).tolist() == [7.0]  # a single in-mask pixel is a grid of one
+    assert candidate_grid(one, np.zeros_like(only_centre)).size == 0
+    distinct = np.arange(5000.0).reshape(2, 50, 50)
+    assert len(candidate_grid(distinct, np.ones_like(distinct, bool))) == 1000  # N_CANDIDATES quantiles
+
+
+def test_dice_curve_single_pixel_slices() -> None:
+    """Denominators of 1 and 2 (one predicted pixel, with or without a matching tumour pixel) are ordinary."""
+    maps = np.zeros((2, 3, 3))
+    maps[:, 0, 0] = 1.0
+    seg = np.zeros((2, 3, 3), bool)
+    seg[1, 0, 0] = True
+    mask = np.ones_like(seg)
+    np.testing.assert_allclose(dice_curve(maps, seg, mask, np.array([0.5])), [(0.0 + 1.0) / 2])
