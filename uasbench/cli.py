@@ -153,12 +153,13 @@ def benchmark(
                           f"{counts.source}", highlight=False, soft_wrap=True)
             console.print(cost_table(costs, gpu_tflops))
             return
+        screen = Console(file=sys.stdout)  # bound now: a serial job sends sys.stdout to its log while it runs
         if report_only:
-            written = grid.report_only(bench, folder, console)
+            written = grid.report_only(bench, folder, screen)
         else:
             runner = make_executor(executor.value, jobs=jobs, slurm=slurm, folder=folder / ".submitit",
                                    name=f"uasbench-{bench.name}")
-            written = grid.run_grid(bench, folder, runner, console)
+            written = grid.run_grid(bench, folder, runner, screen)
         console.print(f"wrote {len(written)} report files to {folder / grid.REPORT}", highlight=False, soft_wrap=True)
 
 

@@ -153,29 +153,30 @@ class SlurmExecutor:
     def __init__(self, settings: SlurmSettings, folder: Path, *, name: str = "uasbench",
                  cluster: str | None = "slurm", poll_s: float = 10.0) -> None:
         try:
-            import submitit  # noqa: F401
+            import submitit
         except ImportError:
             raise UasbenchError('--executor slurm needs submitit: pip install "uasbench[slurm]"') from None
-        self.settings, self.folder, self.name, self.cluster, self.poll_s = settings, folder, name, cluster, poll_s
-        self.parallel = settings.array_parallelism
-
-    def executor(self) -> Any:
-        import submitit
-
-        s = self.settings
-        executor = submitit.AutoExecutor(folder=self.folder / "%j", cluster=self.cluster)
-        params: dict[str, Any] = {"name": self.name, "timeout_min": s.timeout_min, "gpus_per_node": s.gpus_per_job,
+        self.folder, self.poll_s, self.parallel = folder, poll_s, settings.array_parallelism
+        try:
+            self.executor = submitit.AutoExecutor(folder=folder / "%j", cluster=cluster)
+        except RuntimeError as exc:  # e.g. no srun/sbatch on this machine
+            raise UasbenchError(f"--executor slurm: {exc}") from None
+        s = settings
+        params: dict[str, Any] = {"name": name, "timeout_min": s.timeout_min, "gpus_per_node": s.gpus_per_job,
                                   "cpus_per_task": s.cpus_per_job, "mem_gb": s.mem_gb, "tasks_per_node": 1,
                                   "slurm_array_parallelism": s.array_parallelism, "slurm_partition": s.partition,
                                   "slurm_account": s.account, "slurm_qos": s.qos, "slurm_constraint": s.constraint,
                                   "slurm_setup": list(s.setup) or None}
-        executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
-        return executor
+        self.executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
+
+    def submit(self, jobs: list[Job]) -> list[Any]:
+        """Submit the jobs as one array; returns submitit's job handles, in order."""
+        return self.executor.map_array(SlurmTask(), jobs)
 
     def run(self, jobs: list[Job], board: Board) -> None:
         if not jobs:
             return
-        submitted = self.executor().map_array(SlurmTask(), jobs)
+        submitted = self.submit(jobs)
         board.console.print(f"submitted {len(jobs)} jobs as array {submitted[0].job_id.split('_')[0]} "
                             f"(submitit folder {self.folder})", highlight=False, soft_wrap=True)
         waiting = dict(zip((job.name for job in jobs), zip(jobs, submitted)))

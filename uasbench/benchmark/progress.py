@@ -86,6 +86,8 @@ class Board:
 
     def eta(self, now: float) -> float | None:
         """Seconds left, or None before any job has finished in this session."""
+        if not self.names("pending") and not self.names("running"):
+            return 0.0
         durations: dict[str, list[float]] = {}
         for s in self.status.values():
             if s.state in ("done", "failed") and s.started is not None and s.ended is not None:
