@@ -217,7 +217,7 @@ def test_a_killed_grid_completes_on_rerun_without_redoing_finished_runs(bench_di
     proc = subprocess.Popen([sys.executable, "-m", "uasbench", "benchmark", str(config), "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 120
-    while not list(out.glob(".work/ae_*/ckpt_ae.pt")) and time.monotonic() < deadline and proc.poll() is None:
+    while not list(out.glob(".work/**/ckpt_ae.pt")) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -345,3 +345,8 @@ def test_the_estimate_of_time_left_uses_each_methods_own_durations(bench_dir, tm
     running = board.status[jobs[3].name]
     running.state, running.started = "running", 90.0
     assert board.eta(100.0) == (10.0 + 20.0) / 2  # ae s1 has run 10 of its expected 30 s
+    screen = Console(record=True, width=80)
+    screen.print(board.render())
+    text = screen.export_text()
+    assert "4 jobs: 1 running, 0 failed, 1 pending, 2 done, 0 skipped" in text
+    assert all(job.name in text for job in jobs)  # names are never cut, even on 80 columns

@@ -115,8 +115,9 @@ class Board:
     def render(self) -> Group:
         now = time.monotonic()
         table = Table(box=None, pad_edge=False, show_header=True)
-        for column in ("job", "state", "elapsed", "run / reason"):
-            table.add_column(column, overflow="ellipsis", no_wrap=True)
+        widths = {"job": max(len(name) for name in self.status), "state": 7, "elapsed": 7}
+        for column in ("job", "state", "elapsed", "run / reason"):  # the last column gives way on narrow screens
+            table.add_column(column, overflow="ellipsis", no_wrap=True, min_width=widths.get(column, 0))
         order = sorted(self.status.values(), key=lambda s: STATES.index(s.state))
         for s in order:
             table.add_row(s.job.name, Text(s.state, style=_STYLE[s.state]), _clock(s.elapsed(now)), s.note)
