@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from uasbench.benchmark import grid
 from uasbench.benchmark.config import SlurmSettings, load_config
-from uasbench.benchmark.cost import SliceCounts, cost_table, forward_flops, job_cost
+from uasbench.benchmark.cost import SliceCounts, cost_table, forward_flops, grid_costs, job_cost
 from uasbench.benchmark.executors import LocalExecutor, SlurmExecutor
 from uasbench.benchmark.progress import Board
 from uasbench.cli import app
@@ -133,14 +133,19 @@ def test_missing_benchmark_file(tmp_path):
 
 def test_shipped_paper_files_validate_and_price_without_the_data(monkeypatch):
     monkeypatch.delenv("BRATS", raising=False)
-    one = cli.invoke(app, ["benchmark", str(BENCHMARKS / "paper-table1.toml"), "--dry-run"], env={"COLUMNS": "200"})
+    one = cli.invoke(app, ["benchmark", str(BENCHMARKS / "paper-table1.toml"), "--dry-run"])
     assert one.exit_code == 0, one.output
     assert "ASSUMED BraTS2021 (1251 subjects)" in one.output and "125 test" in one.output
-    assert "total (21 jobs)" in one.output and "mmccd_fl-t2_paper_s2" in one.output
-    two = cli.invoke(app, ["benchmark", str(BENCHMARKS / "paper-table2.toml"), "--dry-run"], env={"COLUMNS": "200"})
-    assert two.exit_code == 0, two.output
-    assert "total (54 jobs)" in two.output and "mmccd_t1-fl_paper_s0" in two.output
-    assert "dae_fl-t1" not in two.output  # single-modality methods run once per input modality
+    assert "total" in one.output and "GPU-h" in one.output
+    screen = Console(record=True, width=200)
+    for name, n_jobs, example in (("paper-table1", 21, "mmccd_fl-t2_paper_s2"),
+                                  ("paper-table2", 54, "mmccd_t1-fl_paper_s0")):
+        costs, counts = grid_costs(load_config(BENCHMARKS / f"{name}.toml", need_data=False), Path("out"))
+        assert len(costs) == n_jobs and all(c.known for c in costs) and counts.test == 125
+        screen.print(cost_table(costs, 989.0))
+        text = screen.export_text()
+        assert f"total ({n_jobs} jobs)" in text and example in text
+    assert "dae_fl-t1" not in text  # single-modality methods run once per input modality
 
 
 def test_phantom_quick_file_is_valid_apart_from_methods_merged_later(monkeypatch):
