@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from uasbench.data.preprocess import resize
+from uasbench.data.preprocess import Protocol, resize
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
-from uasbench.method import AnomalyMethod, MethodConfig
+from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
 from uasbench.nn.autoencoders import ConvAutoEncoder
 from uasbench.nn.training import TrainSettings, predict_batched, seed_everything, train_network
 
@@ -57,6 +57,16 @@ class ReconstructionMethod(AnomalyMethod):
     def _reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         assert self.net is not None
         return self.net(x)
+
+    @classmethod
+    def network_costs(cls, config: MethodConfig) -> list[NetworkCost]:
+        """One network, trained for iterations x batch samples and run once per scored slice (at the
+        protocol's 128x128 grid unless ``image_size`` says otherwise)."""
+        assert isinstance(config, ReconstructionConfig)
+        size = config.image_size or Protocol().size
+        method = cls(config)
+        return [NetworkCost(cls.name, lambda: method._build_net(size), (1, size, size),
+                            train_samples=config.iterations * config.batch_size, passes_per_slice=1)]
 
     def _prepare(self, x: np.ndarray, brain: np.ndarray) -> None:
         """Hook to derive data-dependent settings from the (resized) training slices before training."""

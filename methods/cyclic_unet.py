@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from uasbench.data.preprocess import resize
 from uasbench.data.slices import SliceSet
-from uasbench.method import AnomalyMethod
+from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
 from uasbench.nn.training import predict_batched, seed_everything, train_network
 from uasbench.nn.unet import NetOptions, UNet
 
@@ -33,6 +33,12 @@ from uasbench.nn.unet import NetOptions, UNet
 QUICK_NET: dict[str, Any] = {"resolution": 32, "channels": 8, "channel_mult": (1, 2, 4), "num_res_blocks": 1,
                              "attention_ds": (4,), "groups": 4, "iterations": 300, "lr": 1e-3,
                              "checkpoint_every": 100}
+
+
+def translator_cost(options: NetOptions, name: str) -> NetworkCost:
+    """A translator (Cyclic UNet's f and g, MMCCD's g): trained alone, one pass per scored slice."""
+    return NetworkCost(name, lambda: options.unet(timestep=False), (1, options.resolution, options.resolution),
+                       train_samples=options.iterations * options.batch_size, passes_per_slice=1)
 
 
 def translation_loss(net: torch.nn.Module, batch: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
@@ -59,6 +65,11 @@ class CyclicUNet(AnomalyMethod):
     profiles = {"paper": {}, "quick": dict(QUICK_NET)}
     train_modalities = ("input", "target")
     config: NetOptions
+
+    @classmethod
+    def network_costs(cls, config: MethodConfig) -> list[NetworkCost]:
+        assert isinstance(config, NetOptions)
+        return [translator_cost(config, "f"), translator_cost(config, "g")]
 
     def _fit(self, train: SliceSet, val: SliceSet | None, workdir: Path | None) -> None:
         del val  # nothing is tuned: the threshold is the benchmark's job

@@ -26,7 +26,7 @@ from sklearn.metrics import average_precision_score
 from uasbench.data.preprocess import resize
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
-from uasbench.method import AnomalyMethod
+from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
 from uasbench.nn.diffusion import DiffusionOptions, keyed_generator
 from uasbench.nn.training import seed_everything, train_network
 from uasbench.nn.unet import UNet
@@ -50,6 +50,17 @@ class DDPM(AnomalyMethod):
     Config = DDPMConfig
     profiles = {"paper": {}, "quick": {**QUICK_NET, "ddim_steps": 10, "noise_levels": (100, 300, 500)}}
     config: DDPMConfig
+
+    @classmethod
+    def network_costs(cls, config: MethodConfig) -> list[NetworkCost]:
+        """Scoring is priced at the largest noise level of the grid (an upper bound: the chosen t is known
+        only after fitting); choosing it costs one denoising per grid value per validation slice."""
+        assert isinstance(config, DDPMConfig)
+        steps = {t: len(config.schedule.respaced(config.ddim_steps, start=t)) for t in config.noise_levels}
+        return [NetworkCost("ddpm", lambda: config.unet(timestep=True), (1, config.resolution, config.resolution),
+                            timestep=True, train_samples=config.iterations * config.batch_size,
+                            passes_per_slice=max(steps.values()),
+                            passes_per_val_slice_in_fit=sum(steps.values()) if len(steps) > 1 else 0)]
 
     def _fit(self, train: SliceSet, val: SliceSet | None, workdir: Path | None) -> None:
         c = self.config

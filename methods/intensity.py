@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from uasbench.data.slices import SliceSet
-from uasbench.method import AnomalyMethod, MethodConfig
+from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
 
 
 @dataclass
@@ -30,6 +30,10 @@ class IntensityBaseline(AnomalyMethod):
     name = "intensity"
     Config = IntensityConfig
     profiles = {"paper": {}, "quick": {}}
+
+    @classmethod
+    def network_costs(cls, config: MethodConfig) -> list[NetworkCost]:
+        return []  # no network: a histogram per slice
 
     def _fit(self, train: SliceSet, val: SliceSet | None, workdir: Path | None) -> None:
         del train, val, workdir  # no parameters: the floor needs no training data

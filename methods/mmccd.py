@@ -26,6 +26,7 @@ Deviations / choices (the official code where the paper is silent):
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,11 +37,11 @@ import torch
 from uasbench.data.preprocess import resize
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
-from uasbench.method import AnomalyMethod
+from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
 from uasbench.nn.diffusion import DiffusionOptions, Schedule
 from uasbench.nn.masked_inference import DIRECTIONS, MaskedCycle, band_masks, default_max_batch
 from uasbench.nn.training import seed_everything, train_network
-from uasbench_methods.cyclic_unet import QUICK_NET, train_translator
+from uasbench_methods.cyclic_unet import QUICK_NET, train_translator, translator_cost
 
 
 @dataclass
@@ -84,6 +85,18 @@ class MMCCD(AnomalyMethod):
                 "quick": {**QUICK_NET, "ddim_steps": 10, "band_width": 4, "stride": 2}}
     train_modalities = ("input", "target")
     config: MMCCDConfig
+
+    @classmethod
+    def network_costs(cls, config: MethodConfig) -> list[NetworkCost]:
+        """f runs masks x DDIM steps times per slice, g once per mask (``MaskedCycle.passes_per_slice``)."""
+        assert isinstance(config, MMCCDConfig)
+        size = config.resolution
+        masks = len(band_masks(size, config.band_width, config.stride, config.directions))
+        g = translator_cost(config, "g")
+        return [NetworkCost("f", lambda: config.unet(in_channels=2, timestep=True), (2, size, size), timestep=True,
+                            train_samples=config.iterations * config.batch_size,
+                            passes_per_slice=masks * len(config.schedule.respaced(config.ddim_steps))),
+                dataclasses.replace(g, passes_per_slice=masks)]
 
     def _fit(self, train: SliceSet, val: SliceSet | None, workdir: Path | None) -> None:
         del val  # nothing is tuned: the threshold is the benchmark's job

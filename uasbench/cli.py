@@ -118,6 +118,62 @@ def run(
         console.print(f"run directory: {run_dir}", highlight=False)
 
 
+class ExecutorKind(str, Enum):
+    serial = "serial"
+    local = "local"
+    slurm = "slurm"
+
+
+@app.command()
+def benchmark(
+    config: Annotated[Path, typer.Argument(help="Benchmark file (TOML), e.g. benchmarks/paper-table1.toml.")],
+    out: Annotated[Optional[Path], typer.Option(help="Results folder; default: results/<file name>.")] = None,
+    executor: Annotated[ExecutorKind, typer.Option(help="serial (this process), local (--jobs N workers) or slurm.")] = ExecutorKind.serial,
+    jobs: Annotated[int, typer.Option(help="Jobs at once with --executor local.", min=1)] = 1,
+    dry_run: Annotated[bool, typer.Option(help="List the jobs and their estimated cost; run nothing.")] = False,
+    report_only: Annotated[bool, typer.Option(help="Only write the leaderboards and figures of finished runs.")] = False,
+    data: Annotated[Optional[Path], typer.Option(help="BraTS folder, instead of the file's benchmark.data.")] = None,
+    gpu_tflops: Annotated[float, typer.Option(help="Dense bf16 TFLOP/s for the dry run's GPU-hours (H100: 989).")] = 989.0,
+    partition: Annotated[Optional[str], typer.Option(help="slurm: partition (overrides slurm.partition).")] = None,
+    time_min: Annotated[Optional[int], typer.Option("--time", help="slurm: time limit per job in minutes.", min=1)] = None,
+    gpus_per_job: Annotated[Optional[int], typer.Option(help="slurm: GPUs per job.", min=0)] = None,
+    array_parallelism: Annotated[Optional[int], typer.Option(help="slurm: jobs of the array running at once.", min=1)] = None,
+) -> None:
+    """Run a grid of methods x pairs x seeds from one file; rerun it to complete only what is missing."""
+    import dataclasses
+
+    from uasbench.benchmark import grid
+    from uasbench.benchmark.config import load_config
+    from uasbench.benchmark.cost import cost_table, grid_costs
+    from uasbench.benchmark.executors import make_executor
+
+    with _user_errors():
+        if dry_run and report_only:
+            raise UsageError("choose --dry-run or --report-only, not both")
+        if gpu_tflops <= 0:
+            raise UsageError(f"--gpu-tflops must be positive, got {gpu_tflops}")
+        bench = load_config(config, data_override=data, need_data=not dry_run)
+        slurm = dataclasses.replace(bench.slurm, **{k: v for k, v in (
+            ("partition", partition), ("timeout_min", time_min), ("gpus_per_job", gpus_per_job),
+            ("array_parallelism", array_parallelism)) if v is not None})
+        folder = out or grid.default_out(bench)
+        if dry_run:
+            costs, counts = grid_costs(bench, folder)
+            console.print(f"{config}: {len(costs)} jobs; scored slices per run: {counts.val} validation, "
+                          f"{counts.val_healthy} healthy validation, {counts.test} test (upper bounds) from "
+                          f"{counts.source}", highlight=False, soft_wrap=True)
+            console.print(cost_table(costs, gpu_tflops))
+            return
+        screen = Console(file=sys.stdout)  # bound now: a serial job sends sys.stdout to its log while it runs
+        if report_only:
+            written = grid.report_only(bench, folder, screen)
+        else:
+            runner = make_executor(executor.value, jobs=jobs, slurm=slurm, folder=folder / ".submitit",
+                                   name=f"uasbench-{bench.name}")
+            written = grid.run_grid(bench, folder, runner, screen)
+        console.print(f"wrote {len(written)} report files to {folder / grid.REPORT}", highlight=False, soft_wrap=True)
+
+
 @app.command()
 def methods() -> None:
     """List the installed methods with their source package, modalities and profiles."""

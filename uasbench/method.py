@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -24,6 +25,22 @@ M = TypeVar("M", bound="AnomalyMethod")
 @dataclasses.dataclass
 class MethodConfig:
     """Base of every method's config. Subclasses add typed fields whose defaults are the paper's settings."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkCost:
+    """One network of a method and how often a run uses it: the input of ``uasbench benchmark --dry-run``'s
+    cost estimate. The FLOPs of one forward pass are counted by building the network and running one
+    ``(1, *input_shape)`` sample through it under torch's FLOP counter, on the meta device (no memory, no
+    time, even for the paper's networks); a training sample counts as 3 forward passes (forward + backward)."""
+
+    name: str
+    build: Callable[[], torch.nn.Module]
+    input_shape: tuple[int, ...]  # (channels, height, width) of one sample
+    timestep: bool = False  # called as net(x, t) rather than net(x)
+    train_samples: int = 0  # samples through forward and backward while fitting (iterations x batch size)
+    passes_per_slice: float = 0.0  # forward passes per scored slice (validation, healthy validation, test)
+    passes_per_val_slice_in_fit: float = 0.0  # forward passes per labelled validation slice while fitting
 
 
 def resolve_device(name: str) -> torch.device:
@@ -80,6 +97,14 @@ class AnomalyMethod(ABC):
     def from_profile(cls: type[M], profile: str = "paper", overrides: dict[str, Any] | None = None,
                      **kwargs: Any) -> M:
         return cls(cls.config_for(profile, overrides), **kwargs)
+
+    @classmethod
+    def network_costs(cls, config: MethodConfig) -> list[NetworkCost] | None:
+        """The networks a run with ``config`` trains and runs, and how often (see ``NetworkCost``); used only
+        for cost estimates. ``None`` (the default) means "unknown" and is reported as such; ``[]`` means the
+        method uses no network. Override it in a plugin so a dry run can price its jobs."""
+        del config
+        return None
 
     # -- the estimator API -------------------------------------------------------------------------
     def fit(self: M, train: SliceSet, val: SliceSet | None = None, *, workdir: Path | None = None) -> M:

@@ -1,0 +1,182 @@
+"""A benchmark grid as jobs: each job is exactly one `uasbench run` (method, pair, profile, seed, config,
+data, split, protocol, post-processing), and a job whose run is already in the results folder is done.
+
+Run folders are named for people, not identities, so a finished run is recognised by its manifest: the
+same method, pair, profile, seed, overrides and resulting config, on the same prepared data (slice-cache
+fingerprint), the same split file checksum, protocol and post-processing. Everything a job needs to know
+its identity is computed once, before the fan-out, by ``prepare_data`` (which also builds the slice cache
+and the split files, so parallel jobs never race to create them).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import traceback
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from uasbench.benchmark.config import BenchmarkConfig
+from uasbench.benchmark.run import RunSpec, run_benchmark
+from uasbench.data.preprocess import Protocol
+from uasbench.errors import UasbenchError
+from uasbench.evaluation.postprocess import PostProcess
+from uasbench.modalities import Pair
+from uasbench.results import MANIFEST
+
+LOGS = "logs"
+#: The manifest fields that together say "this run is that job".
+IDENTITY_FIELDS = ("method", "pair", "profile", "seed", "overrides", "config", "data_fingerprint",
+                   "split_sha256", "protocol", "postprocess")
+
+
+def job_name(spec: RunSpec) -> str:
+    """Unique within a grid: one benchmark file has one profile and one set of overrides per method."""
+    return f"{spec.method}_{spec.pair}_{spec.profile}_s{spec.seed}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One run of the grid: its engine spec, its identity (as its manifest will record it) and its log."""
+
+    spec: RunSpec
+    identity: dict[str, Any]
+    log: Path
+
+    @property
+    def name(self) -> str:
+        return job_name(self.spec)
+
+    @property
+    def method(self) -> str:
+        return self.spec.method
+
+    def to_json(self) -> str:
+        """The job for a worker process (``python -m uasbench.benchmark.worker``)."""
+        s = self.spec
+        spec = {**dataclasses.asdict(s), "pair": str(s.pair), "protocol": s.protocol.to_dict(),
+                "post": s.post.to_dict()}
+        return json.dumps({"spec": spec, "identity": self.identity, "log": str(self.log)}, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Job":
+        raw = json.loads(text)
+        spec = dict(raw["spec"])
+        for key in ("data_root", "split_file", "out"):
+            spec[key] = None if spec[key] is None else Path(spec[key])
+        spec.update(pair=Pair.parse(spec["pair"]), protocol=Protocol(**spec["protocol"]),
+                    post=PostProcess.from_dict(spec["post"]))
+        return cls(RunSpec(**spec), raw["identity"], Path(raw["log"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedData:
+    """What a job's identity needs from the data: the slice-cache fingerprint and each seed's split checksum."""
+
+    fingerprint: str
+    split_sha256: dict[int, str]
+
+
+def _normalised(value: Any) -> Any:
+    """JSON round trip: tuples become lists, paths strings, exactly as a manifest stores them."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def identity_key(identity: dict[str, Any]) -> str:
+    return json.dumps(_normalised({k: identity.get(k) for k in IDENTITY_FIELDS}), sort_keys=True)
+
+
+def specs(config: BenchmarkConfig, out: Path) -> list[RunSpec]:
+    """Every run of the grid once, in file order (entries merged, duplicates dropped)."""
+    protocol = Protocol(normalisation=config.normalisation)
+    post = PostProcess(erode_brain_px=config.erode_brain, median_size=config.median)
+    seen: dict[tuple[str, str, int], RunSpec] = {}
+    for entry in config.grid:
+        for method in entry.methods:
+            for pair in entry.pairs:
+                for seed in entry.seeds:
+                    seen.setdefault((method, pair, seed), RunSpec(
+                        method=method, pair=Pair.parse(pair), profile=config.profile, seed=seed,
+                        device=config.device, data_root=config.data, split_file=config.split, out=out,
+                        overrides=dict(config.overrides.get(method, {})), protocol=protocol, post=post,
+                        on_bad_case="skip" if config.skip_bad_cases else "stop"))
+    return list(seen.values())
+
+
+def prepare_data(config: BenchmarkConfig) -> PreparedData:
+    """Build the slice cache and every seed's split file once, before any job starts."""
+    from uasbench.data.benchmark_data import dataset_cases
+    from uasbench.data.cache import open_cache
+    from uasbench.data.splits import load_split
+
+    _, cases = dataset_cases(config.data)
+    cache = open_cache(cases, Protocol(normalisation=config.normalisation),
+                       on_bad_case="skip" if config.skip_bad_cases else "stop")
+    ids = [c.id for c in cases]
+    return PreparedData(cache.path.name, {seed: load_split(ids, seed, config.split).sha256
+                                          for seed in config.seeds()})
+
+
+def make_jobs(config: BenchmarkConfig, out: Path, data: PreparedData) -> list[Job]:
+    from uasbench.registry import get_method
+
+    jobs = []
+    for spec in specs(config, out):
+        method_config = get_method(spec.method).config_for(spec.profile, spec.overrides)
+        identity = {"method": spec.method, "pair": str(spec.pair), "profile": spec.profile, "seed": spec.seed,
+                    "overrides": spec.overrides, "config": dataclasses.asdict(method_config),
+                    "data_fingerprint": data.fingerprint, "split_sha256": data.split_sha256[spec.seed],
+                    "protocol": spec.protocol.to_dict(), "postprocess": spec.post.to_dict()}
+        jobs.append(Job(spec, _normalised(identity), out / LOGS / f"{job_name(spec)}.log"))
+    return jobs
+
+
+def finished_runs(out: Path) -> dict[str, Path]:
+    """Identity key -> run folder of every complete run under ``out`` (the newest when repeated)."""
+    found: dict[str, Path] = {}
+    if not out.is_dir():
+        return found
+    for manifest_path in sorted(out.rglob(MANIFEST)):
+        if any(part.startswith(".") for part in manifest_path.relative_to(out).parts):
+            continue  # staging folders and work folders are never finished runs
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if manifest.get("complete") is True:
+            found[identity_key(manifest)] = manifest_path.parent
+    return found
+
+
+@contextlib.contextmanager
+def _job_log(path: Path) -> Iterator[Any]:
+    """Send the job's output (its messages, training bars, warnings) to its log file, appended per attempt."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        print(f"=== attempt started {datetime.now(timezone.utc).isoformat(timespec='seconds')}", flush=True)
+        yield log
+
+
+def run_job(job: Job) -> Path:
+    """Run one job in this process (or find its finished run) and return the run folder.
+
+    Shared by every executor: in the calling process, in a local worker process and in a SLURM task. A
+    rerun after an interruption resumes training from the run's work folder.
+    """
+    existing = finished_runs(job.spec.out).get(identity_key(job.identity))
+    if existing is not None:
+        return existing
+    with _job_log(job.log) as log:
+        try:
+            run_dir, _ = run_benchmark(job.spec, log=lambda msg: print(msg, flush=True))
+        except BaseException:
+            traceback.print_exc(file=log)
+            raise
+        manifest = json.loads((run_dir / MANIFEST).read_text())
+        if identity_key(manifest) != identity_key(job.identity):
+            raise UasbenchError(f"run {run_dir} does not match its job {job.name} (did the data or split "
+                                "change while the benchmark ran?)")
+        print(f"run directory: {run_dir}", flush=True)
+    return run_dir
