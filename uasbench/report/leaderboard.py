@@ -81,7 +81,7 @@ def collect_runs(results_dir: Path, protocol: str = "project") -> pd.DataFrame:
     ignored: list[str] = []
     for manifest_path in sorted(results_dir.rglob("manifest.json")):
         run_dir = manifest_path.parent
-        manifest = _read_json(manifest_path)
+        manifest = read_json(manifest_path)
         if manifest.get("complete") is not True or not (run_dir / "metrics.json").is_file():
             ignored.append(str(run_dir))
             continue
@@ -91,14 +91,14 @@ def collect_runs(results_dir: Path, protocol: str = "project") -> pd.DataFrame:
         if protocol == OFFICIAL:
             metrics = official_metrics(run_dir, manifest)
         else:
-            metrics = _read_json(run_dir / "metrics.json")
+            metrics = read_json(run_dir / "metrics.json")
             if "metrics" not in metrics:
                 raise UasbenchError(f"{run_dir / 'metrics.json'} lacks metrics")
             if "per_subject" not in metrics or "subjects" not in metrics:
                 raise UasbenchError(f"{run_dir / 'metrics.json'} has no per-subject values (older format): "
                                     f"run `uasbench evaluate {run_dir}` to rewrite it")
         base = {k: manifest[k] for k in ("method", "pair", "profile", "seed")} | {"run": str(run_dir)}
-        base["variant"] = _variant(manifest["profile"], manifest.get("overrides") or {})
+        base["variant"] = variant_label(manifest["profile"], manifest.get("overrides") or {})
         base["input_only"] = manifest.get("train_modalities") == ["input"]
         base["benchmark"] = json.dumps([manifest.get("data_fingerprint"), manifest.get("postprocess")],
                                        sort_keys=True)
@@ -106,20 +106,21 @@ def collect_runs(results_dir: Path, protocol: str = "project") -> pd.DataFrame:
         base["empty_predictions"] = len(metrics.get("empty_predictions", []))
         subjects = tuple(metrics.get("subjects", ()))
         for threshold, per_metric in metrics["metrics"].items():
+            chosen = metrics.get("thresholds", {}).get(threshold, {}).get("value")
             for metric, summary in per_metric.items():
                 value = summary.get("mean")
                 values = metrics.get("per_subject", {}).get(threshold, {}).get(metric, [])
                 if len(values) != len(subjects):
                     raise UasbenchError(f"{run_dir}: {len(values)} per-subject values of {threshold}/{metric} "
                                         f"for {len(subjects)} subjects")
-                rows.append(base | {"threshold": threshold, "metric": metric,
+                rows.append(base | {"threshold": threshold, "threshold_value": chosen, "metric": metric,
                                     "value": np.nan if value is None else float(value), "subjects": subjects,
                                     "subject_values": tuple(np.nan if v is None else float(v) for v in values)})
     if ignored:
         log.warning("ignored %d incomplete run(s) under %s", len(ignored), results_dir)
     df = pd.DataFrame(rows, columns=["method", "pair", "profile", "variant", "seed", "run", "input_only", "benchmark",
-                                     "split", "empty_predictions", "threshold", "metric", "value", "subjects",
-                                     "subject_values"])
+                                     "split", "empty_predictions", "threshold", "threshold_value", "metric",
+                                     "value", "subjects", "subject_values"])
     _check_one_benchmark(df, results_dir)
     df.attrs["ignored"] = len(ignored)
     df.attrs["ignored_runs"] = ignored
@@ -148,7 +149,7 @@ def official_metrics(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     return result.to_dict(seed=int(manifest.get("seed", 0)))
 
 
-def _variant(profile: str, overrides: dict[str, Any]) -> str:
+def variant_label(profile: str, overrides: dict[str, Any]) -> str:
     """The profile plus any ``--set`` overrides: runs of one method with different settings are separate rows."""
     return "; ".join([profile, *(f"{k}={v}" for k, v in sorted(overrides.items()))])
 
@@ -185,7 +186,7 @@ def _share_input_only_runs(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([df, *extra], ignore_index=True) if extra else df
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -197,7 +198,7 @@ def method_sort_key(method: str) -> tuple[int, str]:
     return (METHOD_ORDER.index(method), "") if method in METHOD_ORDER else (len(METHOD_ORDER), method)
 
 
-def _pair_key(pair: str) -> tuple[int, str]:
+def pair_sort_key(pair: str) -> tuple[int, str]:
     return (PAIR_ORDER.index(pair), "") if pair in PAIR_ORDER else (len(PAIR_ORDER), pair)
 
 
@@ -266,7 +267,7 @@ def table_columns(df: pd.DataFrame, table: str, threshold: str) -> list[tuple[st
     """The blocks of a table layout: (title, columns)."""
     official = df.attrs.get("protocol") == OFFICIAL
     spec = TABLE1_OFFICIAL if official else TABLE1
-    pairs = sorted(df["pair"].unique(), key=_pair_key)
+    pairs = sorted(df["pair"].unique(), key=pair_sort_key)
     shown = _threshold_title(threshold)
     if table == "pairs":
         return [(f"Dice per modality pair — {shown}", [Column(p, p, threshold, "dice") for p in pairs])]
@@ -316,14 +317,15 @@ def default_threshold(df: pd.DataFrame) -> str:
 
 
 def render(df: pd.DataFrame, table: str = "metrics", fmt: str = "md", threshold: str | None = None,
-           spread: str = "ci") -> str:
+           spread: str = "ci", explain: bool = True) -> str:
     """The leaderboard as Markdown, CSV or LaTeX (``html``: the table alone; ``page.write_page`` writes the
     full report page).
 
     ``metrics``: Table 1 (methods x metrics), one block per modality pair; ``pairs``: Table 2
     (methods x pairs, Dice); ``tests``: every pairwise test behind Table 1's marks, with the Friedman
     test; ``ranks``: rank stability of the Dice ranking. Rows are methods (with profile and overrides
-    when runs mix settings).
+    when runs mix settings). ``explain=False`` keeps only each block's own notes (the report page
+    explains the rest once).
     """
     threshold = default_threshold(df) if threshold is None else threshold
     _validate(df, table, fmt, threshold, spread)
@@ -340,7 +342,7 @@ def render(df: pd.DataFrame, table: str = "metrics", fmt: str = "md", threshold:
         return ranks_text(blocks, fmt)
     if fmt == "csv":
         return _csv(blocks, threshold, labels)
-    note = protocol_note(threshold, table, spread)
+    note = protocol_note(threshold, table, spread) if explain else PROTOCOL_NOTES[threshold]
     writer = {"md": _markdown, "latex": _latex, "html": html_table}[fmt]
     return "\n".join(writer(*grid(title, stats, labels, spread), note=block_note(stats, df, note))
                      for title, stats in blocks)
@@ -448,12 +450,15 @@ def _latex(title: str, header: list[str], labels: list[str], texts: list[list[st
 def html_table(title: str, header: list[str], labels: list[str], texts: list[list[str]],
                marks: list[list[str]], *, note: str) -> str:
     """One block as plain HTML (no script); cells carry ``data-mark`` for styling and for tests."""
+    def cell(text: str, mark: str) -> str:
+        mean, _, ci = text.partition(" [")
+        body = _marked(html.escape(mean), mark, "<b>{}</b>", "<sup>†</sup>")
+        return f'<td data-mark="{mark}">{body}' + (f'<br><span class="ci">[{html.escape(ci)}</span>' if ci else "") + "</td>"
+
     out = [f"<h3>{html.escape(title)}</h3>", "<table>", "<thead><tr><th>Method</th>"
            + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead>", "<tbody>"]
     for label, row, flags in zip(labels, texts, marks):
-        cells = "".join(f'<td data-mark="{m}">' + _marked(html.escape(t), m, "<b>{}</b>", "<sup>†</sup>")
-                        + "</td>" for t, m in zip(row, flags))
-        out.append(f"<tr><th>{html.escape(label)}</th>{cells}</tr>")
+        out.append(f"<tr><th>{html.escape(label)}</th>" + "".join(cell(t, m) for t, m in zip(row, flags)) + "</tr>")
     out += ["</tbody>", "</table>", f'<p class="note">{html.escape(note)}</p>', ""]
     return "\n".join(out)
 
@@ -497,44 +502,39 @@ def tests_text(blocks: list[tuple[str, list[ColumnStats]]], fmt: str) -> str:
         for s in stats:
             name = f"{title}: {s.column.title}"
             frame = tests_frame(s)
-            parts.append(_frame_text(name, frame, fmt, friedman_text(s)))
+            parts.append(frame_text(name, frame, fmt, friedman_text(s)))
     return "\n".join(parts)
 
 
-def ranks_frame(stats: ColumnStats) -> pd.DataFrame | None:
-    """Methods x ranks (share of bootstrap resamples), with the rank on all subjects; None if too few."""
+def rank_shares(stats: ColumnStats) -> pd.DataFrame | None:
+    """``statistics.rank_stability`` of one column (methods with a value only); None if too few subjects."""
     table = stats.table[[c for c in stats.table.columns if stats.summaries[c].n > 0]]
-    freq = st.rank_stability(table, stats.column.higher_is_better)
-    if freq is None:
-        return None
-    out = freq.sort_values("rank")
+    return st.rank_stability(table, stats.column.higher_is_better)
+
+
+def ranks_display(stats: ColumnStats) -> tuple[pd.DataFrame | None, str]:
+    """The rank-stability table ready to print (shares with two decimals) and its note."""
+    shares = rank_shares(stats)
+    if shares is None:
+        n = len(st.complete(stats.table))
+        return None, f"Rank stability not computed: {st.TOO_FEW.format(n=n, k=st.MIN_SUBJECTS)}."
+    out = shares.sort_values("rank")
     out.columns = ["rank on all subjects", *(f"rank {r}" for r in out.columns[1:])]
-    return out
-
-
-def ranks_note(stats: ColumnStats) -> str:
-    n = len(st.complete(stats.table))
-    return (f"Share of {st.N_BOOTSTRAP} bootstrap resamples of the {n} subjects with every method in which a "
-            f"method took each rank ({stats.column.title}, rank 1 = best).")
+    shown = out.apply(lambda col: col.map(lambda v: f"{v:.2f}" if isinstance(v, float) else str(v)))
+    note = (f"Share of {st.N_BOOTSTRAP} bootstrap resamples of the {len(st.complete(stats.table))} subjects "
+            f"with every method in which a method took each rank ({stats.column.title}, rank 1 = best).")
+    return shown.reset_index(names="Method"), note
 
 
 def ranks_text(blocks: list[tuple[str, list[ColumnStats]]], fmt: str) -> str:
     parts = []
     for title, stats in blocks:
-        s = stats[0]  # Dice: the headline ranking
-        frame = ranks_frame(s)
-        if frame is None:
-            n = len(st.complete(s.table))
-            parts.append(_frame_text(f"{title}: rank stability of {s.column.title}", None, fmt,
-                                     f"Rank stability not computed: {st.TOO_FEW.format(n=n, k=st.MIN_SUBJECTS)}."))
-        else:
-            shown = frame.apply(lambda col: col.map(lambda v: f"{v:.2f}" if isinstance(v, float) else str(v)))
-            shown = shown.reset_index(names="Method")
-            parts.append(_frame_text(f"{title}: rank stability of {s.column.title}", shown, fmt, ranks_note(s)))
+        frame, note = ranks_display(stats[0])  # Dice: the headline ranking
+        parts.append(frame_text(f"{title}: rank stability of {stats[0].column.title}", frame, fmt, note))
     return "\n".join(parts)
 
 
-def _frame_text(title: str, frame: pd.DataFrame | None, fmt: str, note: str) -> str:
+def frame_text(title: str, frame: pd.DataFrame | None, fmt: str, note: str) -> str:
     if fmt == "csv":
         return "" if frame is None else frame.assign(table=title).to_csv(index=False)
     if frame is None:

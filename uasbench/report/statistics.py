@@ -17,6 +17,7 @@ exact two-sided Wilcoxon test can reach p < 0.05).
 """
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 from collections.abc import Iterable, Sequence
@@ -66,6 +67,15 @@ def median_difference_ci(diff: np.ndarray, n_bootstrap: int = N_BOOTSTRAP, seed:
     return float(np.median(diff)), float(low), float(high)
 
 
+@functools.lru_cache(maxsize=1024)
+def wilcoxon_p(x: tuple[float, ...], y: tuple[float, ...]) -> float:
+    """Two-sided paired Wilcoxon signed-rank p-value (scipy chooses exact, permutation or normal).
+
+    Cached: with ties and at most 13 pairs scipy enumerates every sign flip, about 0.2 s a test, and a
+    report page asks for the same comparison several times (threshold-free columns in every table)."""
+    return float(wilcoxon(x, y).pvalue)
+
+
 def pairwise_tests(table: pd.DataFrame, *, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0) -> pd.DataFrame:
     """Every pair (a, b) of columns: paired subjects, median difference a - b with CI, Wilcoxon p, Holm p.
 
@@ -84,7 +94,7 @@ def pairwise_tests(table: pd.DataFrame, *, n_bootstrap: int = N_BOOTSTRAP, seed:
         elif not np.any(diff):
             row["p"], row["note"] = 1.0, "identical values on every subject"
         else:
-            row["p"] = float(wilcoxon(pairs[a], pairs[b]).pvalue)
+            row["p"] = wilcoxon_p(tuple(pairs[a]), tuple(pairs[b]))
         rows.append(row)
     out = pd.DataFrame(rows, columns=["a", "b", "n", "median_diff", "diff_ci_low", "diff_ci_high", "p", "note"])
     out["p_holm"] = np.nan
