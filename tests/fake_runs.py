@@ -33,7 +33,7 @@ def slices(n: int, seed: int, prefix: str = "S") -> SliceSet:
 
 def write_run(root: Path, method: str, seed: int, quality: float, *, n_test: int = 8, pair: str = "fl-t2",
               with_t2: bool = True, losses: bool = True) -> Path:
-    """A complete run folder; ``quality`` (0..1) is how much of each map is lesion rather than noise."""
+    """A complete run folder; maps are uniform noise plus ``quality`` on the lesion (1: separable)."""
     rng = np.random.default_rng(1000 * seed + len(method))
     val, test = slices(4, seed, "V"), slices(n_test, 7)  # one test set shared by every method and seed
     healthy = SliceSet(x=val.x, brain=val.brain, subjects=val.subjects, z=val.z, seg=np.zeros_like(val.seg))
@@ -41,7 +41,7 @@ def write_run(root: Path, method: str, seed: int, quality: float, *, n_test: int
         test = SliceSet(x=test.x, brain=test.brain, subjects=test.subjects, z=test.z, seg=test.seg)
 
     def score(s: SliceSet) -> np.ndarray:
-        return (quality * s.seg + (1 - quality) * rng.random(s.x.shape)).astype(np.float32)
+        return (quality * s.seg + rng.random(s.x.shape)).astype(np.float32)
 
     scored = ScoredSplits(val_maps=score(val), val=val, healthy_maps=score(healthy), val_healthy=healthy,
                           test_maps=score(test), test=test)
