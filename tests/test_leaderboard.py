@@ -133,7 +133,11 @@ def test_tests_and_ranks_tables(results: Path) -> None:
     ranks = render(df, table="ranks", fmt="md")
     mmccd = next(line for line in ranks.splitlines() if line.startswith("| mmccd |"))
     assert [c.strip() for c in mmccd.split("|")[2:5]] == ["1", "1.00", "0.00"]  # always first: constant gaps
-    assert "rank,mean" not in render(df, table="ranks", fmt="csv")
+    ranks_csv = pd.read_csv(io.StringIO(render(df, table="ranks", fmt="csv")))  # one table, a column says which
+    fl = ranks_csv[ranks_csv["table"].str.startswith("Pair fl-t2")].set_index("Method")
+    assert fl["rank on all subjects"].to_dict() == {"mmccd": 1, "dae": 2, "zz_plugin": 3}
+    tests_csv = pd.read_csv(io.StringIO(render(df, table="tests", fmt="csv")))
+    assert len(tests_csv) == 7 * 3 + 7 * 1 and tests_csv["table"].nunique() == 14  # 3 pairs x 7 columns, 1 x 7
 
 
 def test_pairs_table_and_oracle_label(results: Path) -> None:

@@ -497,13 +497,8 @@ def friedman_text(stats: ColumnStats) -> str:
 
 
 def tests_text(blocks: list[tuple[str, list[ColumnStats]]], fmt: str) -> str:
-    parts = []
-    for title, stats in blocks:
-        for s in stats:
-            name = f"{title}: {s.column.title}"
-            frame = tests_frame(s)
-            parts.append(frame_text(name, frame, fmt, friedman_text(s)))
-    return "\n".join(parts)
+    tables = [(f"{title}: {s.column.title}", tests_frame(s), friedman_text(s)) for title, stats in blocks for s in stats]
+    return frames_text(tables, fmt)
 
 
 def rank_shares(stats: ColumnStats) -> pd.DataFrame | None:
@@ -527,16 +522,21 @@ def ranks_display(stats: ColumnStats) -> tuple[pd.DataFrame | None, str]:
 
 
 def ranks_text(blocks: list[tuple[str, list[ColumnStats]]], fmt: str) -> str:
-    parts = []
-    for title, stats in blocks:
-        frame, note = ranks_display(stats[0])  # Dice: the headline ranking
-        parts.append(frame_text(f"{title}: rank stability of {stats[0].column.title}", frame, fmt, note))
-    return "\n".join(parts)
+    tables = [(f"{title}: rank stability of {stats[0].column.title}", *ranks_display(stats[0]))  # Dice
+              for title, stats in blocks]
+    return frames_text(tables, fmt)
+
+
+def frames_text(tables: list[tuple[str, pd.DataFrame | None, str]], fmt: str) -> str:
+    """Several titled tables in one output; CSV gets one table with a ``table`` column (notes dropped)."""
+    if fmt == "csv":
+        frames = [frame.assign(table=title) for title, frame, _ in tables if frame is not None]
+        return pd.concat(frames, ignore_index=True).to_csv(index=False) if frames else ""
+    return "\n".join(frame_text(title, frame, fmt, note) for title, frame, note in tables)
 
 
 def frame_text(title: str, frame: pd.DataFrame | None, fmt: str, note: str) -> str:
-    if fmt == "csv":
-        return "" if frame is None else frame.assign(table=title).to_csv(index=False)
+    """One titled table with its note as Markdown, LaTeX (booktabs) or HTML."""
     if frame is None:
         body = ""
     elif fmt == "latex":
