@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 
 from uasbench.errors import UasbenchError, UsageError
-from uasbench.evaluation.metrics import summarize
+from uasbench.evaluation.metrics import Summary, summarize
 from uasbench.evaluation.official import KEY as OFFICIAL_KEY
 from uasbench.evaluation.official import NOTE as OFFICIAL_NOTE
 from uasbench.evaluation.official import PROTOCOL as OFFICIAL
+from uasbench.evaluation.protocol import THRESHOLD_FREE
 from uasbench.report import statistics as st
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,6 @@ METHOD_ORDER = ("intensity", "ae", "vae", "dae", "ddpm", "cyclic_unet", "mmccd")
 PAIR_ORDER = ("fl-t2", "fl-t1", "t2-fl", "t2-t1", "t1-t2", "t1-fl")  # Table 2's column order
 THRESHOLDS = ("val_dice", "fpr_1", "fpr_5", "oracle_test")
 PROTOCOLS = ("project", OFFICIAL)
-THRESHOLD_FREE = "threshold_free"
 # (column title, metric, read at the chosen threshold?); AUROC/AUPRC are threshold-free (brain pixels).
 TABLE1 = (("Dice", "dice", True), ("AUROC", "auroc", False), ("Jaccard", "jaccard", True),
           ("Precision", "precision", True), ("Recall", "recall", True), ("ASSD", "assd", True),
@@ -224,7 +224,7 @@ class ColumnStats:
 
     column: Column
     table: pd.DataFrame  # subjects x labels
-    summaries: dict[str, Any]  # label -> metrics.Summary over subjects
+    summaries: dict[str, Summary]  # over subjects
     seed_std: dict[str, float]
     seeds: dict[str, int]
     marks: st.Marks
