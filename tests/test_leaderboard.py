@@ -114,7 +114,8 @@ def test_significance_marks_and_too_few_subjects(tmp_path: Path) -> None:
     _write_run(few, "dae", "fl-t2", 0, 0.40, n_subjects=5)
     _write_run(few, "mmccd", "fl-t2", 0, 0.61, n_subjects=5)
     text = render(collect_runs(few), fmt="md")
-    assert "No significance marks for Dice, Jaccard, ASSD, AUPRC" in text and "too few paired subjects (5 < 6)" in text
+    assert "Not tested against the best (too few paired subjects (5 < 6) for a test), so never marked: dae in " \
+           "Dice, Jaccard, ASSD, AUPRC" in text
     assert "†" not in text.split("_")[0]
     tests = render(collect_runs(few), table="tests", fmt="md")
     assert "too few paired subjects (5 < 6) for a test" in tests and "Friedman test (2 methods): not run" in tests
@@ -176,7 +177,7 @@ def test_other_formats(results: Path, fmt: str) -> None:
         std = render(collect_runs(results), table="metrics", fmt=fmt, spread="std")
         assert r"\textbf{0.6100 $\pm$ 0.0141}" in std
     else:
-        assert "<table" in text and '<td data-mark="best"><b>0.610 [' in text
+        assert "<table" in text and '<td data-mark="best"><b>0.610</b><br><span class="ci">[' in text
 
 
 def test_bad_choices(results: Path, tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def test_too_few_paired_subjects_gives_no_p_value() -> None:
     assert tests["n"].iloc[0] == 5 and np.isnan(tests["p"].iloc[0]) and np.isnan(tests["p_holm"].iloc[0])
     assert tests["note"].iloc[0] == "too few paired subjects (5 < 6) for a test"
     marks = st.column_marks(table, higher_is_better=True, tests=tests)
-    assert marks.marks == {"a": st.BEST, "b": ""} and "too few" in marks.note
+    assert marks.marks == {"a": st.BEST, "b": ""} and "too few" in marks.note and marks.untested == ("b",)
     assert st.rank_stability(table, True) is None
     assert "too few" in st.friedman(table.assign(c=table["b"])).note
 

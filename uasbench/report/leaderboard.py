@@ -350,11 +350,12 @@ def render(df: pd.DataFrame, table: str = "metrics", fmt: str = "md", threshold:
 
 def block_note(stats: list[ColumnStats], df: pd.DataFrame, note: str) -> str:
     """The table note plus why some columns have no marks, and (official protocol) empty predictions."""
-    untested = {}
+    untested: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for s in stats:
         if s.marks.note:
-            untested.setdefault(s.marks.note, []).append(s.column.title)
-    extra = [f"No significance marks for {', '.join(cols)}: {why}." for why, cols in untested.items()]
+            untested.setdefault((s.marks.note, s.marks.untested), []).append(s.column.title)
+    extra = [f"Not tested against the best ({why}), so never marked: {', '.join(methods)} in {', '.join(cols)}."
+             for (why, methods), cols in untested.items()]
     pairs = {s.column.pair for s in stats}
     empty = df[df["pair"].isin(pairs)].drop_duplicates("run").groupby("label")["empty_predictions"].sum()
     if (empty > 0).any():

@@ -166,10 +166,12 @@ def rank_stability(table: pd.DataFrame, higher_is_better: bool, *, n_bootstrap: 
 
 @dataclass(frozen=True)
 class Marks:
-    """Per method: ``BEST``, ``NOT_WORSE`` or ""; ``note`` says why no test was possible, if so."""
+    """Per method: ``BEST``, ``NOT_WORSE`` or ""; ``untested`` methods could not be tested against the
+    best, ``note`` says why."""
 
     marks: dict[str, str]
     note: str = ""
+    untested: tuple[str, ...] = ()
 
 
 def column_marks(table: pd.DataFrame, higher_is_better: bool, tests: pd.DataFrame | None = None) -> Marks:
@@ -184,7 +186,7 @@ def column_marks(table: pd.DataFrame, higher_is_better: bool, tests: pd.DataFram
     for m in best:
         marks[m] = BEST
     tests = pairwise_tests(table) if tests is None else tests
-    notes = []
+    notes, untested_methods = [], []
     for m in defined.index:
         if m in best:
             continue
@@ -192,9 +194,10 @@ def column_marks(table: pd.DataFrame, higher_is_better: bool, tests: pd.DataFram
         untested = row["p_holm"].isna()
         if untested.any():
             notes.append(row.loc[untested, "note"].iloc[0])
+            untested_methods.append(m)
             continue
         worse = row["significant"] & (_oriented(
             np.where(row["a"] == m, row["median_diff"], -row["median_diff"]), higher_is_better) <= 0)
         if not worse.any():
             marks[m] = NOT_WORSE
-    return Marks(marks, notes[0] if notes else "")
+    return Marks(marks, notes[0] if notes else "", tuple(untested_methods))
