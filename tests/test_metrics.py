@@ -14,6 +14,7 @@ from uasbench.evaluation.metrics import (
     summarize,
 )
 from uasbench.evaluation.surface import assd
+from uasbench.evaluation.thresholds import dice_curve
 
 
 def _random_masks(seed: int, n: int = 6, size: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -121,14 +122,33 @@ def test_ranking_metrics_match_independent_formulas() -> None:
     seg[2] = False  # a slice with a single class
     values, counts = ranking_metrics(maps, seg, mask)
     for i in range(2):
-        y, s = seg[i][mask[i]], maps[i][mask[i]]
+        # tumour outside the mask stays in, ranked below every in-mask pixel (a certain miss)
+        keep = mask[i] | seg[i]
+        y, s = seg[i][keep], np.where(mask[i], maps[i], -np.inf)[keep]
         assert np.isclose(values["auroc"][i], _mann_whitney_auc(y, s))
         assert np.isclose(values["auprc"][i], _stepwise_ap(y, s))
         assert np.isclose(values["auroc_image_official"][i], _mann_whitney_auc(seg[i].ravel(), maps[i].ravel()))
     assert np.isnan(values["auroc"][2]) and counts["auroc_one_class"] == 1 and counts["auprc_one_class"] == 1
     pooled = pooled_ranking_metrics(maps, seg, mask)
-    assert np.isclose(pooled["auroc_pooled"], _mann_whitney_auc(seg[mask], maps[mask]))
-    assert np.isclose(pooled["auprc_pooled"], _stepwise_ap(seg[mask], maps[mask]))
+    keep = mask | seg
+    y, s = seg[keep], np.where(mask, maps, -np.inf)[keep]
+    assert np.isclose(pooled["auroc_pooled"], _mann_whitney_auc(y, s))
+    assert np.isclose(pooled["auprc_pooled"], _stepwise_ap(y, s))
+
+
+def test_tumour_outside_the_evaluation_mask_counts_as_missed() -> None:
+    """A 2x4 tumour, half of it in the eroded rim: a perfect in-mask detection finds 4 of 8 pixels."""
+    seg = np.zeros((1, 8, 8), bool)
+    seg[0, 3:5, 0:4] = True
+    mask = np.zeros_like(seg)
+    mask[0, :, 2:] = True
+    maps = seg.astype(float)
+    values, counts = segmentation_metrics(maps, seg, mask, threshold=0.5)
+    assert values["recall"].tolist() == [0.5] and values["precision"].tolist() == [1.0]
+    assert values["dice"].tolist() == [pytest.approx(2 * 4 / (4 + 8))]
+    assert dice_curve(maps, seg, mask, np.array([0.5]))[0] == pytest.approx(2 * 4 / (4 + 8))
+    ranked, _ = ranking_metrics(maps, seg, mask)
+    assert ranked["auroc"][0] < 1.0  # the rim half is ranked below all healthy in-mask pixels
 
 
 def test_subject_means_average_slices_first() -> None:

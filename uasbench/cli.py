@@ -44,6 +44,18 @@ class Format(str, Enum):
 class TableKind(str, Enum):
     metrics = "metrics"
     pairs = "pairs"
+    tests = "tests"
+    ranks = "ranks"
+
+
+class EvalProtocol(str, Enum):
+    project = "project"
+    mmccd_official = "mmccd-official"
+
+
+class Spread(str, Enum):
+    ci = "ci"
+    std = "std"
 
 
 @contextlib.contextmanager
@@ -195,6 +207,9 @@ def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `uasbench run`.")],
     erode_brain: Annotated[Optional[int], typer.Option(help="Brain-mask erosion radius (default: as recorded).")] = None,
     median: Annotated[Optional[int], typer.Option(help="Median filter size (default: as recorded).")] = None,
+    protocol: Annotated[EvalProtocol, typer.Option(
+        help="project (thresholds from validation) or mmccd-official (the authors' test-tuned ORACLE evaluation, "
+             "written to metrics_mmccd_official.json).")] = EvalProtocol.project,
 ) -> None:
     """Recompute thresholds and metrics from the cached score maps, without running the model again."""
     import dataclasses
@@ -207,6 +222,12 @@ def evaluate(
     with _user_errors():
         manifest = read_manifest(run_dir, required=("method", "pair", "seed", "postprocess"))
         check_output_folder(run_dir, "run directory")  # new metrics are written into it
+        if protocol is EvalProtocol.mmccd_official:
+            if erode_brain is not None or median is not None:
+                raise UsageError("--erode-brain and --median do not apply to --protocol mmccd-official "
+                                 "(its T2 brain mask and disk(4) erosion are fixed)")
+            _evaluate_official(run_dir, manifest)
+            return
         post = PostProcess.from_dict(manifest["postprocess"])
         changes = {k: v for k, v in (("erode_brain_px", erode_brain), ("median_size", median)) if v is not None}
         post = dataclasses.replace(post, **changes)
@@ -217,29 +238,78 @@ def evaluate(
         _print_summary(f"{manifest['method']} {manifest['pair']} (re-evaluated)", result)
 
 
+def _evaluate_official(run_dir: Path, manifest: dict[str, Any]) -> None:
+    """The official MMCCD evaluation of one run: written beside metrics.json, printed as an ORACLE."""
+    from uasbench.evaluation.official import KEY, NOTE
+    from uasbench.report.leaderboard import official_metrics
+    from uasbench.results import write_json
+
+    result = official_metrics(run_dir, manifest)
+    write_json(run_dir / "metrics_mmccd_official.json", result)
+    table = Table(title=f"{manifest['method']} {manifest['pair']}: official MMCCD evaluation (ORACLE, test-tuned)")
+    table.add_column("metric (mean over test slices)")
+    table.add_column("value", justify="right")
+    for metric, summary in result["metrics"][KEY].items():
+        value = summary["mean"]
+        table.add_row(metric, "undefined" if value is None else f"{value:.4f}")
+    table.add_row("threshold (k/1000, chosen on TEST)", f"{result['thresholds'][KEY]['value']:.3f}")
+    table.add_row("empty predictions (left out of ASSD)", str(len(result["empty_predictions"])))
+    console.print(table)
+    console.print(NOTE, highlight=False, soft_wrap=True)
+    if result["empty_predictions"]:
+        console.print("empty predictions: " + ", ".join(result["empty_predictions"]), highlight=False, soft_wrap=True)
+    console.print(f"wrote {run_dir / 'metrics_mmccd_official.json'}", highlight=False)
+
+
 @app.command()
 def leaderboard(
     results_dir: Annotated[Path, typer.Argument(help="Folder holding run directories (searched recursively).")],
-    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.md,
-    table: Annotated[TableKind, typer.Option(help="metrics: Table 1 (methods x metrics); pairs: Table 2 (Dice).")] = TableKind.metrics,
-    threshold: Annotated[str, typer.Option(help="val_dice (headline), fpr_1, fpr_5 or oracle_test.")] = "val_dice",
-    output: Annotated[Optional[Path], typer.Option(help="Write to this file instead of stdout.")] = None,
+    format: Annotated[Format, typer.Option("--format", help="md, csv, latex, or html: the full self-contained "
+                                                           "report page (needs --output).")] = Format.md,
+    table: Annotated[TableKind, typer.Option(help="metrics: Table 1 (methods x metrics); pairs: Table 2 (Dice); "
+                                                  "tests: the pairwise tests behind the marks; ranks: rank stability.")] = TableKind.metrics,
+    threshold: Annotated[Optional[str], typer.Option(help="val_dice (headline), fpr_1, fpr_5 or oracle_test.")] = None,
+    protocol: Annotated[EvalProtocol, typer.Option(
+        help="project, or mmccd-official: the authors' test-tuned ORACLE evaluation from the stored maps.")] = EvalProtocol.project,
+    spread: Annotated[Spread, typer.Option(help="ci: bootstrap 95% CI over subjects; std: std over seeds.")] = Spread.ci,
+    output: Annotated[Optional[Path], typer.Option(help="Write to this file instead of stdout (html: a folder "
+                                                        "for index.html, or a .html file).")] = None,
 ) -> None:
-    """Aggregate finished runs into the paper's Table 1 or Table 2 layout (mean +/- std over seeds)."""
+    """Aggregate finished runs into the paper's Table 1 or Table 2 layout, with per-subject CIs and significance
+    marks, or publish them all as one self-contained HTML page (--format html)."""
     from uasbench.files import check_output_file, write_text_atomic
     from uasbench.report.leaderboard import collect_runs, render
 
     with _user_errors():
         if not results_dir.is_dir():
             raise UasbenchError(f"results folder {results_dir} does not exist")
+        if format is Format.html:
+            _write_page(results_dir, output, table, threshold, protocol, spread)
+            return
         if output is not None:
             check_output_file(output, "--output")
-        text = render(collect_runs(results_dir), table=table.value, fmt=format.value, threshold=threshold)
+        text = render(collect_runs(results_dir, protocol=protocol.value), table=table.value, fmt=format.value,
+                      threshold=threshold, spread=spread.value)
         if output is None:
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
         else:
             write_text_atomic(output, text)
             console.print(f"wrote {output}", highlight=False)
+
+
+def _write_page(results_dir: Path, output: Optional[Path], table: TableKind, threshold: Optional[str],
+                protocol: EvalProtocol, spread: Spread) -> None:
+    from uasbench.report.page import write_page
+
+    chosen = [name for name, value, default in (("--table", table, TableKind.metrics), ("--threshold", threshold, None),
+                                                ("--protocol", protocol, EvalProtocol.project),
+                                                ("--spread", spread, Spread.ci)) if value != default]
+    if chosen:
+        raise UsageError(f"--format html writes the whole page (every table, threshold and protocol): drop "
+                         f"{', '.join(chosen)}")
+    if output is None:
+        raise UsageError("--format html writes a page: give --output DIR (for DIR/index.html) or --output FILE.html")
+    console.print(f"wrote {write_page(results_dir, output)}", highlight=False)
 
 
 @app.command()

@@ -1,7 +1,8 @@
 """Run directories: what one benchmark run leaves behind, written so that it is never half-finished.
 
 A run directory holds ``manifest.json`` (what ran, on what, how long), ``scores.npz`` (the raw anomaly
-maps with the labels needed to evaluate them again), ``metrics.json``/``metrics.csv`` and
+maps with the labels and brain masks needed to evaluate them again, including the T2 brain mask the
+official MMCCD evaluation uses; runs made before it was stored lack it), ``metrics.json``/``metrics.csv`` and
 ``checkpoint.pt``. It is assembled in a hidden staging folder and renamed into place only when every
 file is written, so an interrupted run never leaves a directory that looks finished; ``manifest.json``
 carries ``"complete": true`` as a second guard for readers.
@@ -98,6 +99,8 @@ class ScoredSplits:
                                     else np.zeros_like(slices.brain)).astype(bool)
             arrays[f"{key}_subjects"] = np.asarray(slices.subjects, dtype=str)
             arrays[f"{key}_z"] = np.asarray(slices.z, dtype=np.int64)
+            if slices.brain_t2 is not None:  # for the official MMCCD evaluation; absent in older runs
+                arrays[f"{key}_brain_t2"] = slices.brain_t2.astype(bool)
         np.savez_compressed(path, **arrays)
 
     @classmethod
@@ -111,7 +114,8 @@ class ScoredSplits:
                     parts[f"{key}_maps"] = data[f"{key}_maps"]
                     parts[key] = SliceSet(
                         x=data[f"{key}_x"], brain=data[f"{key}_brain"], seg=data[f"{key}_seg"],
-                        subjects=tuple(str(s) for s in data[f"{key}_subjects"]), z=data[f"{key}_z"])
+                        subjects=tuple(str(s) for s in data[f"{key}_subjects"]), z=data[f"{key}_z"],
+                        brain_t2=data[f"{key}_brain_t2"] if f"{key}_brain_t2" in data else None)
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise UasbenchError(f"cannot read cached scores {path}: {exc}") from None
         return cls(val_maps=parts["val_maps"], val=parts["val"], healthy_maps=parts["healthy_maps"],

@@ -41,6 +41,7 @@ def _slice_set(cache: SliceCache, pair: Pair, picks: list[tuple[str, int]], prot
         z=np.array([protocol.z_start + i for _, i in picks], dtype=int),
         y=gather(lambda s: cache.image(s, pair.target)).astype(np.float32) if with_y else None,
         seg=gather(cache.seg).astype(bool) if with_seg else None,
+        brain_t2=gather(lambda s: cache.brain(s, "t2")).astype(bool) if with_seg else None,
     )
 
 

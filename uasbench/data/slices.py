@@ -13,7 +13,8 @@ class SliceSet:
 
     ``x`` is the input modality X, ``y`` the target modality Y (training only, and only when the method
     asks for it), ``seg`` the whole-tumour mask (label > 0), ``brain`` the brain mask of X.
-    All arrays share the first axis (one entry per slice).
+    ``brain_t2`` is the brain mask of T2, which the official MMCCD evaluation uses whatever the input
+    (evaluation only: methods never see it). All arrays share the first axis (one entry per slice).
     """
 
     x: np.ndarray  # (N, H, W) float32
@@ -22,10 +23,11 @@ class SliceSet:
     z: np.ndarray  # (N,) int, axial index in the original volume
     y: np.ndarray | None = None  # (N, H, W) float32
     seg: np.ndarray | None = None  # (N, H, W) bool
+    brain_t2: np.ndarray | None = None  # (N, H, W) bool
 
     def __post_init__(self) -> None:
         n = len(self.x)
-        for name in ("brain", "z", "y", "seg"):
+        for name in ("brain", "z", "y", "seg", "brain_t2"):
             arr = getattr(self, name)
             if arr is not None and len(arr) != n:
                 raise ValueError(f"SliceSet.{name} has {len(arr)} entries, x has {n}")
@@ -37,14 +39,14 @@ class SliceSet:
 
     def unlabelled(self) -> "SliceSet":
         """What a method may see at test time: the input modality and its brain mask, nothing else."""
-        return replace(self, y=None, seg=None)
+        return replace(self, y=None, seg=None, brain_t2=None)
 
     def subset(self, index: np.ndarray | list[int]) -> "SliceSet":
         idx = np.asarray(index, dtype=int)
         pick = lambda a: None if a is None else a[idx]  # noqa: E731
         return SliceSet(
             x=self.x[idx], brain=self.brain[idx], subjects=tuple(self.subjects[i] for i in idx),
-            z=self.z[idx], y=pick(self.y), seg=pick(self.seg),
+            z=self.z[idx], y=pick(self.y), seg=pick(self.seg), brain_t2=pick(self.brain_t2),
         )
 
 

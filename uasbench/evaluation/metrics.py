@@ -4,6 +4,12 @@ Like the paper and the official code, every metric is computed per slice and the
 slices of a subject are averaged first, so a subject with several slices weighs as much as one with a
 single slice (the paper protocol has one test slice per subject, where both means coincide).
 
+Tumour outside the evaluation mask counts as missed, never as absent: a segmentation is restricted to
+the (possibly eroded) brain mask, the ground truth is not, so a tumour pixel in the eroded rim is a false
+negative; the ranking metrics keep such pixels too, scored below every in-mask pixel. The official code
+does the same (prediction times the eroded mask, unrestricted ground truth). Restricting the truth as
+well would reward an erosion that cuts away hard tumour edges.
+
 Empty-mask rules for the overlap ratios: a ratio whose denominator is zero is 1.0 when prediction and
 truth are both empty (perfect agreement on nothing) and 0.0 otherwise (the official code's medpy copies
 return 0.0 there too). Every application is counted.
@@ -54,9 +60,9 @@ def overlap(pred: np.ndarray, truth: np.ndarray) -> tuple[dict[str, np.ndarray],
 
 def segmentation_metrics(maps: np.ndarray, seg: np.ndarray, mask: np.ndarray,
                          threshold: float) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """All threshold-dependent metrics per slice; truth is restricted to the evaluation mask as well."""
+    """All threshold-dependent metrics per slice; only the prediction is restricted to the evaluation mask."""
     pred = segment(maps, mask, threshold)
-    truth = seg & mask
+    truth = np.asarray(seg, dtype=bool)
     values, counts = overlap(pred, truth)
     surface = [assd(p, t) for p, t in zip(pred, truth)]
     values["assd"] = np.array([v for v, _ in surface], dtype=float)
@@ -75,15 +81,25 @@ def _per_slice_score(fn, labels: list[np.ndarray], scores: list[np.ndarray]) -> 
     return out, int(np.isnan(out).sum())
 
 
+def _ranked_pixels(maps: np.ndarray, seg: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and scores a ranking metric sees: the evaluation mask plus every tumour pixel outside it,
+    which no threshold can detect, so it is scored below every in-mask pixel (a certain miss)."""
+    keep = mask | seg
+    floor = maps[mask].min() - 1.0 if mask.any() else 0.0
+    return seg[keep], np.where(mask, maps, floor)[keep]
+
+
 def ranking_metrics(maps: np.ndarray, seg: np.ndarray, mask: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """Threshold-free per-slice AUROC and AUPRC inside the mask, and the official whole-image AUROC.
+    """Threshold-free per-slice AUROC and AUPRC inside the mask (tumour outside it ranked last), and the
+    official whole-image AUROC.
 
     ``auroc_image_official`` ranks all H*W pixels, background included (where post-processing put the
     slice's lowest in-mask score), against the full tumour mask, as the official code does; it is
     inflated by the many easy background pixels and is given only for comparison with the paper.
     """
-    inside_y = [s[b] for s, b in zip(seg, mask)]
-    inside_s = [m[b] for m, b in zip(maps, mask)]
+    ranked = [_ranked_pixels(m, s, b) for m, s, b in zip(maps, seg, mask)]
+    inside_y = [y for y, _ in ranked]
+    inside_s = [s for _, s in ranked]
     auroc, n_auroc = _per_slice_score(roc_auc_score, inside_y, inside_s)
     auprc, n_auprc = _per_slice_score(average_precision_score, inside_y, inside_s)
     image, n_image = _per_slice_score(roc_auc_score, [s.ravel() for s in seg], [m.ravel() for m in maps])
@@ -94,7 +110,7 @@ def ranking_metrics(maps: np.ndarray, seg: np.ndarray, mask: np.ndarray) -> tupl
 
 def pooled_ranking_metrics(maps: np.ndarray, seg: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     """AUROC and AUPRC over all in-mask pixels of all slices together (pixel-level, not per slice)."""
-    y, s = seg[mask], maps[mask]
+    y, s = _ranked_pixels(maps, seg, mask)
     if not 0 < y.sum() < y.size:
         return {"auroc_pooled": float("nan"), "auprc_pooled": float("nan")}
     return {"auroc_pooled": float(roc_auc_score(y, s)), "auprc_pooled": float(average_precision_score(y, s))}

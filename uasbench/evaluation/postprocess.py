@@ -48,15 +48,24 @@ def disk(radius: int) -> np.ndarray:
     return (yy**2 + xx**2) <= radius**2
 
 
+def erode(masks: np.ndarray, radius: int) -> np.ndarray:
+    """Erode each (H, W) mask of a stack by ``disk(radius)`` as ``skimage.morphology.erosion`` does (the
+    official code's call): a grey erosion whose border reflects the image, so brain touching the image
+    edge is not eaten from outside."""
+    masks = np.asarray(masks, dtype=bool)
+    if radius == 0 or masks.size == 0:
+        return masks.copy()
+    footprint = disk(radius)
+    return np.stack([ndimage.grey_erosion(m.astype(np.uint8), footprint=footprint, mode="reflect") > 0
+                     for m in masks])
+
+
 def evaluation_mask(brain: np.ndarray, post: PostProcess) -> np.ndarray:
     """The pixels where thresholds are searched and metrics computed: the (eroded) brain, or everything."""
     brain = np.asarray(brain, dtype=bool)
     if not post.brain_mask:
         return np.ones_like(brain)
-    if post.erode_brain_px == 0:
-        return brain.copy()
-    footprint = disk(post.erode_brain_px)
-    return np.stack([ndimage.binary_erosion(b, structure=footprint) for b in brain]) if len(brain) else brain.copy()
+    return erode(brain, post.erode_brain_px)
 
 
 def apply_postprocess(maps: np.ndarray, brain: np.ndarray, post: PostProcess) -> tuple[np.ndarray, np.ndarray]:

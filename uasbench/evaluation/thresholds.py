@@ -1,5 +1,10 @@
 """Segmentation thresholds, each with where it came from.
 
+Candidates are 1000 evenly spaced quantiles of the in-mask scores (unique values): a grid that adapts to
+each method's score range, so no method is favoured by where fixed steps fall. The official MMCCD code
+instead min-max normalises the test maps and tries k/1000 for k = 0..99; ``uasbench.evaluation.official``
+reproduces that grid for comparison with published numbers.
+
 ``val_dice`` and ``fpr_*`` are chosen by functions that receive only validation arrays; the oracle is
 the same Dice search run on the test set and is flagged ``upper_bound``. A pixel is anomalous when its
 score is strictly greater than the threshold.
@@ -49,18 +54,18 @@ def _count_above(sorted_scores: np.ndarray, thresholds: np.ndarray) -> np.ndarra
 
 
 def dice_curve(maps: np.ndarray, seg: np.ndarray, mask: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Mean per-slice Dice of ``(maps > t) & mask`` against ``seg & mask`` for every candidate ``t``.
+    """Mean per-slice Dice of ``(maps > t) & mask`` against the whole ``seg`` for every candidate ``t``.
 
+    Tumour outside the mask stays in the truth (a certain miss, as in ``metrics.segmentation_metrics``).
     Counting by binary search keeps this O(N * (P log P + K log P)) instead of thresholding K times.
     A slice with empty prediction and empty truth has Dice 1 (same rule as ``metrics.overlap``).
     """
     total = np.zeros(len(thresholds))
     for m, s, b in zip(maps, seg, mask):
         inside = m[b]
-        truth = s[b]
         pred = _count_above(np.sort(inside), thresholds)
-        tp = _count_above(np.sort(inside[truth]), thresholds)
-        denom = pred + truth.sum()
+        tp = _count_above(np.sort(inside[s[b]]), thresholds)
+        denom = pred + s.sum()
         total += np.where(denom > 0, 2.0 * tp / np.maximum(denom, 1), 1.0)
     return total / len(maps)
 

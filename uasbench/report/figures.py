@@ -1,8 +1,10 @@
 """The paper's Fig. 3: example test slices with their ground truth, then every method's anomaly map and
-its segmentation at the method's own validation threshold.
+its segmentation at the method's own validation threshold; and the report page's plots (rank stability,
+loss curves).
 """
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from uasbench.errors import UasbenchError  # noqa: E402
 from uasbench.evaluation.postprocess import PostProcess, apply_postprocess  # noqa: E402
@@ -119,3 +122,56 @@ def figure_from_runs(results_dir: Path, pair: str, out: Path, n_examples: int = 
     return comparison_figure(test.x[idx], np.asarray(test.seg, dtype=bool)[idx],
                              {m: v[idx] for m, v in maps.items()}, thresholds, out, titles,
                              {m: v[idx] for m, v in masks.items()})
+
+
+def png_bytes(fig: plt.Figure) -> bytes:
+    """Render a figure to PNG bytes and close it (the report page embeds them as data URIs)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def rank_stability_figure(shares: pd.DataFrame, title: str) -> bytes:
+    """A blob plot (challengeR's idea): per method, a disc per rank with area proportional to how often
+    bootstrap resamples of the subjects gave it that rank; x marks its rank on all subjects, the bar
+    spans the 2.5-97.5% quantiles of its bootstrap ranks. ``shares`` is ``statistics.rank_stability``'s."""
+    shares = shares.sort_values("rank")
+    ranks = np.array([c for c in shares.columns if c != "rank"], dtype=int)
+    k = len(ranks)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(shares), 1.2 + 0.6 * k))
+    for i, (method, row) in enumerate(shares.iterrows()):
+        p = row[list(ranks)].to_numpy(dtype=float)
+        ax.scatter(np.full(k, i), ranks, s=900 * p, color="tab:blue", alpha=0.6, linewidths=0)
+        cumulative = np.cumsum(p)
+        low, high = ranks[np.searchsorted(cumulative, 0.025)], ranks[min(np.searchsorted(cumulative, 0.975), k - 1)]
+        ax.plot([i, i], [low, high], color="black", linewidth=1)
+        ax.scatter([i], [row["rank"]], marker="x", color="black", s=40)
+    ax.set_xticks(range(len(shares)), [str(m) for m in shares.index], rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(ranks)
+    ax.set_ylim(k + 0.6, 0.4)  # rank 1 on top
+    ax.set_ylabel("rank")
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return png_bytes(fig)
+
+
+def loss_curves_figure(curves: dict[str, list[tuple[str, pd.DataFrame]]]) -> bytes:
+    """One panel per method: each (network, seed) loss log as a faint raw line and a running mean."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves) + 0.4, 2.6), squeeze=False)
+    for ax, (method, logs) in zip(axes[0], curves.items()):
+        for name, log in logs:
+            loss = log["loss"].to_numpy(dtype=float)
+            window = max(1, len(loss) // 50)
+            smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+            line, = ax.plot(log["step"].to_numpy()[window - 1:], smooth, linewidth=1, label=name)
+            ax.plot(log["step"], loss, linewidth=0.5, alpha=0.25, color=line.get_color())
+        ax.set_yscale("log")
+        ax.set_title(method, fontsize=9)
+        ax.set_xlabel("iteration", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    axes[0, 0].set_ylabel("training loss", fontsize=8)
+    fig.tight_layout()
+    return png_bytes(fig)

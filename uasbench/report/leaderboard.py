@@ -1,11 +1,16 @@
 """Leaderboards from finished run directories: the paper's Table 1 (methods x metrics) and Table 2
-(methods x modality pairs), with mean +/- std over seeds and the threshold protocol named in a footnote.
+(methods x modality pairs), with per-subject statistics, the threshold protocol named in a note.
+
+A cell is the mean over test subjects (each subject averaged over the seeds that tested it) with its
+bootstrap 95% CI, or with the std over seeds; the best mean is bold and every method that a paired,
+Holm-corrected Wilcoxon test does not find worse than it is marked (``uasbench.report.statistics``).
 """
 from __future__ import annotations
 
 import html
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,39 +19,62 @@ import pandas as pd
 
 from uasbench.errors import UasbenchError, UsageError
 from uasbench.results import manifest_paths
+from uasbench.evaluation.metrics import Summary, summarize
+from uasbench.evaluation.official import KEY as OFFICIAL_KEY
+from uasbench.evaluation.official import NOTE as OFFICIAL_NOTE
+from uasbench.evaluation.official import PROTOCOL as OFFICIAL
+from uasbench.evaluation.protocol import THRESHOLD_FREE
+from uasbench.report import statistics as st
 
 log = logging.getLogger(__name__)
 
 METHOD_ORDER = ("intensity", "ae", "vae", "dae", "ddpm", "cyclic_unet", "mmccd")
 PAIR_ORDER = ("fl-t2", "fl-t1", "t2-fl", "t2-t1", "t1-t2", "t1-fl")  # Table 2's column order
 THRESHOLDS = ("val_dice", "fpr_1", "fpr_5", "oracle_test")
+PROTOCOLS = ("project", OFFICIAL)
 # (column title, metric, read at the chosen threshold?); AUROC/AUPRC are threshold-free (brain pixels).
 TABLE1 = (("Dice", "dice", True), ("AUROC", "auroc", False), ("Jaccard", "jaccard", True),
           ("Precision", "precision", True), ("Recall", "recall", True), ("ASSD", "assd", True),
           ("AUPRC", "auprc", False))
+# The official evaluation reports its AUROC at its own (test-tuned) threshold's mask and has no AUPRC.
+TABLE1_OFFICIAL = tuple((title, metric, True) for title, metric, _ in TABLE1 if metric != "auprc")
 LOWER_IS_BETTER = {"assd"}
 FORMATS = ("md", "csv", "latex", "html")
-TABLES = ("metrics", "pairs")
+TABLES = ("metrics", "pairs", "tests", "ranks")
+SPREADS = ("ci", "std")
 PROTOCOL_NOTES = {
     "val_dice": "Threshold: maximises the mean per-slice Dice on the validation slices (never on test).",
     "fpr_1": "Threshold: 1% false-positive rate on brain pixels of healthy validation slices.",
     "fpr_5": "Threshold: 5% false-positive rate on brain pixels of healthy validation slices.",
     "oracle_test": "ORACLE (threshold tuned on test): upper bound, not a fair result; "
                    "shown only because published numbers use it.",
+    OFFICIAL_KEY: OFFICIAL_NOTE,
 }
 INPUT_ONLY_NOTE = ("Single-modality methods (trained and tested on X alone) appear under every pair with "
                    "the same X, from one run, as in the paper's Table 2.")
-COMMON_NOTE = ("Metrics per test slice, averaged per subject then over subjects; AUROC/AUPRC threshold-free "
-               "inside the brain mask; ASSD in pixels (128x128, lower is better). "
-               "Mean +/- std over seeds; best per column in bold.")
+COMMON_NOTE = ("Metrics per test slice, averaged per subject then over subjects; ASSD in pixels "
+               "(128x128, lower is better).")
+PROJECT_METRICS_NOTE = "AUROC/AUPRC threshold-free inside the brain mask."
+SPREAD_NOTES = {
+    "ci": "Mean over test subjects (each averaged over its seeds) [bootstrap 95% CI over subjects].",
+    "std": "Mean over test subjects (each averaged over its seeds) ± std over seeds.",
+}
+MARKS_NOTE = (f"Bold: best mean. †: not significantly worse than the best (paired Wilcoxon signed-rank "
+              f"test over subjects, Holm-corrected over all method pairs of the column, alpha = {st.ALPHA}); "
+              f"no mark: significantly worse.")
 
 
-def collect_runs(results_dir: Path) -> pd.DataFrame:
-    """One row per (run, threshold, metric) for every complete run found at any depth.
+def collect_runs(results_dir: Path, protocol: str = "project") -> pd.DataFrame:
+    """One row per (run, threshold, metric) for every complete run found at any depth, with the run's
+    per-subject values (``subjects``, ``subject_values``) beside the mean (``value``).
 
-    Runs whose manifest is not marked complete or that lack ``metrics.json`` are skipped; how many is
-    logged and kept in ``df.attrs["ignored"]`` (their folders in ``df.attrs["ignored_runs"]``).
+    ``protocol="mmccd-official"`` recomputes the official MMCCD evaluation from each run's maps instead
+    of reading ``metrics.json`` (threshold key ``mmccd_official``). Runs whose manifest is not marked
+    complete or that lack ``metrics.json`` are skipped; how many is logged and kept in
+    ``df.attrs["ignored"]`` (their folders in ``df.attrs["ignored_runs"]``).
     """
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"unknown --protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise UasbenchError(f"results folder {results_dir} does not exist")
@@ -54,36 +82,75 @@ def collect_runs(results_dir: Path) -> pd.DataFrame:
     ignored: list[str] = []
     for manifest_path in manifest_paths(results_dir):  # hidden staging folders hold no finished run
         run_dir = manifest_path.parent
-        manifest = _read_json(manifest_path)
+        manifest = read_json(manifest_path)
         if manifest.get("complete") is not True or not (run_dir / "metrics.json").is_file():
             ignored.append(str(run_dir))
             continue
-        metrics = _read_json(run_dir / "metrics.json")
         missing = [k for k in ("method", "pair", "profile", "seed") if k not in manifest]
-        if missing or "metrics" not in metrics:
-            raise UasbenchError(f"{manifest_path} lacks {missing or 'metrics in metrics.json'}")
+        if missing:
+            raise UasbenchError(f"{manifest_path} lacks {missing}")
+        if protocol == OFFICIAL:
+            metrics = official_metrics(run_dir, manifest)
+        else:
+            metrics = read_json(run_dir / "metrics.json")
+            if "metrics" not in metrics:
+                raise UasbenchError(f"{run_dir / 'metrics.json'} lacks metrics")
+            if "per_subject" not in metrics or "subjects" not in metrics:
+                raise UasbenchError(f"{run_dir / 'metrics.json'} has no per-subject values (older format): "
+                                    f"run `uasbench evaluate {run_dir}` to rewrite it")
         base = {k: manifest[k] for k in ("method", "pair", "profile", "seed")} | {"run": str(run_dir)}
-        base["variant"] = _variant(manifest["profile"], manifest.get("overrides") or {})
+        base["variant"] = variant_label(manifest["profile"], manifest.get("overrides") or {})
         base["input_only"] = manifest.get("train_modalities") == ["input"]
         base["benchmark"] = json.dumps([manifest.get("data_fingerprint"), manifest.get("postprocess")],
                                        sort_keys=True)
         base["split"] = manifest.get("split_sha256")
+        base["empty_predictions"] = len(metrics.get("empty_predictions", []))
+        subjects = tuple(metrics.get("subjects", ()))
         for threshold, per_metric in metrics["metrics"].items():
+            chosen = metrics.get("thresholds", {}).get(threshold, {}).get("value")
             for metric, summary in per_metric.items():
                 value = summary.get("mean")
-                rows.append(base | {"threshold": threshold, "metric": metric,
-                                    "value": np.nan if value is None else float(value)})
+                values = metrics.get("per_subject", {}).get(threshold, {}).get(metric, [])
+                if len(values) != len(subjects):
+                    raise UasbenchError(f"{run_dir}: {len(values)} per-subject values of {threshold}/{metric} "
+                                        f"for {len(subjects)} subjects")
+                rows.append(base | {"threshold": threshold, "threshold_value": chosen, "metric": metric,
+                                    "value": np.nan if value is None else float(value), "subjects": subjects,
+                                    "subject_values": tuple(np.nan if v is None else float(v) for v in values)})
     if ignored:
         log.warning("ignored %d incomplete run(s) under %s", len(ignored), results_dir)
     df = pd.DataFrame(rows, columns=["method", "pair", "profile", "variant", "seed", "run", "input_only", "benchmark",
-                                     "split", "threshold", "metric", "value"])
+                                     "split", "empty_predictions", "threshold", "threshold_value", "metric",
+                                     "value", "subjects", "subject_values"])
     _check_one_benchmark(df, results_dir)
     df.attrs["ignored"] = len(ignored)
     df.attrs["ignored_runs"] = ignored
+    df.attrs["protocol"] = protocol
     return df
 
 
-def _variant(profile: str, overrides: dict[str, Any]) -> str:
+def official_metrics(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The official MMCCD evaluation of one run, from its ``scores.npz``, in ``metrics.json``'s layout.
+
+    Runs made before the T2 brain mask was stored can only be evaluated when their input is T2 (then the
+    stored mask is the T2 one); any other is a one-line error asking for a rerun.
+    """
+    from uasbench.evaluation.official import evaluate_official
+    from uasbench.results import SCORES, ScoredSplits
+
+    scored = ScoredSplits.load(Path(run_dir) / SCORES)
+    test = scored.test
+    brain_t2 = test.brain_t2
+    if brain_t2 is None:
+        if str(manifest.get("pair", "")).split("-")[0] != "t2":
+            raise UasbenchError(f"{run_dir}: {SCORES} holds no T2 brain mask (run made before it was stored), "
+                                f"which the {OFFICIAL} protocol needs: rerun it")
+        brain_t2 = test.brain
+    result = evaluate_official(scored.test_maps, test.seg, brain_t2, test.subjects, test.z)
+    return result.to_dict(seed=int(manifest.get("seed", 0)))
+
+
+def variant_label(profile: str, overrides: dict[str, Any]) -> str:
     """The profile plus any ``--set`` overrides: runs of one method with different settings are separate rows."""
     return "; ".join([profile, *(f"{k}={v}" for k, v in sorted(overrides.items()))])
 
@@ -120,7 +187,7 @@ def _share_input_only_runs(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([df, *extra], ignore_index=True) if extra else df
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -135,140 +202,361 @@ def method_sort_key(method: str) -> tuple[int, str]:
     return (METHOD_ORDER.index(method), "") if method in METHOD_ORDER else (len(METHOD_ORDER), method)
 
 
-def _pair_key(pair: str) -> tuple[int, str]:
+def pair_sort_key(pair: str) -> tuple[int, str]:
     return (PAIR_ORDER.index(pair), "") if pair in PAIR_ORDER else (len(PAIR_ORDER), pair)
 
 
-def _aggregate(df: pd.DataFrame, threshold: str) -> pd.DataFrame:
-    """Mean, std and seed count per (pair, row label, metric) for the selected threshold."""
-    wanted = [(threshold if at else "threshold_free", metric) for _, metric, at in TABLE1]
-    keep = pd.Series(list(zip(df["threshold"], df["metric"])), index=df.index).isin(wanted)
-    sel = df[keep].copy()
+# -- the statistics behind one table column --------------------------------------------------------
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a table: its title, the pair and the (threshold key, metric) it reads."""
+
+    title: str
+    pair: str
+    key: str
+    metric: str
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric not in LOWER_IS_BETTER
+
+
+@dataclass(frozen=True)
+class ColumnStats:
+    """Per method (row label): subject-level summary, seed-level spread and mark; the tests behind them."""
+
+    column: Column
+    table: pd.DataFrame  # subjects x labels
+    summaries: dict[str, Summary]  # over subjects
+    seed_std: dict[str, float]
+    seeds: dict[str, int]
+    marks: st.Marks
+    tests: pd.DataFrame
+
+
+def labelled(df: pd.DataFrame) -> pd.DataFrame:
+    """Add the row label (method, plus profile and overrides when runs mix settings) and its sort key."""
+    out = df.copy()
     several_variants = df["variant"].nunique() > 1
-    sel["label"] = [f"{m} ({v})" if several_variants else m for m, v in zip(sel["method"], sel["variant"])]
-    sel["sort"] = [method_sort_key(m) + (v,) for m, v in zip(sel["method"], sel["variant"])]
-    agg = sel.groupby(["pair", "label", "metric"]).agg(
-        mean=("value", "mean"), std=("value", "std"), seeds=("seed", "nunique"), sort=("sort", "first"))
-    return agg.reset_index()
+    out["label"] = [f"{m} ({v})" if several_variants else m for m, v in zip(out["method"], out["variant"])]
+    out["sort"] = [method_sort_key(m) + (v,) for m, v in zip(out["method"], out["variant"])]
+    return out
 
 
-def _cell(mean: float, std: float, seeds: int) -> str:
-    if np.isnan(mean):
-        return "n/a"
-    return f"{mean:.4f} ± {std:.4f}" if seeds > 1 and not np.isnan(std) else f"{mean:.4f}"
+def row_labels(df: pd.DataFrame) -> list[str]:
+    return sorted(df["label"].unique(), key=lambda lab: df.loc[df["label"] == lab, "sort"].iloc[0])
 
 
-def _grid(agg: pd.DataFrame, rows: list[str], columns: list[tuple[str, str, str]]) -> tuple[list[list[str]], list[list[bool]]]:
-    """Cell texts and bold flags; ``columns`` are (title, pair, metric)."""
-    index = agg.set_index(["pair", "label", "metric"])
-    texts, means = [], []
-    for label in rows:
-        row_text, row_mean = [], []
-        for _, pair, metric in columns:
-            if (pair, label, metric) in index.index:
-                rec = index.loc[(pair, label, metric)]
-                row_text.append(_cell(rec["mean"], rec["std"], int(rec["seeds"])))
-                row_mean.append(rec["mean"])
-            else:
-                row_text.append("n/a")
-                row_mean.append(np.nan)
-        texts.append(row_text)
-        means.append(row_mean)
-    values = np.array(means, dtype=float).reshape(len(rows), len(columns))
-    bold = np.zeros_like(values, dtype=bool)
-    for j, (_, _, metric) in enumerate(columns):
-        col = values[:, j]
-        if np.sum(~np.isnan(col)) > 1:  # "best" needs something to beat
-            best = np.nanmin(col) if metric in LOWER_IS_BETTER else np.nanmax(col)
-            bold[:, j] = col == best
-    return texts, bold.tolist()
+def column_stats(df: pd.DataFrame, column: Column, labels: list[str], n_bootstrap: int = st.N_BOOTSTRAP,
+                 seed: int = 0) -> ColumnStats:
+    """Subjects x methods for one column, each method's CI, seed spread, the pairwise tests and marks."""
+    sel = df[(df["pair"] == column.pair) & (df["threshold"] == column.key) & (df["metric"] == column.metric)]
+    present = [lab for lab in labels if lab in set(sel["label"])]
+    table = st.subject_table((r.label, r.subjects, r.subject_values)
+                             for r in sel.itertuples() if r.label in present)
+    summaries, seed_std, seeds = {}, {}, {}
+    for lab in present:
+        rows = sel[sel["label"] == lab]
+        summaries[lab] = summarize(table[lab].to_numpy(dtype=float), n_bootstrap, seed)
+        seed_std[lab] = float(rows["value"].std()) if len(rows) > 1 else float("nan")
+        seeds[lab] = int(rows["seed"].nunique())
+    defined = table[[lab for lab in present if summaries[lab].n > 0]] if present else table
+    tests = st.pairwise_tests(defined, n_bootstrap=n_bootstrap, seed=seed)
+    marks = st.column_marks(defined, column.higher_is_better, tests)
+    return ColumnStats(column, table, summaries, seed_std, seeds, marks, tests)
 
 
-def render(df: pd.DataFrame, table: str = "metrics", fmt: str = "md", threshold: str = "val_dice") -> str:
-    """The leaderboard as Markdown, CSV, LaTeX or HTML.
+def table_columns(df: pd.DataFrame, table: str, threshold: str) -> list[tuple[str, list[Column]]]:
+    """The blocks of a table layout: (title, columns)."""
+    official = df.attrs.get("protocol") == OFFICIAL
+    spec = TABLE1_OFFICIAL if official else TABLE1
+    pairs = sorted(df["pair"].unique(), key=pair_sort_key)
+    shown = _threshold_title(threshold)
+    if table == "pairs":
+        return [(f"Dice per modality pair — {shown}", [Column(p, p, threshold, "dice") for p in pairs])]
+    return [(f"Pair {pair} — {shown}",
+             [Column(t, pair, threshold if at else THRESHOLD_FREE, m) for t, m, at in spec]) for pair in pairs]
 
-    ``metrics``: Table 1 (methods x metrics), one block per modality pair; ``pairs``: Table 2
-    (methods x pairs, Dice). Rows are methods (with profile and overrides when runs mix settings).
-    """
+
+def _threshold_title(threshold: str) -> str:
+    if threshold == OFFICIAL_KEY:
+        return "official MMCCD evaluation (ORACLE: threshold tuned on test)"
+    if threshold == "oracle_test":
+        return "threshold oracle (threshold tuned on test): upper bound"
+    return f"threshold {threshold}"
+
+
+def protocol_note(threshold: str, table: str, spread: str) -> str:
+    parts = [PROTOCOL_NOTES[threshold], COMMON_NOTE]
+    if threshold != OFFICIAL_KEY:
+        parts.append(PROJECT_METRICS_NOTE)
+    parts += [SPREAD_NOTES[spread], MARKS_NOTE]
+    if table == "pairs":
+        parts.append(INPUT_ONLY_NOTE)
+    return " ".join(parts)
+
+
+# -- rendering -------------------------------------------------------------------------------------
+
+def _validate(df: pd.DataFrame, table: str, fmt: str, threshold: str, spread: str) -> None:
     if table not in TABLES:
         raise UsageError(f"unknown --table {table!r}: choose one of {', '.join(TABLES)}")
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    if threshold not in THRESHOLDS:
+    if spread not in SPREADS:
+        raise UsageError(f"unknown --spread {spread!r}: choose one of {', '.join(SPREADS)}")
+    if df.attrs.get("protocol") == OFFICIAL:
+        if threshold != OFFICIAL_KEY:
+            raise UsageError(f"--threshold does not apply to --protocol {OFFICIAL} (its threshold is tuned on test)")
+    elif threshold not in THRESHOLDS:
         raise UsageError(f"unknown --threshold {threshold!r}: choose one of {', '.join(THRESHOLDS)}")
     if df.empty:
         raise UasbenchError("no complete runs to tabulate")
+
+
+def default_threshold(df: pd.DataFrame) -> str:
+    """The headline threshold of the table's protocol."""
+    return OFFICIAL_KEY if df.attrs.get("protocol") == OFFICIAL else "val_dice"
+
+
+def render(df: pd.DataFrame, table: str = "metrics", fmt: str = "md", threshold: str | None = None,
+           spread: str = "ci", explain: bool = True) -> str:
+    """The leaderboard as Markdown, CSV or LaTeX (``html``: the table alone; ``page.write_page`` writes the
+    full report page).
+
+    ``metrics``: Table 1 (methods x metrics), one block per modality pair; ``pairs``: Table 2
+    (methods x pairs, Dice); ``tests``: every pairwise test behind Table 1's marks, with the Friedman
+    test; ``ranks``: rank stability of the Dice ranking. Rows are methods (with profile and overrides
+    when runs mix settings). ``explain=False`` keeps only each block's own notes (the report page
+    explains the rest once).
+    """
+    threshold = default_threshold(df) if threshold is None else threshold
+    _validate(df, table, fmt, threshold, spread)
     if table == "pairs":
         df = _share_input_only_runs(df)
-    agg = _aggregate(df, threshold)
-    rows = sorted(agg["label"].unique(), key=lambda lab: agg.loc[agg["label"] == lab, "sort"].iloc[0])
-    pairs = sorted(agg["pair"].unique(), key=_pair_key)
-    oracle = "oracle (threshold tuned on test): upper bound" if threshold == "oracle_test" else threshold
-    if table == "metrics":
-        blocks = [(f"Pair {pair} — threshold {oracle}", [(t, pair, m) for t, m, _ in TABLE1]) for pair in pairs]
-    else:
-        blocks = [(f"Dice per modality pair — threshold {oracle}", [(p, p, "dice") for p in pairs])]
+    df = labelled(df)
+    labels = row_labels(df)
+    layout = "pairs" if table == "pairs" else "metrics"
+    blocks = [(title, [column_stats(df, c, labels) for c in columns])
+              for title, columns in table_columns(df, layout, threshold)]
+    if table == "tests":
+        return tests_text(blocks, fmt)
+    if table == "ranks":
+        return ranks_text(blocks, fmt)
     if fmt == "csv":
-        return _csv(agg, threshold)
-    note = f"{PROTOCOL_NOTES[threshold]} {COMMON_NOTE}"
-    if table == "pairs":
-        note += " " + INPUT_ONLY_NOTE
-    writer = {"md": _markdown, "latex": _latex, "html": _html}[fmt]
-    parts = []
-    for title, columns in blocks:
-        block = agg[agg["pair"].isin({pair for _, pair, _ in columns})]
-        present = [lab for lab in rows if lab in set(block["label"])]
-        texts, bold = _grid(block, present, columns)
-        labels = [f"{lab} ({_seed_text(block.loc[block['label'] == lab, 'seeds'])})" for lab in present]
-        parts.append(writer(title, [c[0] for c in columns], labels, texts, bold, note))
-    return "\n".join(parts)
+        return _csv(blocks, threshold, labels)
+    note = protocol_note(threshold, table, spread) if explain else PROTOCOL_NOTES[threshold]
+    writer = {"md": _markdown, "latex": _latex, "html": html_table}[fmt]
+    return "\n".join(writer(*grid(title, stats, labels, spread), note=block_note(stats, df, note))
+                     for title, stats in blocks)
 
 
-def _seed_text(counts: pd.Series) -> str:
-    low, high = int(counts.min()), int(counts.max())
+def block_note(stats: list[ColumnStats], df: pd.DataFrame, note: str) -> str:
+    """The table note plus why some columns have no marks, and (official protocol) empty predictions."""
+    untested: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for s in stats:
+        if s.marks.note:
+            untested.setdefault((s.marks.note, s.marks.untested), []).append(s.column.title)
+    extra = [f"Not tested against the best ({why}), so never marked: {', '.join(methods)} in {', '.join(cols)}."
+             for (why, methods), cols in untested.items()]
+    pairs = {s.column.pair for s in stats}
+    empty = df[df["pair"].isin(pairs)].drop_duplicates("run").groupby("label")["empty_predictions"].sum()
+    if (empty > 0).any():
+        extra.append("Empty predictions (left out of ASSD, counted 0 elsewhere): "
+                     + ", ".join(f"{lab} {int(n)}" for lab, n in empty.items() if n > 0) + ".")
+    return " ".join([note, *extra])
+
+
+def cell_text(s: ColumnStats, label: str, spread: str) -> str:
+    summary = s.summaries.get(label)
+    if summary is None or np.isnan(summary.mean):
+        return "n/a"
+    if spread == "std":
+        std = s.seed_std[label]
+        return f"{summary.mean:.4f}" if np.isnan(std) else f"{summary.mean:.4f} ± {std:.4f}"
+    if np.isnan(summary.ci_low):
+        return f"{summary.mean:.3f}"
+    return f"{summary.mean:.3f} [{summary.ci_low:.3f}, {summary.ci_high:.3f}]"
+
+
+def grid(title: str, stats: list[ColumnStats], labels: list[str], spread: str
+         ) -> tuple[str, list[str], list[str], list[list[str]], list[list[str]]]:
+    """(title, header, row labels, cell texts, marks) of one block; rows without any run are left out."""
+    present = [lab for lab in labels if any(lab in s.summaries for s in stats)]
+    texts = [[cell_text(s, lab, spread) for s in stats] for lab in present]
+    marks = [[s.marks.marks.get(lab, "") for s in stats] for lab in present]
+    row_names = [f"{lab} ({_seed_text(stats, lab)})" for lab in present]
+    return title, [s.column.title for s in stats], row_names, texts, marks
+
+
+def _seed_text(stats: list[ColumnStats], label: str) -> str:
+    counts = [s.seeds[label] for s in stats if label in s.seeds]
+    low, high = min(counts), max(counts)
     return f"{high} seed{'s' if high > 1 else ''}" if low == high else f"{low}-{high} seeds"
 
 
-def _csv(agg: pd.DataFrame, threshold: str) -> str:
-    out = agg.drop(columns="sort").rename(columns={"label": "method"})
-    out.insert(0, "threshold", threshold)
-    out["upper_bound"] = threshold == "oracle_test"
-    return out.to_csv(index=False)
+def _csv(blocks: list[tuple[str, list[ColumnStats]]], threshold: str, labels: list[str]) -> str:
+    rows = []
+    for _, stats in blocks:
+        for s in stats:
+            for lab in labels:
+                if lab not in s.summaries:
+                    continue
+                summary = s.summaries[lab]
+                rows.append({"threshold": threshold, "pair": s.column.pair, "method": lab,
+                             "metric": s.column.metric, "mean": summary.mean, "ci_low": summary.ci_low,
+                             "ci_high": summary.ci_high, "subjects": summary.n, "seeds": s.seeds[lab],
+                             "std_over_seeds": s.seed_std[lab], "mark": s.marks.marks.get(lab, ""),
+                             "upper_bound": threshold in ("oracle_test", OFFICIAL_KEY)})
+    return pd.DataFrame(rows).drop_duplicates().to_csv(index=False)
+
+
+def _marked(text: str, mark: str, bold: str, dagger: str) -> str:
+    if mark == st.BEST:
+        return bold.format(text)
+    return text + dagger if mark == st.NOT_WORSE else text
 
 
 def _markdown(title: str, header: list[str], labels: list[str], texts: list[list[str]],
-              bold: list[list[bool]], note: str) -> str:
+              marks: list[list[str]], *, note: str) -> str:
     lines = [f"**{title}**", "", "| Method | " + " | ".join(header) + " |",
              "|---|" + "---:|" * len(header)]
-    for label, row, flags in zip(labels, texts, bold):
-        cells = [f"**{t}**" if b else t for t, b in zip(row, flags)]
+    for label, row, flags in zip(labels, texts, marks):
+        cells = [_marked(t, m, "**{}**", " †") for t, m in zip(row, flags)]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines + ["", f"_{note}_", ""])
 
 
 def _tex(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"),
-                 ("±", r"$\pm$"), ("—", "---")):
+                 ("±", r"$\pm$"), ("—", "---"), ("†", r"$^{\dagger}$")):
         text = text.replace(a, b)
     return text
 
 
 def _latex(title: str, header: list[str], labels: list[str], texts: list[list[str]],
-           bold: list[list[bool]], note: str) -> str:
+           marks: list[list[str]], *, note: str) -> str:
+    """A booktabs table (``\\usepackage{booktabs}``), CI in small type, ready to paste."""
+    def cell(text: str, mark: str) -> str:
+        mean, _, ci = text.partition(" [")
+        body = _tex(mean) + (rf" {{\scriptsize [{_tex(ci)}}}" if ci else "")
+        return _marked(body, mark, r"\textbf{{{}}}", r"$^{\dagger}$")
+
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex(title)}}}",
-             r"\begin{tabular}{l" + "r" * len(header) + "}", r"\hline",
-             "Method & " + " & ".join(_tex(h) for h in header) + r" \\", r"\hline"]
-    for label, row, flags in zip(labels, texts, bold):
-        cells = [rf"\textbf{{{_tex(t)}}}" if b else _tex(t) for t, b in zip(row, flags)]
-        lines.append(_tex(label) + " & " + " & ".join(cells) + r" \\")
-    lines += [r"\hline", r"\end{tabular}", rf"\par\footnotesize {_tex(note)}", r"\end{table}", ""]
+             r"\begin{tabular}{l" + "r" * len(header) + "}", r"\toprule",
+             "Method & " + " & ".join(_tex(h) for h in header) + r" \\", r"\midrule"]
+    for label, row, flags in zip(labels, texts, marks):
+        lines.append(_tex(label) + " & " + " & ".join(cell(t, m) for t, m in zip(row, flags)) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", rf"\par\footnotesize {_tex(note)}", r"\end{table}", ""]
     return "\n".join(lines)
 
 
-def _html(title: str, header: list[str], labels: list[str], texts: list[list[str]],
-          bold: list[list[bool]], note: str) -> str:
-    cells = [[f"<b>{html.escape(t)}</b>" if b else html.escape(t) for t, b in zip(row, flags)]
-             for row, flags in zip(texts, bold)]
-    frame = pd.DataFrame(cells, columns=header, index=pd.Index([html.escape(lab) for lab in labels], name="Method"))
-    return (f"<h3>{html.escape(title)}</h3>\n" + frame.to_html(escape=False)
-            + f"\n<p><small>{html.escape(note)}</small></p>\n")
+def html_table(title: str, header: list[str], labels: list[str], texts: list[list[str]],
+               marks: list[list[str]], *, note: str) -> str:
+    """One block as plain HTML (no script); cells carry ``data-mark`` for styling and for tests."""
+    def cell(text: str, mark: str) -> str:
+        mean, _, ci = text.partition(" [")
+        body = _marked(html.escape(mean), mark, "<b>{}</b>", "<sup>†</sup>")
+        return f'<td data-mark="{mark}">{body}' + (f'<br><span class="ci">[{html.escape(ci)}</span>' if ci else "") + "</td>"
+
+    out = [f"<h3>{html.escape(title)}</h3>", "<table>", "<thead><tr><th>Method</th>"
+           + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead>", "<tbody>"]
+    for label, row, flags in zip(labels, texts, marks):
+        out.append(f"<tr><th>{html.escape(label)}</th>" + "".join(cell(t, m) for t, m in zip(row, flags)) + "</tr>")
+    out += ["</tbody>", "</table>", f'<p class="note">{html.escape(note)}</p>', ""]
+    return "\n".join(out)
+
+
+# -- the tests and the rank stability as tables ----------------------------------------------------
+
+def _fmt(value: float, digits: int = 4) -> str:
+    return "n/a" if value is None or np.isnan(value) else f"{value:.{digits}f}"
+
+
+def _p(value: float) -> str:
+    if np.isnan(value):
+        return "—"
+    return "<0.0001" if value < 1e-4 else f"{value:.4f}"
+
+
+def tests_frame(stats: ColumnStats) -> pd.DataFrame:
+    """The pairwise tests of one column, ready to print."""
+    t = stats.tests
+    return pd.DataFrame({
+        "A": t["a"], "B": t["b"], "paired subjects": t["n"],
+        "median A-B [95% CI]": [f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]"
+                                for m, lo, hi in zip(t["median_diff"], t["diff_ci_low"], t["diff_ci_high"])],
+        "Wilcoxon p": [_p(p) for p in t["p"]], "Holm p": [_p(p) for p in t["p_holm"]],
+        "significant": ["—" if np.isnan(p) else ("yes" if s else "no") for p, s in zip(t["p_holm"], t["significant"])],
+        "note": t["note"],
+    })
+
+
+def friedman_text(stats: ColumnStats) -> str:
+    f = st.friedman(stats.table[[c for c in stats.table.columns if stats.summaries[c].n > 0]])
+    if f.note and np.isnan(f.p):
+        return f"Friedman test ({f.k} methods): not run, {f.note}."
+    return (f"Friedman test ({f.k} methods, {f.n} subjects with every method): chi2 = {f.statistic:.3f}, "
+            f"p = {_p(f.p)}" + (f" ({f.note})" if f.note else "") + ".")
+
+
+def tests_text(blocks: list[tuple[str, list[ColumnStats]]], fmt: str) -> str:
+    tables = [(f"{title}: {s.column.title}", tests_frame(s), friedman_text(s)) for title, stats in blocks for s in stats]
+    return frames_text(tables, fmt)
+
+
+def rank_shares(stats: ColumnStats) -> pd.DataFrame | None:
+    """``statistics.rank_stability`` of one column (methods with a value only); None if too few subjects."""
+    table = stats.table[[c for c in stats.table.columns if stats.summaries[c].n > 0]]
+    return st.rank_stability(table, stats.column.higher_is_better)
+
+
+def ranks_display(stats: ColumnStats) -> tuple[pd.DataFrame | None, str]:
+    """The rank-stability table ready to print (shares with two decimals) and its note."""
+    shares = rank_shares(stats)
+    if shares is None:
+        n = len(st.complete(stats.table))
+        return None, f"Rank stability not computed: {st.TOO_FEW.format(n=n, k=st.MIN_SUBJECTS)}."
+    out = shares.sort_values("rank")
+    out.columns = ["rank on all subjects", *(f"rank {r}" for r in out.columns[1:])]
+    shown = out.apply(lambda col: col.map(lambda v: f"{v:.2f}" if isinstance(v, float) else str(v)))
+    note = (f"Share of {st.N_BOOTSTRAP} bootstrap resamples of the {len(st.complete(stats.table))} subjects "
+            f"with every method in which a method took each rank ({stats.column.title}, rank 1 = best).")
+    return shown.reset_index(names="Method"), note
+
+
+def ranks_text(blocks: list[tuple[str, list[ColumnStats]]], fmt: str) -> str:
+    tables = [(f"{title}: rank stability of {stats[0].column.title}", *ranks_display(stats[0]))  # Dice
+              for title, stats in blocks]
+    return frames_text(tables, fmt)
+
+
+def frames_text(tables: list[tuple[str, pd.DataFrame | None, str]], fmt: str) -> str:
+    """Several titled tables in one output; CSV gets one table with a ``table`` column (notes dropped)."""
+    if fmt == "csv":
+        frames = [frame.assign(table=title) for title, frame, _ in tables if frame is not None]
+        return pd.concat(frames, ignore_index=True).to_csv(index=False) if frames else ""
+    return "\n".join(frame_text(title, frame, fmt, note) for title, frame, note in tables)
+
+
+def frame_text(title: str, frame: pd.DataFrame | None, fmt: str, note: str) -> str:
+    """One titled table with its note as Markdown, LaTeX (booktabs) or HTML."""
+    if frame is None:
+        body = ""
+    elif fmt == "latex":
+        header = " & ".join(_tex(str(c)) for c in frame.columns)
+        rows = [" & ".join(_tex(str(v)) for v in r) + r" \\" for r in frame.itertuples(index=False)]
+        body = "\n".join([r"\begin{tabular}{" + "l" * len(frame.columns) + "}", r"\toprule", header + r" \\",
+                          r"\midrule", *rows, r"\bottomrule", r"\end{tabular}"])
+    elif fmt == "html":
+        body = frame.to_html(index=False, escape=True, na_rep="")
+    else:
+        body = "\n".join(["| " + " | ".join(map(str, frame.columns)) + " |",
+                          "|" + "---|" * len(frame.columns),
+                          *("| " + " | ".join(map(str, r)) + " |" for r in frame.itertuples(index=False))])
+    if fmt == "latex":
+        return "\n".join([rf"\paragraph{{{_tex(title)}}}", body, rf"\par\footnotesize {_tex(note)}", ""])
+    if fmt == "html":
+        return f"<h4>{html.escape(title)}</h4>\n{body}\n<p class=\"note\">{html.escape(note)}</p>\n"
+    return "\n".join([f"**{title}**", "", body, "", f"_{note}_", ""])
