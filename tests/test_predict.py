@@ -21,6 +21,7 @@ from uasbench.predict import TrainedRun, predict_scan
 from uasbench.predict.apply import to_scan_grid
 from uasbench.results import CHECKPOINT, METRICS_JSON, SCORES, ScoredSplits
 
+pytestmark = pytest.mark.slow
 cli = CliRunner()
 CASE = "TCGA-FG-6692"
 TEST_Z = 87  # the run's one test slice: FG-6692's largest tumour slice in 70..89

@@ -109,7 +109,7 @@ def parse_threshold(text: str) -> str | float:
     return value
 
 
-def slab(slices: str, protocol: Protocol, depth: int) -> range:
+def slices_to_score(slices: str, protocol: Protocol, depth: int) -> range:
     """The axial slices to score: the protocol's slab or every slice of the scan."""
     return protocol.z_values if slices == "protocol" else range(depth)
 
@@ -122,7 +122,7 @@ class CaseSummary:
     slices: int
     flagged_voxels: int
     dice: float | None
-    seconds: float
+    seconds: float  # reading, preprocessing, scoring, resampling and writing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,10 +136,6 @@ class CasePrediction:
     anomaly: np.ndarray  # (H, W, D) float32, zero outside the brain and the scored slices
     segmentation: np.ndarray  # (H, W, D) uint8
     dice: float | None  # whole tumour on the scored slices, when the case has labels
-    seconds: float
-
-    def summary(self) -> CaseSummary:
-        return CaseSummary(self.case, len(self.z), int(self.segmentation.sum()), self.dice, self.seconds)
 
 
 def score_slices(method: AnomalyMethod, x: np.ndarray, brain: np.ndarray, case: str, z: range,
@@ -150,7 +146,7 @@ def score_slices(method: AnomalyMethod, x: np.ndarray, brain: np.ndarray, case: 
         one = SliceSet(x=x[i:i + 1], brain=brain[i:i + 1], subjects=(case,), z=np.array([zi]))
         maps.append(method.score(one)[0])
         advance()
-    return np.stack(maps) if maps else np.zeros_like(x)
+    return np.stack(maps)
 
 
 def to_scan_grid(maps: np.ndarray, brain: np.ndarray, scan_brain: np.ndarray,
@@ -169,7 +165,6 @@ def to_scan_grid(maps: np.ndarray, brain: np.ndarray, scan_brain: np.ndarray,
 def predict_scan(method: AnomalyMethod, run: TrainedRun, scan: Scan, z: range, threshold: float,
                  advance: Callable[[], None] = lambda: None) -> CasePrediction:
     """Score the slab ``z`` of one scan and return its maps on the method's and on the scan's grid."""
-    start = time.perf_counter()
     image, labels = scan.read()
     try:
         x, brain = prepare_slices(image, scan.modality, run.protocol, z)
@@ -188,7 +183,7 @@ def predict_scan(method: AnomalyMethod, run: TrainedRun, scan: Scan, z: range, t
     volume[:, :, z.start:z.stop] = np.moveaxis(anomaly, 0, 2)
     segmentation = np.zeros(image.shape, dtype=np.uint8)
     segmentation[:, :, z.start:z.stop] = np.moveaxis(flagged, 0, 2)
-    return CasePrediction(scan.case.id, z, maps, volume, segmentation, dice, time.perf_counter() - start)
+    return CasePrediction(scan.case.id, z, maps, volume, segmentation, dice)
 
 
 def output_paths(out: Path, case: str) -> tuple[Path, Path]:
@@ -212,7 +207,7 @@ def predict(run_dir: Path, data: Path, out: Path, *, cases: list[str] | None = N
     name, value = run.threshold(choice)
     modality = run.pair.input
     scans = [open_scan(c, modality) for c in select_cases(find_cases(data, modality), cases or [], data)]
-    slabs = [slab(slices, run.protocol, scan.image.shape[2]) for scan in scans]
+    slabs = [slices_to_score(slices, run.protocol, scan.image.shape[2]) for scan in scans]
     for scan, z in zip(scans, slabs):
         check_grid(scan, z)
     out = check_output_folder(out)
@@ -222,14 +217,18 @@ def predict(run_dir: Path, data: Path, out: Path, *, cases: list[str] | None = N
 
     results = []
     with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("Scoring slices", total=sum(len(z) for z in slabs))
+        task = bar.add_task("Scoring", total=sum(len(z) for z in slabs))
         for scan, z in zip(scans, slabs):
+            bar.update(task, description=f"Scoring {scan.case.id}")
+            start = time.perf_counter()
             result = predict_scan(method, run, scan, z, value, lambda: bar.advance(task))
             what = f"uasbench {run.manifest['method']} {run.pair}"
             map_path, seg_path = output_paths(out, scan.case.id)
             save_together({map_path: like_scan(result.anomaly, scan.image, f"{what} anomaly map"),
                            seg_path: like_scan(result.segmentation, scan.image, f"{what} {name} > {value:.6g}")})
+            summary = CaseSummary(scan.case.id, len(z), int(result.segmentation.sum()), result.dice,
+                                  time.perf_counter() - start)
             dice = "no label" if result.dice is None else f"Dice {result.dice:.4f} on z {z.start}..{z.stop - 1}"
-            log(f"{scan.case.id}: wrote {map_path.name}, {seg_path.name} ({dice}, {result.seconds:.1f} s)")
-            results.append(result.summary())
+            log(f"{scan.case.id}: wrote {map_path.name}, {seg_path.name} ({dice}, {summary.seconds:.1f} s)")
+            results.append(summary)
     return results
