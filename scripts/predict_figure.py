@@ -40,7 +40,7 @@ def _show(ax: plt.Axes, image: np.ndarray, title: str, window: tuple[float, floa
 
 
 def _overlay_map(ax: plt.Axes, values: np.ndarray, vmax: float) -> None:
-    ax.imshow(np.rot90(np.ma.masked_equal(values, 0)), cmap="inferno", vmin=0, vmax=vmax, alpha=0.8,
+    ax.imshow(np.rot90(np.ma.masked_equal(values, 0)), cmap="inferno", vmin=0, vmax=vmax, alpha=0.6,
               interpolation="nearest")
 
 
@@ -91,8 +91,9 @@ def main() -> None:
     modality = Pair.parse(run["pair"]).input
     folder = args.real / args.case
     seg_path = folder / f"{args.case}_seg.nii.gz"
-    title = (f"uasbench predict: {run['method']} ({run['profile']} profile, {run['pair']}, trained on the "
-             f"embedded phantom) applied to the real case {args.case}, threshold {args.threshold}")
+    settings = "".join(f", {k}={v}" for k, v in run["overrides"].items())
+    title = (f"uasbench predict: {run['method']} ({run['profile']} profile{settings}, {run['pair']}, trained on "
+             f"the embedded phantom) applied to the real case {args.case}, threshold {args.threshold}")
     path = draw(_load(folder / f"{args.case}_{modality}.nii.gz"), _load(seg_path) if seg_path.exists() else None,
                 anomaly, segmentation, title, args.out)
     print(f"wrote {path}")
