@@ -332,6 +332,34 @@ def figure(
         console.print(f"wrote {path}", highlight=False)
 
 
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `uasbench run`.")],
+    data: Annotated[Path, typer.Option(help="BraTS2021/2023 folder (labels optional), or a folder of NIfTI files "
+                                            "of the run's input modality (one case per file), or one such file.")],
+    out: Annotated[Path, typer.Option(help="Folder for <ID>_anomaly.nii.gz and <ID>_anomaly_seg.nii.gz.")],
+    cases: Annotated[Optional[list[str]], typer.Option("--cases", help="Case ID to predict (repeat, or join "
+                                                       "with commas); default: every case.")] = None,
+    slices: Annotated[str, typer.Option(help="protocol (the run's axial slab) or all (every axial slice).")] = "protocol",
+    threshold: Annotated[str, typer.Option(help="val_dice, fpr_1, fpr_5 (tuned by the run) or a number.")] = "val_dice",
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda; default: the run's device.")] = None,
+) -> None:
+    """Apply a trained run to scans: anomaly maps and segmentations as NIfTI on each scan's own grid."""
+    from uasbench.predict import predict as predict_cases
+
+    with _user_errors():
+        ids = [i for item in cases or [] for i in item.split(",") if i]
+        summaries = predict_cases(run_dir, data, out, cases=ids, slices=slices, threshold=threshold,
+                                  device=device, log=lambda msg: console.print(msg, highlight=False, soft_wrap=True))
+        table = Table(title=f"uasbench predict: {len(summaries)} case(s) written to {out}")
+        for column in ("case", "slices", "flagged voxels", "Dice (scored slices)", "seconds"):
+            table.add_column(column, justify="left" if column == "case" else "right")
+        for s in summaries:
+            table.add_row(s.case, str(s.slices), str(s.flagged_voxels),
+                          "no label" if s.dice is None else f"{s.dice:.4f}", f"{s.seconds:.1f}")
+        console.print(table)
+
+
 @data_app.command("phantom")
 def data_phantom(
     out: Annotated[Path, typer.Option(help="Folder to create (BraTS2021 layout).")],

@@ -113,12 +113,17 @@ def _require(case: Case, names: tuple[str, ...]) -> None:
         raise BadCaseError(case.id, "missing file(s) " + ", ".join(expected_name(case, n) for n in missing))
 
 
+def _one_line(exc: BaseException) -> str:
+    """nibabel's messages can span lines (e.g. for a truncated file); an error line must not."""
+    return " ".join(str(exc).split())
+
+
 def _open(case: Case, name: str) -> nib.Nifti1Image:
     path = case.files[name]
     try:
         img = nib.load(path)
     except (OSError, EOFError, zlib.error, ImageFileError, ValueError) as exc:
-        raise BadCaseError(case.id, f"file {path.name} is unreadable ({exc})") from None
+        raise BadCaseError(case.id, f"file {path.name} is unreadable ({_one_line(exc)})") from None
     if len(img.shape) != 3:
         raise BadCaseError(case.id, f"file {path.name} has shape {img.shape}, expected a 3-D volume")
     return img
@@ -143,7 +148,7 @@ def _read(case: Case, name: str, img: nib.Nifti1Image) -> np.ndarray:
     try:
         data = np.asanyarray(img.dataobj)
     except (OSError, EOFError, zlib.error, ValueError) as exc:
-        raise BadCaseError(case.id, f"file {case.files[name].name} is unreadable ({exc})") from None
+        raise BadCaseError(case.id, f"file {case.files[name].name} is unreadable ({_one_line(exc)})") from None
     if data.dtype.kind == "f" and not np.isfinite(data).all():
         raise BadCaseError(case.id, f"file {case.files[name].name} contains NaN or infinite values")
     return data
@@ -180,6 +185,32 @@ def read_case(case: Case, modalities: tuple[str, ...] = MODALITIES) -> Volumes:
     images = {name: _read(case, name, headers[name]) for name in modalities}
     seg = _labels(case, _read(case, "seg", headers["seg"]))
     return Volumes(case.id, images, seg, affine)
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One modality of a case, plus its seg file when it has one, with headers checked and voxels not yet
+    read. What applying a trained method needs: only the input modality has to exist, labels are optional."""
+
+    case: Case
+    modality: str
+    image: nib.Nifti1Image
+    seg: nib.Nifti1Image | None
+
+    def read(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The image in its stored dtype and, when present, the labels in BraTS2021 convention."""
+        image = _read(self.case, self.modality, self.image)
+        seg = None if self.seg is None else _labels(self.case, _read(self.case, "seg", self.seg))
+        return image, seg
+
+
+def open_scan(case: Case, modality: str) -> Scan:
+    """Open ``modality`` (required) and ``seg`` (if present) of one case; raises ``BadCaseError``."""
+    _require(case, (modality,))
+    names = (modality, "seg") if "seg" in case.files else (modality,)
+    headers = {name: _open(case, name) for name in names}
+    _check_geometry(case, headers)
+    return Scan(case, modality, headers[modality], headers.get("seg"))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -138,6 +138,16 @@ def resize(stack: np.ndarray, size: int | tuple[int, int], mode: str = "area") -
         return t[:, 0].numpy()
     kwargs = {"align_corners": False} if mode == "bilinear" else {}
     return F.interpolate(t, size=shape, mode=mode, **kwargs)[:, 0].numpy()
+
+
+def prepare_slices(vol: np.ndarray, modality: str, protocol: Protocol, z: range) -> tuple[np.ndarray, np.ndarray]:
+    """Axial slices ``z`` of one volume as a method sees them, with their brain masks (``vol > 0``), both on
+    the protocol's grid: normalised with the whole volume's statistics, area-resized. The slice cache does
+    this for the protocol's slab of every modality; ``uasbench predict`` for the slab it applies a run to.
+    Raises ``ValueError`` for a volume without brain voxels."""
+    stats = normalisation_stats(vol, modality, protocol)
+    slab = axial_stack(vol, replace(protocol, z_start=z.start, z_stop=z.stop))
+    return resize(apply_normalisation(slab, stats, protocol), protocol.size), resize_mask(slab > 0, protocol.size)
 
 
 def resize_mask(stack: np.ndarray, size: int) -> np.ndarray:

@@ -1,0 +1,234 @@
+"""Apply a finished run to new scans: the run's preprocessing, method, post-processing and threshold, with
+the maps put back on each scan's own grid.
+
+What is reused from the run, so that a map means what it meant in the benchmark: the recorded protocol
+(normalisation, input-modality brain mask, resize), the method and its checkpoint (through the registry),
+the recorded post-processing, and a validation-tuned threshold from ``metrics.json``. Slices are scored
+one at a time: a slice's map then depends neither on which other slices or cases are predicted with it
+nor on ``--slices`` (the diffusion methods key their noise by a slice's position in what they score).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from uasbench.data.brats import BadCaseError, Scan, open_scan
+from uasbench.data.preprocess import Protocol, prepare_slices, resize
+from uasbench.data.slices import SliceSet
+from uasbench.errors import UasbenchError, UsageError
+from uasbench.evaluation.metrics import overlap
+from uasbench.evaluation.postprocess import PostProcess, apply_postprocess
+from uasbench.method import AnomalyMethod, resolve_device
+from uasbench.modalities import Pair
+from uasbench.predict.cases import check_grid, find_cases, select_cases
+from uasbench.predict.nifti import check_output_folder, like_scan, save_together
+from uasbench.registry import get_method
+from uasbench.results import CHECKPOINT, METRICS_JSON, read_manifest
+
+THRESHOLD_NAMES = ("val_dice", "fpr_1", "fpr_5")
+SLICE_CHOICES = ("protocol", "all")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+    """What a run directory says about how to score: read without loading the network."""
+
+    path: Path
+    manifest: dict[str, Any]
+    pair: Pair
+    protocol: Protocol
+    post: PostProcess
+    thresholds: dict[str, dict[str, Any]]
+
+    @classmethod
+    def read(cls, run_dir: Path) -> "TrainedRun":
+        run_dir = Path(run_dir)
+        manifest = read_manifest(run_dir)
+        if not (run_dir / CHECKPOINT).is_file():
+            raise UasbenchError(f"run {run_dir} has no {CHECKPOINT}: nothing to predict with")
+        try:
+            thresholds = json.loads((run_dir / METRICS_JSON).read_text())["thresholds"]
+        except (OSError, json.JSONDecodeError, KeyError) as exc:
+            raise UasbenchError(f"run {run_dir}: cannot read the thresholds in {METRICS_JSON} ({exc})") from None
+        return cls(run_dir, manifest, Pair.parse(manifest["pair"]), _recorded_protocol(manifest, run_dir),
+                   PostProcess.from_dict(manifest["postprocess"]), thresholds)
+
+    def threshold(self, choice: str | float) -> tuple[str, float]:
+        """(name, value) of ``--threshold``: a number as given, or one the run tuned on validation data."""
+        if not isinstance(choice, str):
+            return "value", float(choice)
+        entry = self.thresholds.get(choice) or {}
+        if entry.get("value") is None:
+            reason = entry.get("reason") or "not recorded"
+            raise UasbenchError(f"--threshold {choice}: run {self.path} has no such threshold ({reason}); "
+                                "pick another or give a number")
+        return choice, float(entry["value"])
+
+    def load_method(self, device: str | None) -> AnomalyMethod:
+        """The trained method on ``device`` (default: the kind of device the run used)."""
+        if device is None:
+            device = self.manifest.get("device", {}).get("type", "cpu")
+            if device == "cuda" and not torch.cuda.is_available():
+                raise UsageError(f"run {self.path} ran on cuda and no CUDA device is available here; "
+                                 "pass --device cpu")
+        return get_method(self.manifest["method"]).load(self.path / CHECKPOINT, device=resolve_device(device))
+
+
+def _recorded_protocol(manifest: dict[str, Any], run_dir: Path) -> Protocol:
+    recorded = manifest["protocol"]
+    try:
+        protocol = Protocol(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
+    except TypeError as exc:
+        raise UasbenchError(f"run {run_dir}: its preprocessing protocol is not one this uasbench knows ({exc})") from None
+    current = Protocol()
+    if (protocol.name, protocol.version) != (current.name, current.version):
+        raise UasbenchError(f"run {run_dir} used protocol {protocol.name} v{protocol.version}; this uasbench "
+                            f"implements {current.name} v{current.version}: train the run again")
+    return protocol
+
+
+def parse_threshold(text: str) -> str | float:
+    """``val_dice``, ``fpr_1``, ``fpr_5`` or a finite number; anything else is a usage error."""
+    if text in THRESHOLD_NAMES:
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise UsageError(f"invalid --threshold {text!r}: use {', '.join(THRESHOLD_NAMES)} or a number "
+                         "(test-tuned thresholds are not offered)")
+    return value
+
+
+def slices_to_score(slices: str, protocol: Protocol, depth: int) -> range:
+    """The axial slices to score: the protocol's slab or every slice of the scan."""
+    return protocol.z_values if slices == "protocol" else range(depth)
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseSummary:
+    """One line of the summary table (the volumes themselves are written, not kept)."""
+
+    case: str
+    slices: int
+    flagged_voxels: int
+    dice: float | None
+    seconds: float  # reading, preprocessing, scoring, resampling and writing
+
+
+@dataclasses.dataclass(frozen=True)
+class CasePrediction:
+    """One scan's result. ``maps`` are the method's raw maps on the protocol grid (what a run stores in
+    ``scores.npz``); ``anomaly`` and ``segmentation`` are on the scan's grid."""
+
+    case: str
+    z: range
+    maps: np.ndarray  # (N, S, S) float32
+    anomaly: np.ndarray  # (H, W, D) float32, zero outside the brain and the scored slices
+    segmentation: np.ndarray  # (H, W, D) uint8
+    dice: float | None  # whole tumour on the scored slices, when the case has labels
+
+
+def score_slices(method: AnomalyMethod, x: np.ndarray, brain: np.ndarray, case: str, z: range,
+                 advance: Callable[[], None] = lambda: None) -> np.ndarray:
+    """The method's maps of (N, S, S) slices, one slice per call (see the module docstring)."""
+    maps = []
+    for i, zi in enumerate(z):
+        one = SliceSet(x=x[i:i + 1], brain=brain[i:i + 1], subjects=(case,), z=np.array([zi]))
+        maps.append(method.score(one)[0])
+        advance()
+    return np.stack(maps)
+
+
+def to_scan_grid(maps: np.ndarray, brain: np.ndarray, scan_brain: np.ndarray,
+                 post: PostProcess) -> tuple[np.ndarray, np.ndarray]:
+    """(N, S, S) method maps -> (N, H, W) maps on the scan's grid and the mask they are defined on.
+
+    The run's post-processing comes first, on the grid its threshold was tuned on; then bilinear
+    resampling, and zero outside the scan's brain (``vol > 0``) and the run's evaluation mask.
+    """
+    processed, mask = apply_postprocess(maps, brain, post)
+    shape = scan_brain.shape[-2:]
+    inside = scan_brain & (resize(mask, shape, mode="bilinear") >= 0.5)
+    return np.where(inside, resize(processed, shape, mode="bilinear"), 0).astype(np.float32), inside
+
+
+def predict_scan(method: AnomalyMethod, run: TrainedRun, scan: Scan, z: range, threshold: float,
+                 advance: Callable[[], None] = lambda: None) -> CasePrediction:
+    """Score the slab ``z`` of one scan and return its maps on the method's and on the scan's grid."""
+    image, labels = scan.read()
+    try:
+        x, brain = prepare_slices(image, scan.modality, run.protocol, z)
+    except ValueError as exc:
+        raise BadCaseError(scan.case.id, f"file {scan.case.files[scan.modality].name}: {exc}") from None
+    maps = score_slices(method, x, brain, scan.case.id, z, advance)
+    scan_brain = np.moveaxis(image[:, :, z.start:z.stop], 2, 0) > 0
+    anomaly, inside = to_scan_grid(maps, brain, scan_brain, run.post)
+    flagged = (anomaly > threshold) & inside
+    dice = None
+    if labels is not None:
+        truth = (np.moveaxis(labels[:, :, z.start:z.stop], 2, 0) > 0) & inside
+        # one "slice" holding the whole slab: a volume Dice with the metrics' empty-mask rule
+        dice = float(overlap(flagged.reshape(1, -1, 1), truth.reshape(1, -1, 1))[0]["dice"][0])
+    volume = np.zeros(image.shape, dtype=np.float32)
+    volume[:, :, z.start:z.stop] = np.moveaxis(anomaly, 0, 2)
+    segmentation = np.zeros(image.shape, dtype=np.uint8)
+    segmentation[:, :, z.start:z.stop] = np.moveaxis(flagged, 0, 2)
+    return CasePrediction(scan.case.id, z, maps, volume, segmentation, dice)
+
+
+def output_paths(out: Path, case: str) -> tuple[Path, Path]:
+    return out / f"{case}_anomaly.nii.gz", out / f"{case}_anomaly_seg.nii.gz"
+
+
+def predict(run_dir: Path, data: Path, out: Path, *, cases: list[str] | None = None, slices: str = "protocol",
+            threshold: str = "val_dice", device: str | None = None, progress: bool = True,
+            log: Callable[[str], None] = print) -> list[CaseSummary]:
+    """Check everything, then predict every selected case and write its two NIfTI files into ``out``.
+
+    Every check that can fail on the user's input (run folder, threshold, cases, grids, output folder)
+    happens before the first slice is scored.
+    """
+    from rich.progress import Progress
+
+    if slices not in SLICE_CHOICES:
+        raise UsageError(f"invalid --slices {slices!r}: use {' or '.join(SLICE_CHOICES)}")
+    choice = parse_threshold(threshold)
+    run = TrainedRun.read(run_dir)
+    name, value = run.threshold(choice)
+    modality = run.pair.input
+    scans = [open_scan(c, modality) for c in select_cases(find_cases(data, modality), cases or [], data)]
+    slabs = [slices_to_score(slices, run.protocol, scan.image.shape[2]) for scan in scans]
+    for scan, z in zip(scans, slabs):
+        check_grid(scan, z)
+    out = check_output_folder(out)
+    method = run.load_method(device)
+    log(f"{run.manifest['method']} {run.pair} from {run.path}: {len(scans)} case(s), {modality} input, "
+        f"threshold {name} = {value:.6g}")
+
+    results = []
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("Scoring", total=sum(len(z) for z in slabs))
+        for scan, z in zip(scans, slabs):
+            bar.update(task, description=f"Scoring {scan.case.id}")
+            start = time.perf_counter()
+            result = predict_scan(method, run, scan, z, value, lambda: bar.advance(task))
+            what = f"uasbench {run.manifest['method']} {run.pair}"
+            map_path, seg_path = output_paths(out, scan.case.id)
+            save_together({map_path: like_scan(result.anomaly, scan.image, f"{what} anomaly map"),
+                           seg_path: like_scan(result.segmentation, scan.image, f"{what} {name} > {value:.6g}")})
+            summary = CaseSummary(scan.case.id, len(z), int(result.segmentation.sum()), result.dice,
+                                  time.perf_counter() - start)
+            dice = "no label" if result.dice is None else f"Dice {result.dice:.4f} on z {z.start}..{z.stop - 1}"
+            log(f"{scan.case.id}: wrote {map_path.name}, {seg_path.name} ({dice}, {summary.seconds:.1f} s)")
+            results.append(summary)
+    return results
