@@ -80,7 +80,7 @@ def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> tuple[Pa
     workdir.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
-    method.fit(_training_view(method, data.train), data.val, workdir=workdir)
+    method.fit(_training_view(method, data.train), data.val, val_healthy=data.val_healthy, workdir=workdir)
     timings["fit_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
