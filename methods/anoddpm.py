@@ -39,7 +39,7 @@ from uasbench.data.preprocess import resize
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.method import AnomalyMethod
-from uasbench.nn.diffusion import ChainOptions, SignedScale, keyed_generator
+from uasbench.nn.diffusion import ChainOptions, SignedScale, map_keyed
 from uasbench.nn.simplex import NoiseOptions
 from uasbench.nn.training import seed_everything, train_network
 from uasbench.nn.unet import UNet
@@ -93,19 +93,17 @@ class AnoDDPM(AnomalyMethod):
     def _maps(self, slices: SliceSet, noise_level: int) -> np.ndarray:
         """(x - x_hat)^2, x_hat = ``noise_level`` ancestral steps from x noised to step noise_level - 1."""
         c, schedule = self.config, self.config.schedule
-        x = torch.from_numpy(self.scale(resize(slices.x, c.resolution))).unsqueeze(1)
-        start = noise_level - 1
-        errors = []
+        start, clamp = noise_level - 1, (-1.0, 1.0) if c.clamp_x0 else None
+
+        def squared_error(x: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+            noise = lambda shape: c.draw(shape, generators)  # noqa: E731  (each call: the next field of each slice)
+            y = schedule.q_sample(x, torch.full((len(x),), start, device=x.device), noise(tuple(x.shape)))
+            return (x - schedule.ancestral_sample(self.net, y, start, noise, clamp=clamp)) ** 2
+
         self.net.eval()
-        with torch.inference_mode():
-            for ids in torch.arange(len(x)).split(c.infer_batch):
-                xs = x[ids].to(self.device)
-                gens = [keyed_generator(self.device, self.seed, int(i)) for i in ids]
-                noise = lambda shape: c.draw(shape, gens)  # noqa: E731  (each step: the next field of each slice)
-                y = schedule.q_sample(xs, torch.full((len(xs),), start, device=self.device), noise(tuple(xs.shape)))
-                x_hat = schedule.ancestral_sample(self.net, y, start, noise, clamp=(-1.0, 1.0) if c.clamp_x0 else None)
-                errors.append(((xs - x_hat) ** 2)[:, 0].cpu())
-        return resize(torch.cat(errors).numpy(), slices.x.shape[-2:], mode="bilinear")
+        maps = map_keyed(squared_error, self.scale(resize(slices.x, c.resolution)), batch_size=c.infer_batch,
+                         device=self.device, seed=self.seed)
+        return resize(maps, slices.x.shape[-2:], mode="bilinear")
 
     def _score(self, slices: SliceSet) -> np.ndarray:
         return self._maps(slices, self.noise_level)

@@ -38,7 +38,7 @@ from uasbench.data.preprocess import resize
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.method import AnomalyMethod
-from uasbench.nn.diffusion import ChainOptions, Schedule, SignedScale, keyed_generator
+from uasbench.nn.diffusion import ChainOptions, Schedule, SignedScale, map_keyed
 from uasbench.nn.simplex import NoiseOptions
 from uasbench.nn.training import autocast, seed_everything, train_network
 from uasbench.nn.unet import UNet
@@ -130,15 +130,11 @@ class PDDPM(AnomalyMethod):
 
     def _score(self, slices: SliceSet) -> np.ndarray:
         c = self.config
-        x = torch.from_numpy(self.scale(resize(slices.x, c.resolution))).unsqueeze(1)
-        errors = []
         self.net.eval()
-        with torch.inference_mode():
-            for ids in torch.arange(len(x)).split(c.infer_batch):
-                xs = x[ids].to(self.device)
-                gens = [keyed_generator(self.device, self.seed, int(i)) for i in ids]
-                errors.append((xs - self.reconstruct(xs, gens)).abs()[:, 0].cpu())
-        return resize(torch.cat(errors).numpy(), slices.x.shape[-2:], mode="bilinear")
+        maps = map_keyed(lambda x, generators: (x - self.reconstruct(x, generators)).abs(),
+                         self.scale(resize(slices.x, c.resolution)), batch_size=c.infer_batch, device=self.device,
+                         seed=self.seed)
+        return resize(maps, slices.x.shape[-2:], mode="bilinear")
 
     def get_state(self) -> dict[str, Any]:
         return {"net": self.net.state_dict(), "scale": (self.scale.lo, self.scale.hi)}

@@ -136,6 +136,18 @@ def keyed_generator(device: torch.device, *key: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
+@torch.inference_mode()
+def map_keyed(fn: Callable[[torch.Tensor, list[torch.Generator]], torch.Tensor], x: np.ndarray, *, batch_size: int,
+              device: torch.device, seed: int) -> np.ndarray:
+    """``fn(chunk, generators)`` over (N, S, S) slices in chunks of ``batch_size`` on ``device``, with one generator
+    per slice keyed by (seed, slice index), so a slice's result does not depend on the chunking; (N, S, S) out."""
+    inputs, outputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).unsqueeze(1), []
+    for ids in torch.arange(len(inputs)).split(batch_size):
+        generators = [keyed_generator(device, seed, int(i)) for i in ids]
+        outputs.append(fn(inputs[ids].to(device), generators)[:, 0].float().cpu())
+    return torch.cat(outputs).numpy() if outputs else np.zeros(x.shape, np.float32)
+
+
 @dataclass
 class ChainOptions(NetOptions):
     """Config fields shared by every diffusion method: the length and beta schedule of the chain."""
