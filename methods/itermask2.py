@@ -261,7 +261,7 @@ class IterMask2(AnomalyMethod):
             error = (batch[0] - result.reconstruction) ** 2 * batch[2]
             chosen = {"recon_error": error, "final_mask": result.mask.float(), "masked_error": error * result.mask}
             maps.append(chosen[c.score_map][:, 0].cpu())
-            self.last_passes[ids.numpy()] = result.passes + 1  # network passes per slice of the last score(), f0 included
+            self.last_passes[ids.numpy()] = result.passes + 1  # passes of the last score(), f0 too
         return resize(torch.cat(maps).numpy(), slices.x.shape[-2:], mode="bilinear")
 
     def get_state(self) -> dict[str, Any]:

@@ -6,7 +6,8 @@ weights). Differences from guided-diffusion's ``UNetModel``: attention uses torc
 ``scaled_dot_product_attention`` (same maths as its single-head ``QKVAttentionLegacy``), there is no
 class conditioning, fp16 conversion or gradient checkpointing, and a translator has no unused
 time-embedding weights (so it has 681,216 parameters fewer than the official g).
-MONAI's ``DiffusionModelUNet`` was not used: it always needs a timestep.
+MONAI's ``DiffusionModelUNet`` was not used: it always needs a timestep. ``norm="batch"`` swaps every
+GroupNorm for BatchNorm, as IterMask2's networks have.
 """
 from __future__ import annotations
 
