@@ -246,7 +246,7 @@ class IterMask2(AnomalyMethod):
                 break
         if len(active):
             warnings.warn(f"itermask2: {len(active)} slice(s) still shrinking after max_iters={c.max_iters} "
-                          "g passes; their last mask and reconstruction are used", stacklevel=2)
+                          "g passes; their last mask and reconstruction are used", stacklevel=3)
         return Refinement(reconstruction, final, passes, sizes)
 
     def _score(self, slices: SliceSet) -> np.ndarray:
