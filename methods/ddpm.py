@@ -15,6 +15,7 @@ Deviations / choices (the paper gives no details of its DDPM baseline):
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,24 @@ class DDPMConfig(DiffusionOptions):
                                 f"0..{self.train_timesteps - 1}")
 
 
+def require_validation(method: str, levels: tuple[int, ...], val: SliceSet | None) -> None:
+    """Fail before training when several noise levels are to be compared but no labelled validation exists."""
+    if len(levels) > 1 and (val is None or val.seg is None or len(val) == 0):
+        raise UasbenchError(f"method {method!r} picks noise_levels={levels} on labelled validation "
+                            "slices, but none were given; pass a validation split or a single noise level")
+
+
+def pick_noise_level(levels: tuple[int, ...], val: SliceSet | None,
+                     maps: Callable[[SliceSet, int], np.ndarray]) -> tuple[int, dict[int, float]]:
+    """The level whose validation ``maps(val, level)`` rank tumour pixels best (threshold-free pixel AUPRC inside
+    the brain), with the AUPRC of every level; a single level is returned as is, without validation."""
+    if len(levels) == 1:
+        return levels[0], {}
+    assert val is not None and val.seg is not None
+    auprc = {t: float(average_precision_score(val.seg[val.brain], maps(val, t)[val.brain])) for t in levels}
+    return max(auprc, key=auprc.__getitem__), auprc
+
+
 class DDPM(AnomalyMethod):
     name = "ddpm"
     Config = DDPMConfig
@@ -64,26 +83,14 @@ class DDPM(AnomalyMethod):
 
     def _fit(self, train: SliceSet, val: SliceSet | None, workdir: Path | None) -> None:
         c = self.config
-        if len(c.noise_levels) > 1 and (val is None or val.seg is None or len(val) == 0):
-            raise UasbenchError(f"method 'ddpm' picks noise_levels={c.noise_levels} on labelled validation "
-                                "slices, but none were given; pass a validation split or a single noise level")
+        require_validation(self.name, c.noise_levels, val)
         seed_everything(self.seed)
         self.net = c.unet(timestep=True)
         schedule = c.schedule
         train_network(self.net, lambda net, batch, gen: schedule.x0_loss(net, batch[0], gen),
                       [resize(train.x, c.resolution)], c.train_settings(), device=self.device,
                       seed=self.seed, workdir=workdir, name="ddpm")
-        self.noise_level, self.val_auprc = c.noise_levels[0], {}
-        if len(c.noise_levels) > 1:
-            assert val is not None and val.seg is not None
-            self.val_auprc = {t: self._auprc(val, t) for t in c.noise_levels}
-            self.noise_level = max(self.val_auprc, key=self.val_auprc.__getitem__)
-
-    def _auprc(self, val: SliceSet, noise_level: int) -> float:
-        """Threshold-free pixel AUPRC inside the brain: how well the maps at this t rank tumour pixels."""
-        assert val.seg is not None
-        maps = self._maps(val, noise_level)
-        return float(average_precision_score(val.seg[val.brain], maps[val.brain]))
+        self.noise_level, self.val_auprc = pick_noise_level(c.noise_levels, val, self._maps)
 
     def _maps(self, slices: SliceSet, noise_level: int) -> np.ndarray:
         """|x - x_hat| with x_hat = DDIM(noised x at ``noise_level``), on the input grid."""

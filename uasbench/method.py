@@ -6,6 +6,7 @@ Kept as small as scikit-learn's estimator API: build from a typed config (or a n
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -107,18 +108,30 @@ class AnomalyMethod(ABC):
         return None
 
     # -- the estimator API -------------------------------------------------------------------------
-    def fit(self: M, train: SliceSet, val: SliceSet | None = None, *, workdir: Path | None = None) -> M:
+    def fit(self: M, train: SliceSet, val: SliceSet | None = None, *, val_healthy: SliceSet | None = None,
+            workdir: Path | None = None) -> M:
         """Learn from healthy ``train`` slices. ``val`` (labelled validation slices) may be used to tune
-        hyper-parameters the paper tunes on validation; ``workdir`` holds checkpoints and loss logs so an
+        hyper-parameters the paper tunes on validation; ``val_healthy`` (tumour-free slices of the validation
+        subjects, never test data) reaches only a method whose ``_fit`` declares a ``val_healthy`` keyword
+        (e.g. to calibrate a threshold on healthy tissue); ``workdir`` holds checkpoints and loss logs so an
         interrupted fit resumes."""
         if len(train) == 0:
             raise UasbenchError(f"method {self.name!r}: the training set is empty (no healthy slices)")
         if "target" in self.train_modalities and train.y is None:
             raise UasbenchError(f"method {self.name!r} trains on paired slices and needs the target "
                                 "modality Y, but the training set has none")
-        self._fit(train, val, workdir)
+        if self.wants_val_healthy():
+            self._fit(train, val, workdir, val_healthy=val_healthy)  # type: ignore[call-arg]
+        else:
+            self._fit(train, val, workdir)
         self.is_fitted = True
         return self
+
+    @classmethod
+    def wants_val_healthy(cls) -> bool:
+        """Whether ``_fit`` takes the healthy validation slices: it declares a ``val_healthy`` parameter.
+        Methods written before that parameter existed keep their three-argument ``_fit``."""
+        return "val_healthy" in inspect.signature(cls._fit).parameters
 
     def score(self, slices: SliceSet) -> np.ndarray:
         """Anomaly maps, float32 (N, H, W), same grid as ``slices.x``. Sees only X and the brain mask."""

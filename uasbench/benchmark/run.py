@@ -89,7 +89,7 @@ def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> tuple[Pa
 
     start = time.perf_counter()
     with _training_lock(workdir, log):
-        method.fit(_training_view(method, data.train), data.val, workdir=workdir)
+        method.fit(_training_view(method, data.train), data.val, val_healthy=data.val_healthy, workdir=workdir)
         loss_logs = {p.name: p.read_bytes() for p in sorted(workdir.glob("loss_*.csv"))}
     timings["fit_s"] = time.perf_counter() - start
 

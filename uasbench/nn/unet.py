@@ -6,7 +6,8 @@ weights). Differences from guided-diffusion's ``UNetModel``: attention uses torc
 ``scaled_dot_product_attention`` (same maths as its single-head ``QKVAttentionLegacy``), there is no
 class conditioning, fp16 conversion or gradient checkpointing, and a translator has no unused
 time-embedding weights (so it has 681,216 parameters fewer than the official g).
-MONAI's ``DiffusionModelUNet`` was not used: it always needs a timestep.
+MONAI's ``DiffusionModelUNet`` was not used: it always needs a timestep. ``norm="batch"`` swaps every
+GroupNorm for BatchNorm, as IterMask2's networks have.
 """
 from __future__ import annotations
 
@@ -35,9 +36,16 @@ class UNetConfig:
     dropout: float = 0.1
     groups: int = 16
     timestep: bool = True
+    norm: str = "group"  # "group" (ADM) or "batch" (IterMask2's networks)
 
 
-def _norm(channels: int, groups: int) -> nn.GroupNorm:
+NORMS = ("group", "batch")
+
+
+def _norm(channels: int, groups: int, kind: str = "group") -> nn.Module:
+    """GroupNorm (``groups`` groups, or fewer when they do not divide ``channels``) or BatchNorm."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
     return nn.GroupNorm(math.gcd(groups, channels), channels)
 
 
@@ -60,13 +68,13 @@ class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv twice, FiLM (scale-shift) from the time embedding, optional down/upsampling."""
 
     def __init__(self, cin: int, cout: int, emb_dim: int | None, groups: int, dropout: float,
-                 resample: str | None = None) -> None:
+                 resample: str | None = None, norm: str = "group") -> None:
         super().__init__()
-        self.in_norm = nn.Sequential(_norm(cin, groups), nn.SiLU())
+        self.in_norm = nn.Sequential(_norm(cin, groups, norm), nn.SiLU())
         self.in_conv = nn.Conv2d(cin, cout, 3, padding=1)
         self.resample = resample
         self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * cout)) if emb_dim else None
-        self.out_norm = _norm(cout, groups)
+        self.out_norm = _norm(cout, groups, norm)
         self.out_rest = nn.Sequential(nn.SiLU(), nn.Dropout(dropout), _zero(nn.Conv2d(cout, cout, 3, padding=1)))
         self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
 
@@ -89,9 +97,9 @@ class ResBlock(nn.Module):
 class Attention(nn.Module):
     """Single-head self-attention over all pixels, zero-initialised output projection."""
 
-    def __init__(self, channels: int, groups: int) -> None:
+    def __init__(self, channels: int, groups: int, norm: str = "group") -> None:
         super().__init__()
-        self.norm = _norm(channels, groups)
+        self.norm = _norm(channels, groups, norm)
         self.qkv = nn.Conv1d(channels, 3 * channels, 1)
         self.proj = _zero(nn.Conv1d(channels, channels, 1))
 
@@ -122,7 +130,7 @@ class UNet(nn.Module):
                            if emb_dim else None)
 
         def res(cin: int, cout: int, resample: str | None = None) -> ResBlock:
-            return ResBlock(cin, cout, emb_dim, c.groups, c.dropout, resample)
+            return ResBlock(cin, cout, emb_dim, c.groups, c.dropout, resample, c.norm)
 
         ch = c.channels * c.channel_mult[0]
         self.stem = nn.Conv2d(c.in_channels, ch, 3, padding=1)
@@ -133,26 +141,27 @@ class UNet(nn.Module):
                 stage = _Stage([res(ch, c.channels * mult)])
                 ch = c.channels * mult
                 if ds in c.attention_ds:
-                    stage.append(Attention(ch, c.groups))
+                    stage.append(Attention(ch, c.groups, c.norm))
                 self.down.append(stage)
                 skips.append(ch)
             if level < len(c.channel_mult) - 1:
                 self.down.append(_Stage([res(ch, ch, "down")]))
                 skips.append(ch)
                 ds *= 2
-        self.middle = _Stage([res(ch, ch), Attention(ch, c.groups), res(ch, ch)])
+        self.middle = _Stage([res(ch, ch), Attention(ch, c.groups, c.norm), res(ch, ch)])
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(c.channel_mult))):
             for i in range(c.num_res_blocks + 1):
                 stage = _Stage([res(ch + skips.pop(), c.channels * mult)])
                 ch = c.channels * mult
                 if ds in c.attention_ds:
-                    stage.append(Attention(ch, c.groups))
+                    stage.append(Attention(ch, c.groups, c.norm))
                 if level and i == c.num_res_blocks:
                     stage.append(res(ch, ch, "up"))
                     ds //= 2
                 self.up.append(stage)
-        self.out = nn.Sequential(_norm(ch, c.groups), nn.SiLU(), _zero(nn.Conv2d(ch, c.out_channels, 3, padding=1)))
+        self.out = nn.Sequential(_norm(ch, c.groups, c.norm), nn.SiLU(),
+                                 _zero(nn.Conv2d(ch, c.out_channels, 3, padding=1)))
 
     def embed(self, t: torch.Tensor) -> torch.Tensor:
         """Time embedding of integer timesteps (B,): computed once per step and shared by a whole batch."""
@@ -193,6 +202,7 @@ class NetOptions(MethodConfig):
     attention_ds: tuple[int, ...] = field(default=(4, 8, 16), metadata={"min": 1})
     dropout: float = field(default=0.1, metadata={"min": 0, "max": 1})
     groups: int = field(default=16, metadata={"min": 1})
+    norm: str = "group"  # normalisation layers of the UNet: group | batch
     iterations: int = field(default=100_000, metadata={"min": 1})
     batch_size: int = field(default=32, metadata={"min": 1})
     lr: float = field(default=1e-4, metadata={"above": 0})
@@ -207,11 +217,13 @@ class NetOptions(MethodConfig):
         if self.resolution % step:
             raise UasbenchError(f"option resolution={self.resolution} must be divisible by {step} "
                                 f"(2 ** (len(channel_mult) - 1))")
+        if self.norm not in NORMS:
+            raise UasbenchError(f"invalid option norm={self.norm!r} (valid: {', '.join(NORMS)})")
 
     def unet(self, in_channels: int = 1, *, timestep: bool) -> UNet:
         return UNet(UNetConfig(in_channels=in_channels, channels=self.channels, channel_mult=self.channel_mult,
                                num_res_blocks=self.num_res_blocks, attention_ds=self.attention_ds,
-                               dropout=self.dropout, groups=self.groups, timestep=timestep))
+                               dropout=self.dropout, groups=self.groups, timestep=timestep, norm=self.norm))
 
     def train_settings(self) -> TrainSettings:
         return TrainSettings(iterations=self.iterations, batch_size=self.batch_size, lr=self.lr,

@@ -1,9 +1,11 @@
 """A deliberately simple method: how far a pixel lies above the healthy intensity distribution.
 
 It shows every part of the plugin contract: a typed config with ``paper`` and ``quick`` profiles,
-``_fit`` on healthy slices, ``_score`` into per-pixel maps, and ``get_state``/``set_state`` for
+``_fit`` on healthy slices (declaring the optional ``val_healthy`` keyword, so the engine also hands it the
+tumour-free validation slices), ``_score`` into per-pixel maps, and ``get_state``/``set_state`` for
 ``save``/``load``. The score is the z-score of the pixel's locally smoothed intensity against the mean
-and standard deviation of the brain intensities of the healthy training slices.
+and standard deviation of the brain intensities of the healthy training slices, and of the healthy
+validation slices when given (more healthy tissue; never test data).
 """
 from __future__ import annotations
 
@@ -27,8 +29,10 @@ class LocalContrast(AnomalyMethod):
     Config = LocalContrastConfig
     profiles = {"paper": {}, "quick": {"smoothing_sigma": 0.5}}
 
-    def _fit(self, train: SliceSet, val: SliceSet | None, workdir: Path | None) -> None:
-        brain_values = train.x[train.brain]
+    def _fit(self, train: SliceSet, val: SliceSet | None, workdir: Path | None, *,
+             val_healthy: SliceSet | None = None) -> None:
+        healthy = [train] + ([val_healthy] if val_healthy is not None else [])
+        brain_values = np.concatenate([s.x[s.brain] for s in healthy])
         self.mean_, self.std_ = float(brain_values.mean()), float(brain_values.std() + 1e-6)
 
     def _score(self, slices: SliceSet) -> np.ndarray:
