@@ -6,7 +6,9 @@ in the learned distribution, so it is "healed" and the map |x - x_hat| lights it
 
 Deviations / choices (the paper gives no details of its DDPM baseline):
 - The network predicts x0 (like MMCCD's f, so both diffusion models share the loss and sampler); DDIM with
-  eta 0 on the respaced grid range(0, T, T // ddim_steps) below t, the last step returning x0.
+  eta 0 on the respaced grid of ``ddim_steps`` (``Schedule.respaced``) below t, the last step returning x0.
+- ``noise_levels`` and ``ddim_steps`` are test-time fields: changing them reuses the trained network, and the
+  noise level is picked again on validation (``retune``).
 - The noise level t is chosen from the grid ``noise_levels`` on the validation split: the t maximising the
   pixel AUPRC (sklearn ``average_precision_score``) inside the brain; threshold-free, so it does not
   compete with the benchmark's threshold tuning. With one grid value no validation data is needed.
@@ -15,7 +17,7 @@ Deviations / choices (the paper gives no details of its DDPM baseline):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ from uasbench_methods.cyclic_unet import QUICK_NET
 
 @dataclass
 class DDPMConfig(DiffusionOptions):
-    noise_levels: tuple[int, ...] = (100, 200, 300, 400, 500)
+    noise_levels: tuple[int, ...] = field(default=(100, 200, 300, 400, 500), metadata={"test_time": True})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -53,15 +55,25 @@ class DDPM(AnomalyMethod):
 
     def _fit(self, train: SliceSet, val: SliceSet | None, workdir: Path | None) -> None:
         c = self.config
-        if len(c.noise_levels) > 1 and (val is None or val.seg is None or len(val) == 0):
-            raise UasbenchError(f"method 'ddpm' picks noise_levels={c.noise_levels} on labelled validation "
-                                "slices, but none were given; pass a validation split or a single noise level")
+        self._check_validation(val)  # before training, not after hours of it
         seed_everything(self.seed)
         self.net = c.unet(timestep=True)
         schedule = c.schedule
         train_network(self.net, lambda net, batch, gen: schedule.x0_loss(net, batch[0], gen),
                       [resize(train.x, c.resolution)], c.train_settings(), device=self.device,
                       seed=self.seed, workdir=workdir, name="ddpm")
+        self.retune(val)
+
+    def _check_validation(self, val: SliceSet | None) -> None:
+        levels = self.config.noise_levels
+        if len(levels) > 1 and (val is None or val.seg is None or len(val) == 0):
+            raise UasbenchError(f"method 'ddpm' picks noise_levels={levels} on labelled validation "
+                                "slices, but none were given; pass a validation split or a single noise level")
+
+    def retune(self, val: SliceSet | None) -> None:
+        """Pick the noise level of ``noise_levels`` with the best validation AUPRC (the only one: no data needed)."""
+        c = self.config
+        self._check_validation(val)
         self.noise_level, self.val_auprc = c.noise_levels[0], {}
         if len(c.noise_levels) > 1:
             assert val is not None and val.seg is not None

@@ -10,7 +10,8 @@ the masks covering it. The cost (R masks x S steps passes per slice) is handled 
 Deviations / choices (the official code where the paper is silent):
 - Training masks are drawn per sample (the official code draws one per iteration for the whole batch): the
   same band distribution (width ``band_width``, even offsets, either direction, always on), more varied
-  gradients per step. Only X is masked and y_t uses sqrt(1 - abar), as the official code (the paper's
+  gradients per step. The training bands always use both directions; ``directions`` (like ``stride``,
+  ``test_band_width``, ``ddim_steps`` and ``max_batch``) is a test-time field, changed without retraining. Only X is masked and y_t uses sqrt(1 - abar), as the official code (the paper's
   Alg. 1 also masks y, noises x and drops the square root).
 - The timestep is fed as the integer t to the sinusoidal embedding (official), not alpha_t (paper).
 - Test masks follow the official set: ``stride``-spaced offsets 0..size-1 in both directions, truncated at
@@ -43,12 +44,16 @@ from uasbench.nn.training import seed_everything, train_network
 from uasbench_methods.cyclic_unet import QUICK_NET, train_translator
 
 
+TEST_TIME = {"test_time": True}
+
+
 @dataclass
 class MMCCDConfig(DiffusionOptions):
-    band_width: int = 16
-    stride: int = 2
-    directions: tuple[str, ...] = field(default=DIRECTIONS)
-    max_batch: int = 0  # (slice, mask) pairs per network call at test time; 0: default_max_batch (device, grid)
+    band_width: int = 16  # width of the training bands, and of the test bands unless test_band_width is set
+    stride: int = field(default=2, metadata=TEST_TIME)  # offset step of the test bands
+    directions: tuple[str, ...] = field(default=DIRECTIONS, metadata=TEST_TIME)  # of the test bands
+    test_band_width: int = field(default=0, metadata=TEST_TIME)  # 0: band_width
+    max_batch: int = field(default=0, metadata=TEST_TIME)  # (slice, mask) pairs per call; 0: default_max_batch
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -60,6 +65,13 @@ class MMCCDConfig(DiffusionOptions):
         if not 0 < self.band_width <= self.resolution or self.stride < 1:
             raise UasbenchError(f"options band_width={self.band_width}, stride={self.stride}: need "
                                 f"0 < band_width <= resolution ({self.resolution}) and stride >= 1")
+        if not 0 <= self.test_band_width <= self.resolution:
+            raise UasbenchError(f"option test_band_width={self.test_band_width} must be in 0..{self.resolution} "
+                                "(0: band_width)")
+
+    def test_masks(self) -> torch.Tensor:
+        """The test-time band masks (R, resolution, resolution): what the cost and the map average run over."""
+        return band_masks(self.resolution, self.test_band_width or self.band_width, self.stride, self.directions)
 
 
 @dataclass
@@ -91,7 +103,7 @@ class MMCCD(AnomalyMethod):
         c = self.config
         seed_everything(self.seed)
         self.f = c.unet(in_channels=2, timestep=True)
-        loss = MaskedConditionLoss(c.schedule, band_masks(c.resolution, c.band_width, 2, c.directions))
+        loss = MaskedConditionLoss(c.schedule, band_masks(c.resolution, c.band_width, 2, DIRECTIONS))
         arrays = [resize(a, c.resolution) for a in (train.x, train.y)]
         train_network(self.f, loss, arrays, c.train_settings(), device=self.device, seed=self.seed,
                       workdir=workdir, name="mmccd_f")
@@ -100,8 +112,7 @@ class MMCCD(AnomalyMethod):
 
     def engine(self) -> MaskedCycle:
         c = self.config
-        return MaskedCycle(self.f, self.g, band_masks(c.resolution, c.band_width, c.stride, c.directions),
-                           steps=c.ddim_steps, schedule=c.schedule, seed=self.seed)
+        return MaskedCycle(self.f, self.g, c.test_masks(), steps=c.ddim_steps, schedule=c.schedule, seed=self.seed)
 
     def _score(self, slices: SliceSet) -> np.ndarray:
         c = self.config

@@ -21,7 +21,25 @@ M = TypeVar("M", bound="AnomalyMethod")
 
 @dataclasses.dataclass
 class MethodConfig:
-    """Base of every method's config. Subclasses add typed fields whose defaults are the paper's settings."""
+    """Base of every method's config. Subclasses add typed fields whose defaults are the paper's settings.
+
+    A field that acts only at test time (sampling steps, mask stride, batch size of inference, ...) is declared
+    with ``dataclasses.field(default=..., metadata={"test_time": True})``; every other field is a training
+    field. Changing test-time fields reuses a trained network (``uasbench rescore``, the run's resume key)."""
+
+
+def test_time_fields(config_cls: type[MethodConfig]) -> frozenset[str]:
+    """Names of the config fields marked ``metadata={"test_time": True}``: those that never change training."""
+    return frozenset(f.name for f in dataclasses.fields(config_cls) if f.metadata.get("test_time", False))
+
+
+test_time_fields.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test for pytest to collect
+
+
+def training_fields(config: MethodConfig) -> dict[str, Any]:
+    """The config as a dict without its test-time fields: what determines the trained networks."""
+    test_time = test_time_fields(type(config))
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in test_time}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -106,6 +124,11 @@ class AnomalyMethod(ABC):
         if maps.shape != slices.x.shape:
             raise RuntimeError(f"{self.name}: score maps {maps.shape} do not match slices {slices.x.shape}")
         return maps
+
+    def retune(self, val: SliceSet | None) -> None:
+        """Redo what a fitted method chooses on validation slices from its test-time fields (DDPM: the noise
+        level among ``noise_levels``), after those fields changed on a loaded checkpoint. Default: nothing."""
+        del val
 
     @abstractmethod
     def _fit(self, train: SliceSet, val: SliceSet | None, workdir: Path | None) -> None: ...

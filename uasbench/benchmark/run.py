@@ -26,7 +26,7 @@ from uasbench.data.preprocess import Protocol
 from uasbench.data.slices import BenchmarkData, SliceSet
 from uasbench.evaluation.postprocess import PostProcess
 from uasbench.evaluation.protocol import EvaluationResult, evaluate
-from uasbench.method import AnomalyMethod, resolve_device
+from uasbench.method import AnomalyMethod, resolve_device, training_fields
 from uasbench.modalities import Pair
 from uasbench.nn.training import seed_everything
 from uasbench.registry import get_method, method_infos
@@ -127,9 +127,10 @@ def _training_view(method: AnomalyMethod, train: SliceSet) -> SliceSet:
 
 
 def _run_key(spec: RunSpec, config: Any, data: BenchmarkData) -> str:
-    """Stable key of what determines training, so a rerun after an interruption finds its checkpoints."""
+    """Stable key of what determines training, so a rerun after an interruption finds its checkpoints, and a
+    run that changes only test-time fields (``--set ddim_steps=20``) reuses the trained networks."""
     payload = {"method": spec.method, "pair": str(spec.pair), "profile": spec.profile, "seed": spec.seed,
-               "config": dataclasses.asdict(config), "data": data.fingerprint, "split": data.split_sha256}
+               "config": training_fields(config), "data": data.fingerprint, "split": data.split_sha256}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return f"{spec.method}_{spec.pair}_{spec.profile}_s{spec.seed}_{digest}"
 

@@ -11,7 +11,7 @@ MONAI's ``DiffusionModelUNet`` was not used: it always needs a timestep.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -197,7 +197,7 @@ class NetOptions(MethodConfig):
     batch_size: int = 32
     lr: float = 1e-4
     checkpoint_every: int = 5000
-    infer_batch: int = 64
+    infer_batch: int = field(default=64, metadata={"test_time": True})
 
     def __post_init__(self) -> None:
         self.channel_mult, self.attention_ds = tuple(self.channel_mult), tuple(self.attention_ds)
