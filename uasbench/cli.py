@@ -108,6 +108,25 @@ def run(
 
 
 @app.command()
+def rescore(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `uasbench run`.")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="A test-time field to change: NAME=VALUE.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder of the new run directory (default: beside RUN_DIR).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Score a run's slices again from its checkpoint with new test-time settings (no training); write a new run."""
+    from uasbench.benchmark.rescore import rescore as rescore_run
+
+    with _user_errors():
+        if not run_dir.is_dir():
+            raise UsageError(f"RUN_DIR {run_dir}: no such folder")
+        new_dir, result = rescore_run(run_dir, _parse_overrides(set_ or []), out=out, device=device,
+                                      log=lambda msg: console.print(msg, highlight=False))
+        _print_summary(f"{run_dir.name} (rescored)", result)
+        console.print(f"run directory: {new_dir}", highlight=False)
+
+
+@app.command()
 def methods() -> None:
     """List the installed methods with their source package, modalities and profiles."""
     from uasbench.registry import broken_plugins, method_infos

@@ -95,15 +95,21 @@ def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> tuple[Pa
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     final = spec.out / f"{spec.method}_{spec.pair}_{spec.profile}_s{spec.seed}_{stamp}"
+    write_run_directory(final, method, scored, result, _manifest(spec, method, data, device, timings, workdir),
+                        loss_logs=sorted(workdir.glob("loss_*.csv")))  # the loss curves travel with the run
+    return final, result
+
+
+def write_run_directory(final: Path, method: AnomalyMethod, scored: ScoredSplits, result: EvaluationResult,
+                        manifest: dict[str, Any], loss_logs: list[Path]) -> None:
+    """Assemble a complete run directory in a staging folder and rename it to ``final`` (all or nothing)."""
     with atomic_directory(final) as staging:
         method.save(staging / CHECKPOINT)
-        for loss_log in sorted(workdir.glob("loss_*.csv")):  # the loss curves travel with the run
+        for loss_log in loss_logs:
             shutil.copy2(loss_log, staging / loss_log.name)
         scored.save(staging / SCORES)
         write_metrics(staging, result)
-        manifest = _manifest(spec, method, data, device, timings, workdir)
         write_json(staging / MANIFEST, manifest)
-    return final, result
 
 
 def evaluate_scores(scored: ScoredSplits, post: PostProcess, *, n_bootstrap: int, seed: int) -> EvaluationResult:
