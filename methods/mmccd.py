@@ -23,7 +23,8 @@ Deviations / choices (the official code where the paper is silent):
   stride 2 (32 masks, coverage 2..4), 10 DDIM steps (t = 900, 800, ..., 0); maps resized to the input grid.
 - Test-time chunks (``max_batch``, an engine setting that never changes the maps): 256 (slice, mask) pairs per
   call on a GPU; on a CPU about 64k pixels per call (64 pairs at 32x32, 4 at 128x128), since larger calls ran
-  slower per pair there (``benchmarks/mmccd_inference.py``).
+  slower per pair there (``benchmarks/mmccd_inference.py``). ``channels_last`` and ``compile_nets`` switch on
+  the engine's NHWC layout and ``torch.compile`` (same maps within 1e-4 relative); both are off by default.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.method import AnomalyMethod
 from uasbench.nn.diffusion import DiffusionOptions, Schedule
-from uasbench.nn.masked_inference import DIRECTIONS, MaskedCycle, band_masks, default_max_batch
+from uasbench.nn.masked_inference import DIRECTIONS, EngineOptions, MaskedCycle, band_masks, default_max_batch
 from uasbench.nn.training import seed_everything, train_network
 from uasbench_methods.cyclic_unet import QUICK_NET, train_translator
 
@@ -54,6 +55,8 @@ class MMCCDConfig(DiffusionOptions):
     directions: tuple[str, ...] = field(default=DIRECTIONS, metadata=TEST_TIME)  # of the test bands
     test_band_width: int = field(default=0, metadata=TEST_TIME)  # 0: band_width
     max_batch: int = field(default=0, metadata=TEST_TIME)  # (slice, mask) pairs per call; 0: default_max_batch
+    channels_last: bool = field(default=False, metadata=TEST_TIME)  # engine option (EngineOptions), off: not
+    compile_nets: bool = field(default=False, metadata=TEST_TIME)  # measured faster on a CPU (README, Benchmarks)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -112,7 +115,8 @@ class MMCCD(AnomalyMethod):
 
     def engine(self) -> MaskedCycle:
         c = self.config
-        return MaskedCycle(self.f, self.g, c.test_masks(), steps=c.ddim_steps, schedule=c.schedule, seed=self.seed)
+        return MaskedCycle(self.f, self.g, c.test_masks(), steps=c.ddim_steps, schedule=c.schedule, seed=self.seed,
+                           options=EngineOptions(channels_last=c.channels_last, compile=c.compile_nets))
 
     def _score(self, slices: SliceSet) -> np.ndarray:
         c = self.config

@@ -22,7 +22,7 @@ from uasbench.benchmark.run import (_code_revision, _describe_device, _versions,
 from uasbench.errors import UasbenchError, UsageError
 from uasbench.evaluation.postprocess import PostProcess
 from uasbench.evaluation.protocol import EvaluationResult
-from uasbench.method import AnomalyMethod, resolve_device, test_time_fields, training_fields
+from uasbench.method import AnomalyMethod, MethodConfig, resolve_device, test_time_fields, training_fields
 from uasbench.registry import get_method
 from uasbench.results import CHECKPOINT, METRICS_JSON, SCORES, ScoredSplits, read_manifest
 
@@ -30,9 +30,6 @@ from uasbench.results import CHECKPOINT, METRICS_JSON, SCORES, ScoredSplits, rea
 def check_test_time_changes(method_cls: type[AnomalyMethod], changes: dict[str, Any]) -> None:
     """Only test-time fields may change without training: anything else is refused with one line."""
     allowed = test_time_fields(method_cls.Config)
-    if not changes:
-        raise UsageError(f"nothing to rescore: give --set NAME=VALUE of a test-time field of method "
-                         f"{method_cls.name!r} (valid: {', '.join(sorted(allowed)) or 'none'})")
     known = {f.name for f in dataclasses.fields(method_cls.Config)}
     training = sorted(set(changes) & known - allowed)
     if training:
@@ -41,14 +38,20 @@ def check_test_time_changes(method_cls: type[AnomalyMethod], changes: dict[str, 
                          "use `uasbench run` to train again")
 
 
+def rescored_config(manifest: dict[str, Any], changes: dict[str, Any]) -> MethodConfig:
+    """The config of the run that ``manifest`` records, with the test-time ``changes`` on top."""
+    method_cls = get_method(manifest["method"])
+    check_test_time_changes(method_cls, changes)
+    return method_cls.config_for(manifest["profile"], {**(manifest.get("overrides") or {}), **changes})
+
+
 def load_for_rescore(run_dir: Path, changes: dict[str, Any], device: str = "auto"
                      ) -> tuple[dict[str, Any], AnomalyMethod, ScoredSplits]:
     """The parent's manifest, its fitted method with ``changes`` applied (re-tuned on validation), its slices."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     method_cls = get_method(manifest["method"])
-    check_test_time_changes(method_cls, changes)
-    config = method_cls.config_for(manifest["profile"], {**(manifest.get("overrides") or {}), **changes})
+    config = rescored_config(manifest, changes)
     if not (run_dir / CHECKPOINT).is_file():
         raise UasbenchError(f"run {run_dir} has no {CHECKPOINT} to rescore from")
     method = method_cls.load(run_dir / CHECKPOINT, device=resolve_device(device))
@@ -65,6 +68,9 @@ def rescore(run_dir: Path, changes: dict[str, Any], *, out: Path | None = None, 
     """Rescore ``run_dir`` with the test-time ``changes``; write and return a new run directory (in ``out``,
     default beside the parent) and its evaluation."""
     run_dir = Path(run_dir)
+    if not changes:
+        raise UsageError("nothing to rescore: give --set NAME=VALUE of a test-time field "
+                         "(e.g. --set ddim_steps=20)")
     manifest, method, parent = load_for_rescore(run_dir, changes, device)
     log(f"rescoring {run_dir.name} with {', '.join(f'{k}={v}' for k, v in changes.items())}: "
         f"{len(parent.val)} validation, {len(parent.val_healthy)} healthy validation, {len(parent.test)} test slices")
