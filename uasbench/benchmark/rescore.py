@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from uasbench.benchmark.run import (_code_revision, _describe_device, _versions, evaluate_scores,
+from uasbench.benchmark.run import (_code_revision, _describe_device, _versions, evaluate_scores, score_splits,
                                     write_run_directory)
 from uasbench.errors import UasbenchError, UsageError
 from uasbench.evaluation.postprocess import PostProcess
@@ -76,9 +76,7 @@ def rescore(run_dir: Path, changes: dict[str, Any], *, out: Path | None = None, 
         f"{len(parent.val)} validation, {len(parent.val_healthy)} healthy validation, {len(parent.test)} test slices")
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    scored = ScoredSplits(val_maps=method.score(parent.val), val=parent.val,
-                          healthy_maps=method.score(parent.val_healthy), val_healthy=parent.val_healthy,
-                          test_maps=method.score(parent.test), test=parent.test)
+    scored = score_splits(method, parent.val, parent.val_healthy, parent.test)
     timings["score_s"] = time.perf_counter() - start
     start = time.perf_counter()
     result = evaluate_scores(scored, PostProcess.from_dict(manifest["postprocess"]),

@@ -84,9 +84,7 @@ def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> tuple[Pa
     timings["fit_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    scored = ScoredSplits(val_maps=method.score(data.val), val=data.val,
-                          healthy_maps=method.score(data.val_healthy), val_healthy=data.val_healthy,
-                          test_maps=method.score(data.test), test=data.test)
+    scored = score_splits(method, data.val, data.val_healthy, data.test)
     timings["score_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -110,6 +108,12 @@ def write_run_directory(final: Path, method: AnomalyMethod, scored: ScoredSplits
         scored.save(staging / SCORES)
         write_metrics(staging, result)
         write_json(staging / MANIFEST, manifest)
+
+
+def score_splits(method: AnomalyMethod, val: SliceSet, val_healthy: SliceSet, test: SliceSet) -> ScoredSplits:
+    """The fitted method's maps of the three evaluated splits."""
+    return ScoredSplits(val_maps=method.score(val), val=val, healthy_maps=method.score(val_healthy),
+                        val_healthy=val_healthy, test_maps=method.score(test), test=test)
 
 
 def evaluate_scores(scored: ScoredSplits, post: PostProcess, *, n_bootstrap: int, seed: int) -> EvaluationResult:
