@@ -97,6 +97,13 @@ class MMCCD(AnomalyMethod):
     Config = MMCCDConfig
     profiles = {"paper": {},
                 "quick": {**QUICK_NET, "ddim_steps": 10, "band_width": 4, "stride": 2}}
+    # ``--preset fast``: 3 DDIM steps, vertical bands only, stride = test band width = a quarter of the grid
+    # (4 masks): 16 network passes per slice instead of 352 (quick) or 12,928 (paper). Chosen on the quick
+    # profile's validation frontier (benchmarks/mmccd_frontier.py, README); the paper entry is the same
+    # geometry at 128x128, not yet validated on a fully trained 128x128 network.
+    presets = {"fast": {"quick": {"ddim_steps": 3, "stride": 8, "test_band_width": 8, "directions": ["vertical"]},
+                        "paper": {"ddim_steps": 3, "stride": 32, "test_band_width": 32,
+                                  "directions": ["vertical"]}}}
     train_modalities = ("input", "target")
     config: MMCCDConfig
 

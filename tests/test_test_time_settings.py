@@ -135,3 +135,33 @@ def test_rescore_refuses_a_folder_that_is_not_a_finished_run(tmp_path) -> None:
     assert missing.exit_code == 2 and "no such folder" in missing.stderr
     empty = cli.invoke(app, ["rescore", str(tmp_path), "--set", "stride=4"])
     assert empty.exit_code == 1 and "is not a run directory" in empty.stderr
+
+
+def test_every_preset_sets_only_valid_test_time_fields() -> None:
+    from uasbench.registry import method_infos
+
+    for name, info in method_infos().items():
+        for preset, by_profile in info.cls.presets.items():
+            for profile, overrides in by_profile.items():
+                assert set(overrides) <= test_time_fields(info.cls.Config), (name, preset)
+                info.cls.config_for(profile, overrides)  # a valid config
+
+
+def test_the_fast_preset_rescores_a_run(mmccd_parent, tmp_path) -> None:
+    result = cli.invoke(app, ["rescore", str(mmccd_parent), "--preset", "fast", "--set", "max_batch=8",
+                              "--out", str(tmp_path / "re"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    (rescored,) = (tmp_path / "re").iterdir()
+    manifest = json.loads((rescored / MANIFEST).read_text())
+    preset = get_method("mmccd").presets["fast"]["quick"]
+    assert manifest["rescored_fields"] == {**preset, "max_batch": 8}
+    assert all(manifest["config"][k] == v for k, v in preset.items())  # JSON values: lists, not tuples
+
+
+@pytest.mark.parametrize("command", ["run", "rescore"])
+def test_an_unknown_preset_is_refused_with_one_line(mmccd_parent, command) -> None:
+    args = (["run", "--method", "mmccd", "--profile", "quick"] if command == "run"
+            else ["rescore", str(mmccd_parent)])
+    result = cli.invoke(app, [*args, "--preset", "slowest"])
+    assert result.exit_code == 2 and "invalid --preset 'slowest' for method 'mmccd'" in result.stderr
+    assert result.stderr.count("\n") == 1

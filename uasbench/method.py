@@ -62,6 +62,7 @@ class AnomalyMethod(ABC):
       name: the registry name (``uasbench run --method NAME``).
       Config: its ``MethodConfig`` dataclass; field defaults reproduce the ``paper`` profile.
       profiles: named overrides of Config; must contain ``paper`` and ``quick``.
+      presets: named test-time overrides per profile (``--preset NAME``): ``{name: {profile: {field: value}}}``.
       train_modalities: roles needed by ``fit``: ``("input",)`` or ``("input", "target")``.
       test_modalities: roles needed by ``score``; always ``("input",)`` for the built-in methods.
     """
@@ -69,6 +70,7 @@ class AnomalyMethod(ABC):
     name: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     profiles: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "quick": {}}
+    presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
     train_modalities: ClassVar[tuple[str, ...]] = ("input",)
     test_modalities: ClassVar[tuple[str, ...]] = ("input",)
 
@@ -94,6 +96,15 @@ class AnomalyMethod(ABC):
             raise UsageError(f"unknown config option(s) {', '.join(unknown)} for method {cls.name!r} "
                              f"(valid: {', '.join(sorted(fields))})")
         return cls.Config(**values)
+
+    @classmethod
+    def preset_overrides(cls, name: str, profile: str) -> dict[str, Any]:
+        """The test-time fields a named preset sets for ``profile`` (unknown names are usage errors)."""
+        valid = sorted(p for p, by_profile in cls.presets.items() if profile in by_profile)
+        if name not in valid:
+            raise UsageError(f"invalid --preset {name!r} for method {cls.name!r} with profile {profile!r} "
+                             f"(valid: {', '.join(valid) or 'none'})")
+        return dict(cls.presets[name][profile])
 
     @classmethod
     def from_profile(cls: type[M], profile: str = "paper", overrides: dict[str, Any] | None = None,

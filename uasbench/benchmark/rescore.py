@@ -63,11 +63,14 @@ def load_for_rescore(run_dir: Path, changes: dict[str, Any], device: str = "auto
     return manifest, method, parent
 
 
-def rescore(run_dir: Path, changes: dict[str, Any], *, out: Path | None = None, device: str = "auto",
-            log: Callable[[str], None] = print) -> tuple[Path, EvaluationResult]:
-    """Rescore ``run_dir`` with the test-time ``changes``; write and return a new run directory (in ``out``,
-    default beside the parent) and its evaluation."""
+def rescore(run_dir: Path, changes: dict[str, Any], *, preset: str | None = None, out: Path | None = None,
+            device: str = "auto", log: Callable[[str], None] = print) -> tuple[Path, EvaluationResult]:
+    """Rescore ``run_dir`` with the test-time ``changes`` (on top of a named ``preset``); write and return a new
+    run directory (in ``out``, default beside the parent) and its evaluation."""
     run_dir = Path(run_dir)
+    if preset is not None:
+        manifest = read_manifest(run_dir)
+        changes = {**get_method(manifest["method"]).preset_overrides(preset, manifest["profile"]), **changes}
     if not changes:
         raise UsageError("nothing to rescore: give --set NAME=VALUE of a test-time field "
                          "(e.g. --set ddim_steps=20)")
