@@ -23,8 +23,9 @@ Deviations / choices (the official code where the paper is silent):
   stride 2 (32 masks, coverage 2..4), 10 DDIM steps (t = 900, 800, ..., 0); maps resized to the input grid.
 - Test-time chunks (``max_batch``, an engine setting that never changes the maps): 256 (slice, mask) pairs per
   call on a GPU; on a CPU about 64k pixels per call (64 pairs at 32x32, 4 at 128x128), since larger calls ran
-  slower per pair there (``benchmarks/mmccd_inference.py``). ``channels_last`` and ``compile_nets`` switch on
-  the engine's NHWC layout and ``torch.compile`` (same maps within 1e-4 relative); both are off by default.
+  slower per pair there (``benchmarks/mmccd_inference.py``). ``engine``: ``auto`` runs the NHWC layout
+  (channels_last) on a CPU, where it was measured faster, and eager elsewhere; ``eager``, ``channels_last``,
+  ``compile``, ``compile+channels_last`` force one (same maps within 1e-4 relative, tested).
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.method import AnomalyMethod
 from uasbench.nn.diffusion import DiffusionOptions, Schedule
-from uasbench.nn.masked_inference import DIRECTIONS, EngineOptions, MaskedCycle, band_masks, default_max_batch
+from uasbench.nn.masked_inference import (DIRECTIONS, ENGINES, MaskedCycle, band_masks, default_engine,
+                                          default_max_batch)
 from uasbench.nn.training import seed_everything, train_network
 from uasbench_methods.cyclic_unet import QUICK_NET, train_translator
 
@@ -55,14 +57,15 @@ class MMCCDConfig(DiffusionOptions):
     directions: tuple[str, ...] = field(default=DIRECTIONS, metadata=TEST_TIME)  # of the test bands
     test_band_width: int = field(default=0, metadata=TEST_TIME)  # 0: band_width
     max_batch: int = field(default=0, metadata=TEST_TIME)  # (slice, mask) pairs per call; 0: default_max_batch
-    channels_last: bool = field(default=False, metadata=TEST_TIME)  # engine option (EngineOptions), off: not
-    compile_nets: bool = field(default=False, metadata=TEST_TIME)  # measured faster on a CPU (README, Benchmarks)
+    engine: str = field(default="auto", metadata=TEST_TIME)  # auto (default_engine of the device) or ENGINES
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.directions = tuple(self.directions)
         if not set(self.directions) <= set(DIRECTIONS) or not self.directions:
             raise UasbenchError(f"option directions={self.directions} must be a non-empty subset of {DIRECTIONS}")
+        if self.engine not in ("auto", *ENGINES):
+            raise UasbenchError(f"option engine={self.engine!r} must be one of auto, {', '.join(ENGINES)}")
         if self.max_batch < 0:
             raise UasbenchError(f"option max_batch={self.max_batch} must be >= 0 (0: chosen for the device)")
         if not 0 < self.band_width <= self.resolution or self.stride < 1:
@@ -123,7 +126,7 @@ class MMCCD(AnomalyMethod):
     def engine(self) -> MaskedCycle:
         c = self.config
         return MaskedCycle(self.f, self.g, c.test_masks(), steps=c.ddim_steps, schedule=c.schedule, seed=self.seed,
-                           options=EngineOptions(channels_last=c.channels_last, compile=c.compile_nets))
+                           options=ENGINES[default_engine(self.device) if c.engine == "auto" else c.engine])
 
     def _score(self, slices: SliceSet) -> np.ndarray:
         c = self.config

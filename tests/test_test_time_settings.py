@@ -28,8 +28,7 @@ TINY = {"iterations": 3, "channels": 16, "channel_mult": [1, 2], "attention_ds":
 
 def test_each_method_declares_its_test_time_fields() -> None:
     assert test_time_fields(get_method("mmccd").Config) == {
-        "ddim_steps", "stride", "directions", "test_band_width", "max_batch", "infer_batch", "channels_last",
-        "compile_nets"}
+        "ddim_steps", "stride", "directions", "test_band_width", "max_batch", "infer_batch", "engine"}
     assert test_time_fields(get_method("ddpm").Config) == {"ddim_steps", "noise_levels", "infer_batch"}
     assert test_time_fields(get_method("cyclic_unet").Config) == {"infer_batch"}
     for name in ("ae", "vae", "dae", "intensity"):  # their scoring has no setting of its own
