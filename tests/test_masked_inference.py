@@ -93,7 +93,7 @@ def test_default_chunk_is_large_on_gpu_and_about_64k_pixels_on_cpu() -> None:
 @pytest.mark.parametrize("options", [
     EngineOptions(channels_last=True),
     pytest.param(EngineOptions(compile=True), marks=pytest.mark.slow),
-])
+], ids=["channels_last", "compile"])
 def test_the_fast_engine_equals_the_eager_fp32_engine(options: EngineOptions) -> None:
     f, g = tiny_nets()
     x = np.random.default_rng(1).normal(size=(3, 8, 8)).astype(np.float32)
