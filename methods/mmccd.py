@@ -11,8 +11,9 @@ Deviations / choices (the official code where the paper is silent):
 - Training masks are drawn per sample (the official code draws one per iteration for the whole batch): the
   same band distribution (width ``band_width``, even offsets, either direction, always on), more varied
   gradients per step. The training bands always use both directions; ``directions`` (like ``stride``,
-  ``test_band_width``, ``ddim_steps`` and ``max_batch``) is a test-time field, changed without retraining. Only X is masked and y_t uses sqrt(1 - abar), as the official code (the paper's
-  Alg. 1 also masks y, noises x and drops the square root).
+  ``test_band_width``, ``ddim_steps``, ``max_batch`` and ``engine``) is a test-time field, changed without
+  retraining. Only X is masked and y_t uses sqrt(1 - abar), as the official code (the paper's Alg. 1 also
+  masks y, noises x and drops the square root).
 - The timestep is fed as the integer t to the sinusoidal embedding (official), not alpha_t (paper).
 - Test masks follow the official set: ``stride``-spaced offsets 0..size-1 in both directions, truncated at
   the far edge (128 masks at 128x128); the initial noise is shared by all masks of a slice. The random

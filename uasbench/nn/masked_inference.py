@@ -64,16 +64,17 @@ def coverage(masks: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """Optional speed-ups of the engine. Each stays off unless ``benchmarks/mmccd_inference.py`` measured it
-    faster on the device; the maps equal the eager fp32 engine's within ``tests/test_masked_inference.py``'s
-    tolerance."""
+    """Optional speed-ups of the engine, used by default only where ``benchmarks/mmccd_inference.py`` measured
+    them faster (``default_engine``); the maps equal the eager fp32 engine's within
+    ``tests/test_masked_inference.py``'s tolerance."""
 
     channels_last: bool = False  # NHWC tensors for the convolutions
     compile: bool = False  # torch.compile of both UNets; its compile time is paid once per engine and shape
 
 
 ENGINES = {"eager": EngineOptions(), "channels_last": EngineOptions(channels_last=True),
-           "compile": EngineOptions(compile=True), "compile+channels_last": EngineOptions(channels_last=True, compile=True)}
+           "compile": EngineOptions(compile=True),
+           "compile+channels_last": EngineOptions(channels_last=True, compile=True)}
 
 
 def default_engine(device: torch.device) -> str:
