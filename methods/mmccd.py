@@ -25,7 +25,7 @@ Deviations / choices (the official code where the paper is silent):
 - Test-time chunks (``max_batch``, an engine setting that never changes the maps): 256 (slice, mask) pairs per
   call on a GPU; on a CPU about 64k pixels per call (64 pairs at 32x32, 4 at 128x128), since larger calls ran
   slower per pair there (``benchmarks/mmccd_inference.py``). ``engine``: ``auto`` runs the NHWC layout
-  (channels_last) on a CPU, where it was measured faster, and eager elsewhere; ``eager``, ``channels_last``,
+  (channels_last) on a CPU at grids up to 32x32, where it was measured faster, and eager elsewhere; ``eager``, ``channels_last``,
   ``compile``, ``compile+channels_last`` force one (same maps within 1e-4 relative, tested).
 """
 from __future__ import annotations
@@ -58,7 +58,7 @@ class MMCCDConfig(DiffusionOptions):
     directions: tuple[str, ...] = field(default=DIRECTIONS, metadata=TEST_TIME)  # of the test bands
     test_band_width: int = field(default=0, metadata=TEST_TIME)  # 0: band_width
     max_batch: int = field(default=0, metadata=TEST_TIME)  # (slice, mask) pairs per call; 0: default_max_batch
-    engine: str = field(default="auto", metadata=TEST_TIME)  # auto (default_engine of the device) or ENGINES
+    engine: str = field(default="auto", metadata=TEST_TIME)  # auto (default_engine: device, grid) or ENGINES
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -127,7 +127,7 @@ class MMCCD(AnomalyMethod):
     def engine(self) -> MaskedCycle:
         c = self.config
         return MaskedCycle(self.f, self.g, c.test_masks(), steps=c.ddim_steps, schedule=c.schedule, seed=self.seed,
-                           options=ENGINES[default_engine(self.device) if c.engine == "auto" else c.engine])
+                           options=ENGINES[default_engine(self.device, c.resolution) if c.engine == "auto" else c.engine])
 
     def _score(self, slices: SliceSet) -> np.ndarray:
         c = self.config

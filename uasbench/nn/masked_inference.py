@@ -77,11 +77,12 @@ ENGINES = {"eager": EngineOptions(), "channels_last": EngineOptions(channels_las
            "compile+channels_last": EngineOptions(channels_last=True, compile=True)}
 
 
-def default_engine(device: torch.device) -> str:
-    """The engine ``auto`` picks: channels_last on a CPU, measured 1.17x and 1.27x faster than eager at 32x32 in
-    two runs of ``benchmarks/mmccd_inference.py`` on 2 cores; eager on a GPU, where nothing was measured yet.
-    torch.compile is never the default: on a CPU its first compile did not finish in 15 minutes."""
-    return "channels_last" if device.type == "cpu" else "eager"
+def default_engine(device: torch.device, size: int) -> str:
+    """The engine ``auto`` picks (``benchmarks/mmccd_inference.py`` on the shared 2-core CPU, 1 thread):
+    channels_last at grids up to 32x32 on a CPU, measured 1.17x and 1.27x faster than eager there; eager at
+    larger grids (0.58x at 128x128, one run) and on a GPU, where nothing was measured yet. torch.compile is
+    never the default: its compile time (minutes on that CPU) was not measured to pay back."""
+    return "channels_last" if device.type == "cpu" and size <= 32 else "eager"
 
 
 class FastNet(torch.nn.Module):
