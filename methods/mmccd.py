@@ -25,8 +25,9 @@ Deviations / choices (the official code where the paper is silent):
 - Test-time chunks (``max_batch``, an engine setting that never changes the maps): 256 (slice, mask) pairs per
   call on a GPU; on a CPU about 64k pixels per call (64 pairs at 32x32, 4 at 128x128), since larger calls ran
   slower per pair there (``benchmarks/mmccd_inference.py``). ``engine``: ``auto`` runs the NHWC layout
-  (channels_last) on a CPU at grids up to 32x32, where it was measured faster, and eager elsewhere; ``eager``, ``channels_last``,
-  ``compile``, ``compile+channels_last`` force one (same maps within 1e-4 relative, tested).
+  (channels_last) on a CPU at grids up to 32x32, where it was measured faster, and eager elsewhere;
+  ``eager``, ``channels_last``, ``compile``, ``compile+channels_last`` force one (same maps within 1e-4
+  relative, tested).
 """
 from __future__ import annotations
 
@@ -126,8 +127,9 @@ class MMCCD(AnomalyMethod):
 
     def engine(self) -> MaskedCycle:
         c = self.config
+        engine = default_engine(self.device, c.resolution) if c.engine == "auto" else c.engine
         return MaskedCycle(self.f, self.g, c.test_masks(), steps=c.ddim_steps, schedule=c.schedule, seed=self.seed,
-                           options=ENGINES[default_engine(self.device, c.resolution) if c.engine == "auto" else c.engine])
+                           options=ENGINES[engine])
 
     def _score(self, slices: SliceSet) -> np.ndarray:
         c = self.config
