@@ -24,10 +24,9 @@ Deviations / choices (the official code where the paper is silent):
   stride 2 (32 masks, coverage 2..4), 10 DDIM steps (t = 900, 800, ..., 0); maps resized to the input grid.
 - Test-time chunks (``max_batch``, an engine setting that never changes the maps): 256 (slice, mask) pairs per
   call on a GPU; on a CPU about 64k pixels per call (64 pairs at 32x32, 4 at 128x128), since larger calls ran
-  slower per pair there (``benchmarks/mmccd_inference.py``). ``engine``: ``auto`` runs the NHWC layout
-  (channels_last) on a CPU at grids up to 32x32, where it was measured faster, and eager elsewhere;
-  ``eager``, ``channels_last``, ``compile``, ``compile+channels_last`` force one (same maps within 1e-4
-  relative, tested).
+  slower per pair there (``benchmarks/mmccd_inference.py``). ``engine``: ``auto`` (``default_engine``: eager, as
+  nothing was measured faster consistently), or ``eager``, ``channels_last``, ``compile``,
+  ``compile+channels_last`` (same maps within 1e-4 relative, tested).
 """
 from __future__ import annotations
 
