@@ -38,13 +38,12 @@ import torch
 from uasbench.data.preprocess import resize
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
-from uasbench.method import AnomalyMethod
 from uasbench.nn.diffusion import ChainOptions, SignedScale, map_keyed
 from uasbench.nn.simplex import NoiseOptions
 from uasbench.nn.training import seed_everything, train_network
 from uasbench.nn.unet import UNet
 from uasbench_methods.cyclic_unet import QUICK_NET
-from uasbench_methods.ddpm import pick_noise_level, require_validation
+from uasbench_methods.ddpm import PicksNoiseLevel, require_validation
 
 
 @dataclass
@@ -55,7 +54,7 @@ class AnoDDPMConfig(ChainOptions, NoiseOptions):
     iterations: int = 300_000
     batch_size: int = 1
     t_train_max: int = 800  # training steps t are drawn in 0..t_train_max-1
-    noise_levels: tuple[int, ...] = (200, 250)  # lambda candidates, one picked on validation
+    noise_levels: tuple[int, ...] = field(default=(200, 250), metadata={"test_time": True})  # lambda candidates
     clamp_x0: bool = field(default=True, metadata={"test_time": True})
 
     def __post_init__(self) -> None:
@@ -69,7 +68,7 @@ class AnoDDPMConfig(ChainOptions, NoiseOptions):
                                 f"1..{self.train_timesteps}")
 
 
-class AnoDDPM(AnomalyMethod):
+class AnoDDPM(PicksNoiseLevel):
     name = "anoddpm"
     Config = AnoDDPMConfig
     profiles = {"paper": {},
@@ -88,7 +87,7 @@ class AnoDDPM(AnomalyMethod):
                           net, batch[0], gen, lambda shape: c.draw(shape, gen), c.t_train_max),
                       [self.scale(x)], c.train_settings(), device=self.device, seed=self.seed, workdir=workdir,
                       name="anoddpm")
-        self.noise_level, self.val_auprc = pick_noise_level(c.noise_levels, val, self._maps)
+        self.retune(val)
 
     def _maps(self, slices: SliceSet, noise_level: int) -> np.ndarray:
         """(x - x_hat)^2, x_hat = ``noise_level`` ancestral steps from x noised to step noise_level - 1."""

@@ -6,7 +6,9 @@ in the learned distribution, so it is "healed" and the map |x - x_hat| lights it
 
 Deviations / choices (the paper gives no details of its DDPM baseline):
 - The network predicts x0 (like MMCCD's f, so both diffusion models share the loss and sampler); DDIM with
-  eta 0 on the respaced grid range(0, T, T // ddim_steps) below t, the last step returning x0.
+  eta 0 on the respaced grid of ``ddim_steps`` (``Schedule.respaced``) below t, the last step returning x0.
+- ``noise_levels`` and ``ddim_steps`` are test-time fields: changing them reuses the trained network, and the
+  noise level is picked again on validation (``retune``).
 - The noise level t is chosen from the grid ``noise_levels`` on the validation split: the t maximising the
   pixel AUPRC (sklearn ``average_precision_score``) inside the brain; threshold-free, so it does not
   compete with the benchmark's threshold tuning. With one grid value no validation data is needed.
@@ -15,8 +17,9 @@ Deviations / choices (the paper gives no details of its DDPM baseline):
 """
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +39,7 @@ from uasbench_methods.cyclic_unet import QUICK_NET
 
 @dataclass
 class DDPMConfig(DiffusionOptions):
-    noise_levels: tuple[int, ...] = (100, 200, 300, 400, 500)
+    noise_levels: tuple[int, ...] = field(default=(100, 200, 300, 400, 500), metadata={"test_time": True})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -64,7 +67,24 @@ def pick_noise_level(levels: tuple[int, ...], val: SliceSet | None,
     return max(auprc, key=auprc.__getitem__), auprc
 
 
-class DDPM(AnomalyMethod):
+class PicksNoiseLevel(AnomalyMethod):
+    """Base of the methods that pick their noise level among ``config.noise_levels`` on validation (DDPM,
+    AnoDDPM): the choice is redone by ``retune`` whenever a test-time change reloads the checkpoint."""
+
+    config: Any
+    noise_level: int
+    val_auprc: dict[int, float]
+
+    def retune(self, val: SliceSet | None) -> None:
+        """Pick the noise level of ``noise_levels`` with the best validation AUPRC."""
+        require_validation(self.name, self.config.noise_levels, val)
+        self.noise_level, self.val_auprc = pick_noise_level(self.config.noise_levels, val, self._maps)
+
+    @abstractmethod
+    def _maps(self, slices: SliceSet, noise_level: int) -> np.ndarray: ...
+
+
+class DDPM(PicksNoiseLevel):
     name = "ddpm"
     Config = DDPMConfig
     profiles = {"paper": {}, "quick": {**QUICK_NET, "ddim_steps": 10, "noise_levels": (100, 300, 500)}}
@@ -90,7 +110,7 @@ class DDPM(AnomalyMethod):
         train_network(self.net, lambda net, batch, gen: schedule.x0_loss(net, batch[0], gen),
                       [resize(train.x, c.resolution)], c.train_settings(), device=self.device,
                       seed=self.seed, workdir=workdir, name="ddpm")
-        self.noise_level, self.val_auprc = pick_noise_level(c.noise_levels, val, self._maps)
+        self.retune(val)
 
     def _maps(self, slices: SliceSet, noise_level: int) -> np.ndarray:
         """|x - x_hat| with x_hat = DDIM(noised x at ``noise_level``), on the input grid."""

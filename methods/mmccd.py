@@ -10,8 +10,10 @@ the masks covering it. The cost (R masks x S steps passes per slice) is handled 
 Deviations / choices (the official code where the paper is silent):
 - Training masks are drawn per sample (the official code draws one per iteration for the whole batch): the
   same band distribution (width ``band_width``, even offsets, either direction, always on), more varied
-  gradients per step. Only X is masked and y_t uses sqrt(1 - abar), as the official code (the paper's
-  Alg. 1 also masks y, noises x and drops the square root).
+  gradients per step. The training bands always use both directions; ``directions`` (like ``stride``,
+  ``test_band_width``, ``ddim_steps``, ``max_batch`` and ``engine``) is a test-time field, changed without
+  retraining. Only X is masked and y_t uses sqrt(1 - abar), as the official code (the paper's Alg. 1 also
+  masks y, noises x and drops the square root).
 - The timestep is fed as the integer t to the sinusoidal embedding (official), not alpha_t (paper).
 - Test masks follow the official set: ``stride``-spaced offsets 0..size-1 in both directions, truncated at
   the far edge (128 masks at 128x128); the initial noise is shared by all masks of a slice. The random
@@ -22,7 +24,9 @@ Deviations / choices (the official code where the paper is silent):
   stride 2 (32 masks, coverage 2..4), 10 DDIM steps (t = 900, 800, ..., 0); maps resized to the input grid.
 - Test-time chunks (``max_batch``, an engine setting that never changes the maps): 256 (slice, mask) pairs per
   call on a GPU; on a CPU about 64k pixels per call (64 pairs at 32x32, 4 at 128x128), since larger calls ran
-  slower per pair there (``benchmarks/mmccd_inference.py``).
+  slower per pair there (``benchmarks/mmccd_inference.py``). ``engine``: ``auto`` (``default_engine``: eager, as
+  nothing was measured faster consistently), or ``eager``, ``channels_last``, ``compile``,
+  ``compile+channels_last`` (same maps within 1e-4 relative, tested).
 """
 from __future__ import annotations
 
@@ -39,28 +43,43 @@ from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
 from uasbench.nn.diffusion import DiffusionOptions, Schedule
-from uasbench.nn.masked_inference import DIRECTIONS, MaskedCycle, band_masks, default_max_batch
+from uasbench.nn.masked_inference import (DIRECTIONS, ENGINES, MaskedCycle, band_masks, default_engine,
+                                          default_max_batch)
 from uasbench.nn.training import seed_everything, train_network
 from uasbench_methods.cyclic_unet import QUICK_NET, train_translator, translator_cost
 
 
+TEST_TIME = {"test_time": True}
+
+
 @dataclass
 class MMCCDConfig(DiffusionOptions):
-    band_width: int = 16
-    stride: int = 2
-    directions: tuple[str, ...] = field(default=DIRECTIONS)
-    max_batch: int = 0  # (slice, mask) pairs per network call at test time; 0: default_max_batch (device, grid)
+    band_width: int = 16  # width of the training bands, and of the test bands unless test_band_width is set
+    stride: int = field(default=2, metadata=TEST_TIME)  # offset step of the test bands
+    directions: tuple[str, ...] = field(default=DIRECTIONS, metadata=TEST_TIME)  # of the test bands
+    test_band_width: int = field(default=0, metadata=TEST_TIME)  # 0: band_width
+    max_batch: int = field(default=0, metadata=TEST_TIME)  # (slice, mask) pairs per call; 0: default_max_batch
+    engine: str = field(default="auto", metadata=TEST_TIME)  # auto (default_engine: device, grid) or ENGINES
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.directions = tuple(self.directions)
         if not set(self.directions) <= set(DIRECTIONS) or not self.directions:
             raise UasbenchError(f"option directions={self.directions} must be a non-empty subset of {DIRECTIONS}")
+        if self.engine not in ("auto", *ENGINES):
+            raise UasbenchError(f"option engine={self.engine!r} must be one of auto, {', '.join(ENGINES)}")
         if self.max_batch < 0:
             raise UasbenchError(f"option max_batch={self.max_batch} must be >= 0 (0: chosen for the device)")
         if not 0 < self.band_width <= self.resolution or self.stride < 1:
             raise UasbenchError(f"options band_width={self.band_width}, stride={self.stride}: need "
                                 f"0 < band_width <= resolution ({self.resolution}) and stride >= 1")
+        if not 0 <= self.test_band_width <= self.resolution:
+            raise UasbenchError(f"option test_band_width={self.test_band_width} must be in 0..{self.resolution} "
+                                "(0: band_width)")
+
+    def test_masks(self) -> torch.Tensor:
+        """The test-time band masks (R, resolution, resolution): what the cost and the map average run over."""
+        return band_masks(self.resolution, self.test_band_width or self.band_width, self.stride, self.directions)
 
 
 @dataclass
@@ -83,6 +102,13 @@ class MMCCD(AnomalyMethod):
     Config = MMCCDConfig
     profiles = {"paper": {},
                 "quick": {**QUICK_NET, "ddim_steps": 10, "band_width": 4, "stride": 2}}
+    # ``--preset fast``: 3 DDIM steps, vertical bands only, stride = test band width = a quarter of the grid
+    # (4 masks): 16 network passes per slice instead of 352 (quick) or 12,928 (paper). Chosen on the quick
+    # profile's validation frontier (benchmarks/mmccd_frontier.py, README); the paper entry is the same
+    # geometry at 128x128, not yet validated on a fully trained 128x128 network.
+    presets = {"fast": {"quick": {"ddim_steps": 3, "stride": 8, "test_band_width": 8, "directions": ["vertical"]},
+                        "paper": {"ddim_steps": 3, "stride": 32, "test_band_width": 32,
+                                  "directions": ["vertical"]}}}
     train_modalities = ("input", "target")
     config: MMCCDConfig
 
@@ -104,7 +130,7 @@ class MMCCD(AnomalyMethod):
         c = self.config
         seed_everything(self.seed)
         self.f = c.unet(in_channels=2, timestep=True)
-        loss = MaskedConditionLoss(c.schedule, band_masks(c.resolution, c.band_width, 2, c.directions))
+        loss = MaskedConditionLoss(c.schedule, band_masks(c.resolution, c.band_width, 2, DIRECTIONS))
         arrays = [resize(a, c.resolution) for a in (train.x, train.y)]
         train_network(self.f, loss, arrays, c.train_settings(), device=self.device, seed=self.seed,
                       workdir=workdir, name="mmccd_f")
@@ -113,8 +139,9 @@ class MMCCD(AnomalyMethod):
 
     def engine(self) -> MaskedCycle:
         c = self.config
-        return MaskedCycle(self.f, self.g, band_masks(c.resolution, c.band_width, c.stride, c.directions),
-                           steps=c.ddim_steps, schedule=c.schedule, seed=self.seed)
+        engine = default_engine(self.device, c.resolution) if c.engine == "auto" else c.engine
+        return MaskedCycle(self.f, self.g, c.test_masks(), steps=c.ddim_steps, schedule=c.schedule, seed=self.seed,
+                           options=ENGINES[engine])
 
     def _score(self, slices: SliceSet) -> np.ndarray:
         c = self.config

@@ -31,6 +31,23 @@ def test_respacing_is_the_official_grid() -> None:
         s.respaced(0)
 
 
+@pytest.mark.parametrize(("steps", "stride"), [(30, 34), (67, 15), (100, 10), (250, 4), (1000, 1)])
+def test_respacing_finds_an_integer_stride_giving_exactly_the_steps(steps: int, stride: int) -> None:
+    assert Schedule().respaced(steps) == list(range(0, 1000, stride))[::-1]
+
+
+@pytest.mark.parametrize("steps", [1, 3, 7, 30, 64, 99, 300, 333, 999, 1000])
+def test_respacing_gives_exactly_the_asked_number_of_distinct_steps(steps: int) -> None:
+    ts = Schedule().respaced(steps)
+    assert len(ts) == steps and ts == sorted(set(ts), reverse=True) and ts[-1] == 0 and ts[0] < 1000
+
+
+def test_respacing_without_an_integer_stride_spreads_the_steps_evenly() -> None:
+    ts = Schedule().respaced(64)  # 1000 / 15 gives 67 steps, 1000 / 16 gives 63: no integer stride
+    assert ts[::-1] == [k * 1000 // 64 for k in range(64)]
+    assert set(np.diff(ts[::-1])) == {15, 16}
+
+
 def test_q_sample_by_hand() -> None:
     s = Schedule()
     y0, noise = torch.full((2, 1, 2, 2), 2.0), torch.full((2, 1, 2, 2), -0.5)

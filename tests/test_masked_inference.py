@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from uasbench.nn.diffusion import Schedule
-from uasbench.nn.masked_inference import MaskedCycle, band_masks, coverage, default_max_batch
+from uasbench.nn.masked_inference import EngineOptions, MaskedCycle, band_masks, coverage, default_max_batch
 from uasbench.nn.unet import UNet, UNetConfig
 
 from toy_diffusion import ToyBack, ToyX0, hand_ddim
@@ -143,3 +143,19 @@ def test_default_chunk_is_large_on_gpu_and_about_64k_pixels_on_cpu() -> None:
     assert default_max_batch(torch.device("cpu"), 32) == 64
     assert default_max_batch(torch.device("cpu"), 128) == 4
     assert default_max_batch(torch.device("cpu"), 512) == 1
+
+
+@pytest.mark.parametrize("options", [
+    EngineOptions(channels_last=True),
+    pytest.param(EngineOptions(compile=True), marks=pytest.mark.slow),
+], ids=["channels_last", "compile"])
+def test_the_fast_engine_equals_the_eager_fp32_engine(options: EngineOptions) -> None:
+    f, g = tiny_nets()
+    x = np.random.default_rng(1).normal(size=(3, 8, 8)).astype(np.float32)
+    masks = band_masks(8, 2, 2)
+    eager = MaskedCycle(f, g, masks, steps=3).score_batched(x, max_batch=8)
+    fast_f, fast_g = tiny_nets()  # the same weights, in networks the options may convert in place
+    fast = MaskedCycle(fast_f, fast_g, masks, steps=3, options=options).score_batched(x, max_batch=8)
+    # fp32 kernels in another memory layout or fused by the compiler sum in another order: 1e-4 relative
+    np.testing.assert_allclose(fast, eager, rtol=1e-4, atol=1e-5)
+    assert np.abs(eager).max() > 1e-3  # the maps are not trivially zero

@@ -109,18 +109,23 @@ def run(
     median: Annotated[int, typer.Option(help="Median filter size for score maps (0: off).")] = 0,
     skip_bad_cases: Annotated[bool, typer.Option(help="Skip invalid cases (with a summary) instead of stopping.")] = False,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config field: NAME=VALUE.")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="A named set of test-time fields, e.g. fast (README).")] = None,
 ) -> None:
     """Train a method on healthy slices, score validation and test slices, evaluate, write a run directory."""
     from uasbench.data.preprocess import Protocol
     from uasbench.evaluation.postprocess import PostProcess
     from uasbench.modalities import Pair
     from uasbench.benchmark.run import RunSpec, run_benchmark, validate_spec
+    from uasbench.registry import get_method
 
     with _user_errors():
         if data is not None and not data.is_dir():
             raise UasbenchError(f"--data {data}: no such folder")
+        overrides = _parse_overrides(set_ or [])
+        if preset is not None:
+            overrides = {**get_method(method).preset_overrides(preset, profile), **overrides}
         spec = RunSpec(method=method, pair=Pair.parse(pair), profile=profile, seed=seed, device=device,
-                       data_root=data, split_file=split, out=out, overrides=_parse_overrides(set_ or []),
+                       data_root=data, split_file=split, out=out, overrides=overrides,
                        protocol=Protocol(normalisation=normalisation.value),
                        post=PostProcess(erode_brain_px=erode_brain, median_size=median),
                        on_bad_case="skip" if skip_bad_cases else "stop")
@@ -184,6 +189,26 @@ def benchmark(
                                    name=f"uasbench-{bench.name}")
             written = grid.run_grid(bench, folder, runner, screen)
         console.print(f"wrote {len(written)} report files to {folder / grid.REPORT}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def rescore(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `uasbench run`.")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="A test-time field to change: NAME=VALUE.")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="A named set of test-time fields, e.g. fast (README).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder of the new run directory (default: beside RUN_DIR).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Score a run's slices again from its checkpoint with new test-time settings (no training); write a new run."""
+    from uasbench.benchmark.rescore import rescore as rescore_run
+
+    with _user_errors():
+        if not run_dir.is_dir():
+            raise UsageError(f"RUN_DIR {run_dir}: no such folder")
+        new_dir, result = rescore_run(run_dir, _parse_overrides(set_ or []), preset=preset, out=out, device=device,
+                                      log=lambda msg: console.print(msg, highlight=False))
+        _print_summary(f"{run_dir.name} (rescored)", result)
+        console.print(f"run directory: {new_dir}", highlight=False)
 
 
 @app.command()

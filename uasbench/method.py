@@ -25,7 +25,25 @@ M = TypeVar("M", bound="AnomalyMethod")
 
 @dataclasses.dataclass
 class MethodConfig:
-    """Base of every method's config. Subclasses add typed fields whose defaults are the paper's settings."""
+    """Base of every method's config. Subclasses add typed fields whose defaults are the paper's settings.
+
+    A field that acts only at test time (sampling steps, mask stride, batch size of inference, ...) is declared
+    with ``dataclasses.field(default=..., metadata={"test_time": True})``; every other field is a training
+    field. Changing test-time fields reuses a trained network (``uasbench rescore``, the run's resume key)."""
+
+
+def test_time_fields(config_cls: type[MethodConfig]) -> frozenset[str]:
+    """Names of the config fields marked ``metadata={"test_time": True}``: those that never change training."""
+    return frozenset(f.name for f in dataclasses.fields(config_cls) if f.metadata.get("test_time", False))
+
+
+test_time_fields.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test for pytest to collect
+
+
+def training_fields(config: MethodConfig) -> dict[str, Any]:
+    """The config as a dict without its test-time fields: what determines the trained networks."""
+    test_time = test_time_fields(type(config))
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in test_time}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +82,7 @@ class AnomalyMethod(ABC):
       name: the registry name (``uasbench run --method NAME``).
       Config: its ``MethodConfig`` dataclass; field defaults reproduce the ``paper`` profile.
       profiles: named overrides of Config; must contain ``paper`` and ``quick``.
+      presets: named test-time overrides per profile (``--preset NAME``): ``{name: {profile: {field: value}}}``.
       train_modalities: roles needed by ``fit``: ``("input",)`` or ``("input", "target")``.
       test_modalities: roles needed by ``score``; always ``("input",)`` for the built-in methods.
     """
@@ -71,6 +90,7 @@ class AnomalyMethod(ABC):
     name: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     profiles: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "quick": {}}
+    presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
     train_modalities: ClassVar[tuple[str, ...]] = ("input",)
     test_modalities: ClassVar[tuple[str, ...]] = ("input",)
 
@@ -93,6 +113,15 @@ class AnomalyMethod(ABC):
                              f"(valid: {', '.join(sorted(cls.profiles))})")
         values = {**cls.profiles[profile], **(overrides or {})}
         return cls.Config(**checked_values(cls.Config, values, cls.name))
+
+    @classmethod
+    def preset_overrides(cls, name: str, profile: str) -> dict[str, Any]:
+        """The test-time fields a named preset sets for ``profile`` (unknown names are usage errors)."""
+        valid = sorted(p for p, by_profile in cls.presets.items() if profile in by_profile)
+        if name not in valid:
+            raise UsageError(f"invalid --preset {name!r} for method {cls.name!r} with profile {profile!r} "
+                             f"(valid: {', '.join(valid) or 'none'})")
+        return dict(cls.presets[name][profile])
 
     @classmethod
     def from_profile(cls: type[M], profile: str = "paper", overrides: dict[str, Any] | None = None,
@@ -143,6 +172,11 @@ class AnomalyMethod(ABC):
         if maps.shape != slices.x.shape:
             raise RuntimeError(f"{self.name}: score maps {maps.shape} do not match slices {slices.x.shape}")
         return maps
+
+    def retune(self, val: SliceSet | None) -> None:
+        """Redo what a fitted method chooses on validation slices from its test-time fields (DDPM: the noise
+        level among ``noise_levels``), after those fields changed on a loaded checkpoint. Default: nothing."""
+        del val
 
     @abstractmethod
     def _fit(self, train: SliceSet, val: SliceSet | None, workdir: Path | None) -> None: ...

@@ -29,7 +29,7 @@ from uasbench.errors import UasbenchError
 from uasbench.evaluation.postprocess import PostProcess
 from uasbench.evaluation.protocol import EvaluationResult, evaluate
 from uasbench.files import atomic_file, check_output_folder
-from uasbench.method import AnomalyMethod, resolve_device
+from uasbench.method import AnomalyMethod, resolve_device, training_fields
 from uasbench.modalities import Pair
 from uasbench.nn.training import seed_everything
 from uasbench.registry import get_method, method_infos
@@ -94,9 +94,7 @@ def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> tuple[Pa
     timings["fit_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    scored = ScoredSplits(val_maps=method.score(data.val), val=data.val,
-                          healthy_maps=method.score(data.val_healthy), val_healthy=data.val_healthy,
-                          test_maps=method.score(data.test), test=data.test)
+    scored = score_splits(method, data.val, data.val_healthy, data.test)
     timings["score_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -104,15 +102,27 @@ def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> tuple[Pa
     timings["evaluate_s"] = time.perf_counter() - start
 
     final = spec.out / new_run_name(f"{spec.method}_{spec.pair}_{spec.profile}_s{spec.seed}")
+    write_run_directory(final, method, scored, result, _manifest(spec, method, data, device, timings, workdir),
+                        loss_logs=loss_logs)  # the loss curves travel with the run
+    return final, result
+
+
+def write_run_directory(final: Path, method: AnomalyMethod, scored: ScoredSplits, result: EvaluationResult,
+                        manifest: dict[str, Any], loss_logs: dict[str, bytes]) -> None:
+    """Assemble a complete run directory in a staging folder and rename it to ``final`` (all or nothing)."""
     with atomic_directory(final) as staging:
         method.save(staging / CHECKPOINT)
-        for name, content in loss_logs.items():  # the loss curves travel with the run
+        for name, content in loss_logs.items():
             (staging / name).write_bytes(content)
         scored.save(staging / SCORES)
         write_metrics(staging, result)
-        manifest = _manifest(spec, method, data, device, timings, workdir)
         write_json(staging / MANIFEST, manifest)
-    return final, result
+
+
+def score_splits(method: AnomalyMethod, val: SliceSet, val_healthy: SliceSet, test: SliceSet) -> ScoredSplits:
+    """The fitted method's maps of the three evaluated splits."""
+    return ScoredSplits(val_maps=method.score(val), val=val, healthy_maps=method.score(val_healthy),
+                        val_healthy=val_healthy, test_maps=method.score(test), test=test)
 
 
 def _check_testable(data: BenchmarkData) -> None:
@@ -164,9 +174,10 @@ def _training_view(method: AnomalyMethod, train: SliceSet) -> SliceSet:
 
 
 def _run_key(spec: RunSpec, config: Any, data: BenchmarkData) -> str:
-    """Stable key of what determines training, so a rerun after an interruption finds its checkpoints."""
+    """Stable key of what determines training, so a rerun after an interruption finds its checkpoints, and a
+    run that changes only test-time fields (``--set ddim_steps=20``) reuses the trained networks."""
     payload = {"method": spec.method, "pair": str(spec.pair), "profile": spec.profile, "seed": spec.seed,
-               "config": dataclasses.asdict(config), "data": data.fingerprint, "split": data.split_sha256}
+               "config": training_fields(config), "data": data.fingerprint, "split": data.split_sha256}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return f"{spec.method}_{spec.pair}_{spec.profile}_s{spec.seed}_{digest}"
 

@@ -58,12 +58,21 @@ class Schedule:
         return ab.sqrt() * y0 + (1 - ab).sqrt() * noise
 
     def respaced(self, steps: int, start: int | None = None) -> list[int]:
-        """The official respacing ``range(0, T, T // steps)`` in reverse (990, ..., 0 for 100 of 1000),
-        optionally keeping only steps <= ``start`` (partial denoising from an intermediate noise level)."""
-        if not 1 <= steps <= self.timesteps:
-            raise ValueError(f"steps must be in 1..{self.timesteps}, got {steps}")
-        ts = list(range(0, self.timesteps, self.timesteps // steps))[::-1]
-        return [t for t in ts if start is None or t <= start]
+        """Exactly ``steps`` timesteps in descending order, optionally keeping only those <= ``start`` (partial
+        denoising from an intermediate noise level).
+
+        guided-diffusion's ``space_timesteps`` rule (used by the official MMCCD code): ``range(0, T, stride)``
+        for the smallest integer stride giving exactly ``steps`` values (990, ..., 0 for 100 of 1000; stride
+        34 for 30); when no integer stride does (64 or 300 of 1000), the fractional stride T / steps,
+        rounded down: ``floor(k * T / steps)`` for k < steps, which equals the integer rule whenever
+        ``steps`` divides T.
+        """
+        T = self.timesteps
+        if not 1 <= steps <= T:
+            raise ValueError(f"steps must be in 1..{T}, got {steps}")
+        stride = next((s for s in range(1, T + 1) if -(-T // s) == steps), None)
+        ts = list(range(0, T, stride)) if stride else [k * T // steps for k in range(steps)]
+        return [t for t in ts[::-1] if start is None or t <= start]
 
     def ddim_step(self, y_t: torch.Tensor, x0: torch.Tensor, t: int, t_prev: int) -> torch.Tensor:
         """One deterministic DDIM step (eta = 0) from t to t_prev given the predicted x0; t_prev < 0 returns
@@ -172,7 +181,7 @@ class ChainOptions(NetOptions):
 class DiffusionOptions(ChainOptions):
     """Config fields shared by the DDIM methods (DDPM, MMCCD): the chain and its DDIM respacing."""
 
-    ddim_steps: int = 100  # respacing of the chain: t = 990, 980, ..., 0
+    ddim_steps: int = field(default=100, metadata={"min": 1, "test_time": True})  # respacing: t = 990, 980, ..., 0
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -61,6 +62,49 @@ def coverage(masks: torch.Tensor) -> torch.Tensor:
     return masks.sum(dim=0)
 
 
+@dataclass(frozen=True)
+class EngineOptions:
+    """Optional speed-ups of the engine, used by default only where ``benchmarks/mmccd_inference.py`` measured
+    them faster (``default_engine``); the maps equal the eager fp32 engine's within
+    ``tests/test_masked_inference.py``'s tolerance."""
+
+    channels_last: bool = False  # NHWC tensors for the convolutions
+    compile: bool = False  # torch.compile of both UNets; its compile time is paid once per engine and shape
+
+
+ENGINES = {"eager": EngineOptions(), "channels_last": EngineOptions(channels_last=True),
+           "compile": EngineOptions(compile=True),
+           "compile+channels_last": EngineOptions(channels_last=True, compile=True)}
+
+
+def default_engine(device: torch.device, size: int) -> str:
+    """The engine ``auto`` picks: eager everywhere. On the shared 2-core CPU (``benchmarks/mmccd_inference.py``,
+    1 thread, load swinging by 10x) channels_last ran 1.17x, 1.27x and 0.72x of eager at 32x32 and 0.58x at
+    128x128, and torch.compile 36x faster at 32x32 in its one run after 375 s of compiling: nothing was
+    measured faster consistently, and no GPU was measured. Set ``engine`` to use one."""
+    del device, size
+    return "eager"
+
+
+class FastNet(torch.nn.Module):
+    """A UNet behind the engine options: NHWC inputs and weights and/or a compiled forward. ``embed`` (one
+    tiny call per DDIM step) stays eager."""
+
+    def __init__(self, net: UNet, options: EngineOptions) -> None:
+        super().__init__()
+        self.net = net.to(memory_format=torch.channels_last) if options.channels_last else net
+        self.channels_last = options.channels_last
+        self.run = torch.compile(self.net) if options.compile else self.net
+
+    def embed(self, t: torch.Tensor) -> torch.Tensor:
+        return self.net.embed(t)
+
+    def forward(self, x: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.run(x, **kwargs).contiguous()
+
+
 @dataclass
 class MaskedCycle:
     """f: conditional x0-predicting diffusion UNet on cat(y_t, masked x); g: deterministic UNet Y -> X.
@@ -76,6 +120,14 @@ class MaskedCycle:
     schedule: Schedule = Schedule()
     seed: int = 0
     amp: bool = True
+    options: EngineOptions = EngineOptions()
+
+    @cached_property
+    def _nets(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """(f, g) as the engine runs them: the networks themselves, or behind the engine options."""
+        if self.options == EngineOptions():
+            return self.forward_net, self.backward_net
+        return FastNet(self.forward_net, self.options), FastNet(self.backward_net, self.options)
 
     @property
     def device(self) -> torch.device:
@@ -108,10 +160,11 @@ class MaskedCycle:
         xs = x[slice_ids]
         band = self.masks[mask_ids][:, None]
         noise = self._band_noise(slice_ids, mask_ids, shape)
-        y = self.schedule.ddim_sample(self.forward_net, self._initial_noise(slice_ids, shape), self.timesteps,
+        forward_net, backward_net = self._nets
+        y = self.schedule.ddim_sample(forward_net, self._initial_noise(slice_ids, shape), self.timesteps,
                                       cond=lambda k: torch.where(band, noise[:, k], xs), amp=self.amp)
         with autocast(self.device, self.amp):
-            x_back = self.backward_net(y).float()
+            x_back = backward_net(y).float()
         return (x_back - xs) ** 2
 
     def _run(self, x: np.ndarray | torch.Tensor, pairs: Iterator[tuple[torch.Tensor, torch.Tensor]],

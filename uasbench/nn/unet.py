@@ -207,7 +207,7 @@ class NetOptions(MethodConfig):
     batch_size: int = field(default=32, metadata={"min": 1})
     lr: float = field(default=1e-4, metadata={"above": 0})
     checkpoint_every: int = field(default=5000, metadata={"min": 1})
-    infer_batch: int = field(default=64, metadata={"min": 1})
+    infer_batch: int = field(default=64, metadata={"min": 1, "test_time": True})
 
     def __post_init__(self) -> None:
         self.channel_mult, self.attention_ds = tuple(self.channel_mult), tuple(self.attention_ds)
