@@ -38,6 +38,7 @@ import torch
 from uasbench.data.preprocess import resize
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
+from uasbench.method import MethodConfig, NetworkCost
 from uasbench.nn.diffusion import ChainOptions, SignedScale, map_keyed
 from uasbench.nn.simplex import NoiseOptions
 from uasbench.nn.training import seed_everything, train_network
@@ -74,6 +75,16 @@ class AnoDDPM(PicksNoiseLevel):
     profiles = {"paper": {},
                 "quick": {**QUICK_NET, "batch_size": 32, "simplex_frequency": 8.0, "noise_levels": (100, 200)}}
     config: AnoDDPMConfig
+
+    @classmethod
+    def network_costs(cls, config: MethodConfig) -> list[NetworkCost]:
+        """Scoring is priced at the largest lambda (ancestral steps back from it; an upper bound: the chosen one is
+        known only after fitting); choosing it costs one reconstruction per candidate per validation slice."""
+        assert isinstance(config, AnoDDPMConfig)
+        size, levels = config.resolution, config.noise_levels
+        return [NetworkCost("anoddpm", lambda: config.unet(timestep=True), (1, size, size), timestep=True,
+                            train_samples=config.iterations * config.batch_size, passes_per_slice=max(levels),
+                            passes_per_val_slice_in_fit=sum(levels) if len(levels) > 1 else 0)]
 
     def _fit(self, train: SliceSet, val: SliceSet | None, workdir: Path | None) -> None:
         c = self.config

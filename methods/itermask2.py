@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from uasbench.data.preprocess import resize, resize_mask
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
-from uasbench.method import AnomalyMethod
+from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
 from uasbench.nn.diffusion import keyed_generator
 from uasbench.nn.training import autocast, seed_everything, train_network
 from uasbench.nn.unet import NetOptions, UNet
@@ -163,6 +163,18 @@ class IterMask2(AnomalyMethod):
     Config = IterMask2Config
     profiles = {"paper": {}, "quick": {**QUICK_NET, "hp_radius": 4.0}}
     config: IterMask2Config
+
+    @classmethod
+    def network_costs(cls, config: MethodConfig) -> list[NetworkCost]:
+        """f0 once per slice; g priced at the ``max_iters`` cap (an upper bound: the number of g passes depends on
+        the data, about 7 on the quick phantom). The threshold calibration on healthy validation slices is not
+        counted (one f0 pass and a few g passes per healthy slice)."""
+        assert isinstance(config, IterMask2Config)
+        size, samples = config.resolution, config.iterations * config.batch_size
+        return [NetworkCost("f0", lambda: config.unet(timestep=False), (1, size, size), train_samples=samples,
+                            passes_per_slice=1),
+                NetworkCost("g", lambda: config.unet(in_channels=2, timestep=False), (2, size, size),
+                            train_samples=samples, passes_per_slice=config.max_iters)]
 
     def _fit(self, train: SliceSet, val: SliceSet | None, workdir: Path | None, *,
              val_healthy: SliceSet | None = None) -> None:

@@ -37,7 +37,7 @@ import torch
 from uasbench.data.preprocess import resize
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
-from uasbench.method import AnomalyMethod
+from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
 from uasbench.nn.diffusion import ChainOptions, Schedule, SignedScale, map_keyed
 from uasbench.nn.simplex import NoiseOptions
 from uasbench.nn.training import autocast, seed_everything, train_network
@@ -104,6 +104,14 @@ class PDDPM(AnomalyMethod):
     Config = PDDPMConfig
     profiles = {"paper": {}, "quick": {**QUICK_NET, "patch_size": 16, "simplex_frequency": 21.0}}
     config: PDDPMConfig
+
+    @classmethod
+    def network_costs(cls, config: MethodConfig) -> list[NetworkCost]:
+        """One pass per grid patch and slice (``grid_boxes``)."""
+        assert isinstance(config, PDDPMConfig)
+        size, per_side = config.resolution, -(-config.resolution // config.patch_size)
+        return [NetworkCost("pddpm", lambda: config.unet(timestep=True), (1, size, size), timestep=True,
+                            train_samples=config.iterations * config.batch_size, passes_per_slice=per_side ** 2)]
 
     def _fit(self, train: SliceSet, val: SliceSet | None, workdir: Path | None) -> None:
         del val  # nothing is tuned: the threshold is the benchmark's job
