@@ -40,9 +40,13 @@ IMAGE_MODALITIES = ("flair", "t1", "t1ce", "t2")
 BRATS_AFFINE = np.array([[-1, 0, 0, 0], [0, -1, 0, 239], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)
 PROTOCOL_SLICES = range(70, 90)  # the MMCCD axial slab
 N_SITES = 4
-DEFAULT_SUBJECTS = 60
-# Subject kind by index % 20: 2 healthy (10 %), 5 low-grade T1-iso (28 % of tumours), 13 glioblastoma-like.
-_KIND_CYCLE = "HLGGGLGGGLHGGLGGGLGG"
+# The embedded benchmark: 72 subjects, 24 healthy ones and 48 with a tumour whose largest slice lies in the
+# protocol slab; its split (``default_assignment``) trains on every healthy subject and evaluates 22 + 22.
+DEFAULT_SUBJECTS = 72
+EVAL_SUBJECTS = 22  # tumour subjects in validation, and again in test
+# Subject kind by index % 12: 4 healthy (a third: whole healthy slabs to train on), 2 low-grade T1-iso (a third
+# of tumours), 6 glioblastoma-like.
+_KIND_CYCLE = "HLGGHGGLHGGH"
 _KINDS = {"H": "healthy", "L": "low_grade_t1_iso", "G": "glioblastoma"}
 
 # Normal tissue (PD relative to water, T1 ms, T2 ms) per field strength (Rooney 2007, Stanisz 2005 ranges).
@@ -605,13 +609,35 @@ def write_phantom_dataset(out: Path, n_subjects: int, seed: int = 0, *, progress
     return out
 
 
+def default_assignment(subjects: list[str], seed: int) -> dict[str, str]:
+    """The embedded benchmark's split: every healthy subject and the tumour subjects not drawn train; ``seed``
+    shuffles the tumour subjects into ``EVAL_SUBJECTS`` validation and as many test subjects.
+
+    Unlike BraTS's 80/10/10, most tumour subjects are evaluated: training needs only healthy slices, which the
+    healthy subjects give 20 at a time, and 22 + 22 evaluated subjects let thresholds and means mean something.
+    """
+    expected = [case_id(i) for i in range(DEFAULT_SUBJECTS)]
+    if sorted(subjects) != expected:
+        raise UasbenchError(f"the embedded benchmark's split is for its {DEFAULT_SUBJECTS} subjects "
+                            f"{expected[0]}..{expected[-1]}; pass a split file for other subjects")
+    tumour = [case_id(i) for i in range(DEFAULT_SUBJECTS) if subject_kind(i) != "healthy"]
+    drawn = [tumour[i] for i in np.random.default_rng(seed).permutation(len(tumour))[:2 * EVAL_SUBJECTS]]
+    roles = {s: "train" for s in expected}
+    roles.update({s: "val" for s in drawn[:EVAL_SUBJECTS]})
+    roles.update({s: "test" for s in drawn[EVAL_SUBJECTS:]})
+    return roles
+
+
 def default_phantom_root(*, progress: bool = True) -> Path:
-    """The default data set (60 subjects, seed 0) in the cache, generated on first use."""
+    """The embedded benchmark's volumes (seed 0) in the cache, written when first needed.
+
+    ``load_benchmark_data`` never needs them (it generates straight into the slice cache); commands that read
+    case files do, and the generator is deterministic, so they are the same volumes whenever written.
+    """
     root = cache_root() / f"phantom-{PHANTOM_VERSION}-n{DEFAULT_SUBJECTS}-s0"
     if root.is_dir() and any(root.iterdir()):
         return root
-    Console(stderr=True).print(f"Generating the default synthetic phantom ({DEFAULT_SUBJECTS} subjects) "
-                               f"into {root} (first use only)")
+    Console(stderr=True).print(f"Writing the embedded phantom's {DEFAULT_SUBJECTS} subjects as NIfTI into {root}")
     try:
         write_phantom_dataset(root, DEFAULT_SUBJECTS, 0, progress=progress)
     except UasbenchError:
