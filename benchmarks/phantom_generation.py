@@ -111,7 +111,8 @@ def main() -> None:
           f"{'old cpu':>8} {'new cpu':>8} {'ratio':>6}")
     for i in indices:
         (ow, oc), (nw, nc) = best["old"][i], best["new"][i]
-        print(f"{i:>7} {' / '.join(kinds[i]):>37} {ow:9.2f} {nw:9.2f} {ow / nw:6.2f} {oc:8.2f} {nc:8.2f} {oc / nc:6.2f}")
+        print(f"{i:>7} {' / '.join(kinds[i]):>37} {ow:9.2f} {nw:9.2f} {ow / nw:6.2f} "
+              f"{oc:8.2f} {nc:8.2f} {oc / nc:6.2f}")
     mean = {k: [sum(v[j] for v in best[k].values()) / len(indices) for j in (0, 1)] for k in best}
     (ow, oc), (nw, nc) = mean["old"], mean["new"]
     print(f"{'mean':>7} {'':>37} {ow:9.2f} {nw:9.2f} {ow / nw:6.2f} {oc:8.2f} {nc:8.2f} {oc / nc:6.2f}"
