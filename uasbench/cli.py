@@ -189,7 +189,7 @@ def figure(
 @data_app.command("phantom")
 def data_phantom(
     out: Annotated[Path, typer.Option(help="Folder to create (BraTS2021 layout).")],
-    subjects: Annotated[int, typer.Option(help="Number of subjects.", min=1)] = 60,
+    subjects: Annotated[int, typer.Option(help="Number of subjects (72: the embedded benchmark's).", min=1)] = 72,
     seed: Annotated[int, typer.Option(help="Dataset seed.")] = 0,
 ) -> None:
     """Write a synthetic multi-modal brain dataset with tumours in the exact BraTS2021 layout."""
