@@ -241,3 +241,18 @@ def test_default_data_footprint(subjects, tmp_path: Path) -> None:
         plain.append(sum(a.nbytes for a in arrays.values()))
     assert max(sizes) * phantom.DEFAULT_SUBJECTS < 400e6 / 2  # about 150 MB in all
     assert max(p / s for p, s in zip(plain, sizes)) >= 3
+
+
+def test_data_split_writes_the_embedded_benchmarks_split(tmp_path: Path) -> None:
+    """`uasbench data split` without --data writes the split `run` uses on the embedded phantom (no generation)."""
+    from typer.testing import CliRunner
+
+    from uasbench.cli import app
+    from uasbench.data.splits import parse_split_csv
+
+    out = tmp_path / "split.csv"
+    result = CliRunner().invoke(app, ["data", "split", "--out", str(out), "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    assert "28 train, 22 val, 22 test" in result.output
+    ids = [phantom.case_id(i) for i in range(phantom.DEFAULT_SUBJECTS)]
+    assert parse_split_csv(out) == phantom.default_assignment(ids, 2)
