@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--real", type=Path, default=REPO.parent / "shared" / "data" / "real-brats")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "figures" / "phantom_vs_real.png")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--subjects", default="0,2,4,1,5")
+    parser.add_argument("--subjects", default="0,2,3,1,7")
     args = parser.parse_args()
 
     rows = []

@@ -11,7 +11,8 @@ import pytest
 from test_brats_loader import _break, write_case
 from uasbench.data.benchmark_data import load_benchmark_data
 from uasbench.data.brats import discover_cases
-from uasbench.data.cache import data_fingerprint, open_cache
+from uasbench.data.phantom import write_phantom_dataset
+from uasbench.data.cache import data_fingerprint, open_cache, open_phantom_cache, pack, unpack
 from uasbench.data.preprocess import Protocol
 from uasbench.errors import UasbenchError
 from uasbench.modalities import Pair
@@ -76,8 +77,9 @@ def test_slice_roles_and_disjoint_subjects(tmp_path, cache_dir):
 def test_cache_is_memory_mapped_and_reused(tmp_path, cache_dir):
     _, cases = discover_cases(_dataset(tmp_path / "d", 3))
     cache = open_cache(cases, SMALL, progress=False, workers=2)
-    assert isinstance(cache.image("SYN_000", "flair"), np.memmap)
-    assert cache.image("SYN_000", "t1").shape == (20, 8, 8)
+    image = cache.image("SYN_000", "t1")
+    assert image.shape == (20, 8, 8) and image.dtype == np.float32 and not image.flags.writeable
+    assert sorted(p.name for p in cache.path.iterdir()) == ["SYN_000.npz", "SYN_001.npz", "SYN_002.npz", "meta.json"]
     built = (cache.path / "meta.json").stat().st_mtime_ns
     assert open_cache(cases, SMALL, progress=False).path == cache.path
     assert (cache.path / "meta.json").stat().st_mtime_ns == built
@@ -100,7 +102,7 @@ def test_changed_protocol_or_data_never_reuses_a_stale_cache(tmp_path, cache_dir
     assert second.fingerprint != first.fingerprint
     old_cache, new_cache = (Path(d.report["cache"]) for d in (first, second))
     assert old_cache != new_cache
-    old_x, new_x = (np.load(c / "SYN_000" / "img.npy")[0] for c in (old_cache, new_cache))
+    old_x, new_x = (unpack(dict(np.load(c / "SYN_000.npz")))["img"][0] for c in (old_cache, new_cache))
     assert not np.allclose(old_x, new_x)
     # adding a case changes the fingerprint too
     _, cases = discover_cases(root)
@@ -136,3 +138,31 @@ def test_empty_brain_is_a_bad_case(tmp_path, cache_dir):
     nib.save(nib.Nifti1Image(np.zeros((12, 12, 92), np.int16), np.eye(4)), folder / "ZERO_t1.nii.gz")
     with pytest.raises(UasbenchError, match="case ZERO: file ZERO_t1.nii.gz: empty brain"):
         load_benchmark_data(tmp_path / "d", PAIR, protocol=SMALL, progress=False)
+
+
+def test_packing_is_lossless_bit_for_bit():
+    """Pixels outside the brain are one constant per modality (kept once), unless they are not (stored whole);
+    -0.0 and 0.0 are told apart."""
+    rng = np.random.default_rng(0)
+    brain = rng.random((4, 3, 6, 6)) > 0.5
+    img = rng.standard_normal((4, 3, 6, 6)).astype(np.float32)
+    img[0][~brain[0]] = 0.0
+    img[1][~brain[1]] = -3.0
+    img[2][~brain[2]] = 0.0
+    img[2][tuple(np.argwhere(~brain[2])[-1])] = -0.0  # equal to 0.0 as a number, not as bits
+    arrays = {"img": img, "brain": brain, "seg": rng.random((3, 6, 6)) > 0.7, "area": np.arange(3)}
+    stored = pack(arrays)
+    assert stored["dense"].tolist() == [False, False, True, True]
+    back = unpack(stored)
+    for name, a in arrays.items():
+        assert back[name].dtype == a.dtype and back[name].tobytes() == a.tobytes()
+
+
+def test_phantom_generated_straight_into_the_cache_equals_its_files(tmp_path, cache_dir):
+    """The embedded benchmark never writes volumes: its cache must hold what the NIfTI route gives."""
+    root = write_phantom_dataset(tmp_path / "ph", 1, seed=3, progress=False, workers=1)
+    from_files = open_cache(discover_cases(root)[1], SMALL, progress=False, workers=1)
+    direct = open_phantom_cache(1, 3, SMALL, progress=False, workers=1)
+    assert direct.path != from_files.path and direct.subjects == from_files.subjects == ["UASPH_00000"]
+    for name in ("img", "brain", "seg", "area"):
+        assert direct._load("UASPH_00000", name).tobytes() == from_files._load("UASPH_00000", name).tobytes()

@@ -22,7 +22,7 @@ from uasbench.evaluation.protocol import evaluate
 
 pytestmark = pytest.mark.slow
 cli = CliRunner()
-# Subject 0 is healthy, the others carry tumours (see phantom.subject_kind).
+# Subjects 0 and 4 are healthy, the others carry tumours (see phantom.subject_kind).
 SPLIT = {"train": [0, 1, 2, 3, 4], "val": [5, 6], "test": [7]}
 
 

@@ -174,5 +174,85 @@ def test_default_root_is_generated_once(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(phantom, "write_phantom_dataset", fake_write)
     first = phantom.default_phantom_root(progress=False)
     second = phantom.default_phantom_root(progress=False)
-    assert first == second == tmp_path / f"phantom-{phantom.PHANTOM_VERSION}-n60-s0"
-    assert made == [(60, 0)]
+    assert first == second == tmp_path / f"phantom-{phantom.PHANTOM_VERSION}-n{phantom.DEFAULT_SUBJECTS}-s0"
+    assert made == [(phantom.DEFAULT_SUBJECTS, 0)]
+
+
+def test_default_benchmark_composition_and_split() -> None:
+    """72 subjects, a third healthy; 22 validation and 22 test tumour subjects; the rest (all healthy) train."""
+    ids = [phantom.case_id(i) for i in range(phantom.DEFAULT_SUBJECTS)]
+    kinds = [phantom.subject_kind(i) for i in range(phantom.DEFAULT_SUBJECTS)]
+    assert phantom.DEFAULT_SUBJECTS == 72 and kinds.count("healthy") == 24
+    assert kinds.count("low_grade_t1_iso") == 12 and kinds.count("glioblastoma") == 36
+    split = phantom.default_assignment(ids, seed=0)
+    roles = {r: [s for s in ids if split[s] == r] for r in ("train", "val", "test")}
+    assert {r: len(v) for r, v in roles.items()} == {"train": 28, "val": 22, "test": 22}
+    kind_of = dict(zip(ids, kinds))
+    assert all(kind_of[s] != "healthy" for s in roles["val"] + roles["test"])
+    assert sum(kind_of[s] == "healthy" for s in roles["train"]) == 24
+    assert phantom.default_assignment(list(reversed(ids)), 0) == split  # order of the IDs does not matter
+    other = phantom.default_assignment(ids, seed=1)
+    assert other != split and sorted(other.values()) == sorted(split.values())
+    with pytest.raises(UasbenchError, match="pass a split file"):
+        phantom.default_assignment(ids[:10], 0)
+
+
+def test_every_default_tumour_peaks_in_the_protocol_slab() -> None:
+    """What makes the 22 + 22 evaluated subjects count: the 2 mm estimate of every tumour subject of the
+    default set peaks inside z 70..89 with a margin (the 1 mm volume follows it within 3 slices, tested above)."""
+    tumours = [i for i in range(phantom.DEFAULT_SUBJECTS) if phantom.subject_kind(i) != "healthy"]
+    peaks = [int(phantom.tumour_area_per_slice(i, seed=0).argmax()) for i in tumours[::6]]
+    assert all(72 <= p <= 87 for p in peaks)
+
+
+def test_tumour_size_distribution() -> None:
+    """Size classes keep their probabilities (35/40/25 %), and the fixture tumours are BraTS-like in volume."""
+    rng = np.random.default_rng(0)
+    draws = [phantom._tumour_size(rng, "G")["size_class"] for _ in range(2000)]
+    for cls, share in (("small", 0.35), ("medium", 0.4), ("large", 0.25)):
+        assert abs(draws.count(cls) / len(draws) - share) < 0.04
+
+
+# Label volumes (cm3) of subjects 1 and 2, seed 0, as phantom v2 generated them: v3 changed how the images are
+# synthesised, not the tumour geometry, so the labels must stay where they were.
+V2_LABEL_CM3 = {T1_ISO: {"1": 1.753, "2": 2.994, "4": 0.0}, GBM: {"1": 6.512, "2": 6.464, "4": 2.093}}
+
+
+def test_tumour_labels_keep_the_v2_geometry(subjects) -> None:
+    for index, volumes in V2_LABEL_CM3.items():
+        params = subjects[index].params
+        assert params["volume_cm3"] == pytest.approx(volumes, abs=0.05)
+        whole = sum(params["volume_cm3"].values())
+        assert 1 < whole < 200 and whole == pytest.approx(float((subjects[index].seg > 0).sum()) / 1000)
+    assert subjects[T1_ISO].params["largest_slice"] == 74 and subjects[GBM].params["largest_slice"] == 73
+
+
+def test_default_data_footprint(subjects, tmp_path: Path) -> None:
+    """The embedded benchmark keeps no volumes, only its slice cache: bytes per subject (largest of a healthy,
+    a low-grade and a glioblastoma subject) times 72 stay under 400 MB, and 3x under the format-1 arrays."""
+    from uasbench.data.cache import preprocess_volumes, write_entry
+    from uasbench.data.preprocess import Protocol
+
+    sizes, plain = [], []
+    for s in subjects.values():
+        arrays = preprocess_volumes(s.case_id, s.images, s.seg, Protocol(), {})
+        write_entry(tmp_path, s.case_id, arrays)
+        sizes.append((tmp_path / f"{s.case_id}.npz").stat().st_size)
+        plain.append(sum(a.nbytes for a in arrays.values()))
+    assert max(sizes) * phantom.DEFAULT_SUBJECTS < 400e6 / 2  # about 150 MB in all
+    assert max(p / s for p, s in zip(plain, sizes)) >= 3
+
+
+def test_data_split_writes_the_embedded_benchmarks_split(tmp_path: Path) -> None:
+    """`uasbench data split` without --data writes the split `run` uses on the embedded phantom (no generation)."""
+    from typer.testing import CliRunner
+
+    from uasbench.cli import app
+    from uasbench.data.splits import parse_split_csv
+
+    out = tmp_path / "split.csv"
+    result = CliRunner().invoke(app, ["data", "split", "--out", str(out), "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    assert "28 train, 22 val, 22 test" in result.output
+    ids = [phantom.case_id(i) for i in range(phantom.DEFAULT_SUBJECTS)]
+    assert parse_split_csv(out) == phantom.default_assignment(ids, 2)

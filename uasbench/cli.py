@@ -103,7 +103,7 @@ def run(
     seed: Annotated[int, typer.Option(help="Seed of the split, the initialisation and the noise.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     out: Annotated[Path, typer.Option(help="Results folder; each run writes a sub-directory.")] = Path("results"),
-    split: Annotated[Optional[Path], typer.Option(help="Split CSV (subject,split); default: seeded 80/10/10.")] = None,
+    split: Annotated[Optional[Path], typer.Option(help="Split CSV (subject,split); default: seeded 80/10/10 (embedded phantom: its own split).")] = None,
     normalisation: Annotated[Normalisation, typer.Option(help="paper (z-score) or official (MMCCD code).")] = Normalisation.paper,
     erode_brain: Annotated[int, typer.Option(help="Erode the brain mask by this radius in pixels (official code: 4).")] = 0,
     median: Annotated[int, typer.Option(help="Median filter size for score maps (0: off).")] = 0,
@@ -388,7 +388,7 @@ def predict(
 @data_app.command("phantom")
 def data_phantom(
     out: Annotated[Path, typer.Option(help="Folder to create (BraTS2021 layout).")],
-    subjects: Annotated[int, typer.Option(help="Number of subjects.", min=1)] = 60,
+    subjects: Annotated[int, typer.Option(help="Number of subjects (72: the embedded benchmark's).", min=1)] = 72,
     seed: Annotated[int, typer.Option(help="Dataset seed.")] = 0,
 ) -> None:
     """Write a synthetic multi-modal brain dataset with tumours in the exact BraTS2021 layout."""
@@ -408,14 +408,12 @@ def data_prepare(
     skip_bad_cases: Annotated[bool, typer.Option(help="Skip invalid cases (with a summary) instead of stopping.")] = False,
 ) -> None:
     """Build the preprocessed slice cache once (e.g. before a cluster array job), as `run` would on first use."""
-    from uasbench.data.benchmark_data import dataset_cases
-    from uasbench.data.cache import open_cache
+    from uasbench.data.benchmark_data import open_dataset_cache
     from uasbench.data.preprocess import Protocol
 
     with _user_errors():
-        _, cases = dataset_cases(data)
-        cache = open_cache(cases, Protocol(normalisation=normalisation.value),
-                           on_bad_case="skip" if skip_bad_cases else "stop")
+        _, cache = open_dataset_cache(data, Protocol(normalisation=normalisation.value),
+                                      on_bad_case="skip" if skip_bad_cases else "stop")
         console.print(f"slice cache {cache.path}: {len(cache.subjects)} cases ready", highlight=False, soft_wrap=True)
         for problem in cache.bad_cases.values():
             err_console.print(f"skipped: {problem}", highlight=False, soft_wrap=True)
@@ -425,16 +423,16 @@ def data_prepare(
 def data_split(
     out: Annotated[Path, typer.Option(help="CSV to write (subject,split); pass it to `uasbench run --split`.")],
     data: Annotated[Optional[Path], typer.Option(help="BraTS folder; default: the embedded phantom.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the 80/10/10 split (without lists).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the default split (80/10/10; embedded phantom: its own).")] = 0,
     train_list: Annotated[Optional[Path], typer.Option(help="Train subject IDs, one per line (official MMCCD list).")] = None,
     test_list: Annotated[Optional[Path], typer.Option(help="Test subject IDs, one per line.")] = None,
     val_list: Annotated[Optional[Path], typer.Option(help="Validation subject IDs, one per line.")] = None,
     val_last: Annotated[int, typer.Option(help="Validation = the last N IDs of the train list (IterMask2: 128).")] = 0,
     val_rest: Annotated[bool, typer.Option(help="Validation = the dataset's subjects in no list.")] = False,
 ) -> None:
-    """Write a split file: the seeded 80/10/10 split of a dataset, or one made from subject lists."""
-    from uasbench.data.benchmark_data import dataset_cases
-    from uasbench.data.splits import assignment_from_lists, make_assignment, write_split_csv
+    """Write a split file: the seeded default split of a dataset (as `run` uses it), or one made from subject lists."""
+    from uasbench.data.benchmark_data import dataset_subjects, seeded_rule
+    from uasbench.data.splits import assignment_from_lists, write_split_csv
     from uasbench.files import check_output_file
 
     with _user_errors():
@@ -443,9 +441,9 @@ def data_split(
         check_output_file(out, "--out")
         subjects = None  # lists alone need no dataset; --data checks them against one
         if data is not None or train_list is None:
-            subjects = [c.id for c in dataset_cases(data)[1]]
+            subjects = dataset_subjects(data)
         if train_list is None:
-            assignment = make_assignment(subjects, seed)
+            assignment = seeded_rule(data)[0](subjects, seed)
         else:
             assignment = assignment_from_lists(train_list, test_list, val=val_list, val_last=val_last,
                                                dataset=subjects, val_rest=val_rest)

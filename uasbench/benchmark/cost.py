@@ -97,12 +97,17 @@ def job_cost(name: str, method: str, config: MethodConfig, counts: SliceCounts) 
 def slice_counts(config: BenchmarkConfig) -> SliceCounts:
     """Upper bounds of the scored slices per run: one tumour slice per validation and test subject and up to
     the protocol's healthy slices per validation subject (subjects without tumour in range are left out)."""
+    from uasbench.data.benchmark_data import dataset_subjects, seeded_rule
     from uasbench.data.splits import make_assignment, parse_split_csv
 
     per_subject = Protocol().val_healthy_per_subject
     if config.split is not None and config.split.is_file():
         roles = list(parse_split_csv(config.split).values())
         source = f"split file {config.split}"
+    elif config.data is None and config.data_missing is None:  # the embedded phantom has its own split rule
+        n, source = _subject_count(config)
+        roles = list(seeded_rule(None)[0](dataset_subjects(None), 0).values())
+        source += ", its seeded split"
     else:
         n, source = _subject_count(config)
         roles = list(make_assignment([f"s{i:05d}" for i in range(n)], 0).values())

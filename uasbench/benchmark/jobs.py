@@ -107,15 +107,12 @@ def specs(config: BenchmarkConfig, out: Path) -> list[RunSpec]:
 
 def prepare_data(config: BenchmarkConfig) -> PreparedData:
     """Build the slice cache and every seed's split file once, before any job starts."""
-    from uasbench.data.benchmark_data import dataset_cases
-    from uasbench.data.cache import open_cache
-    from uasbench.data.splits import load_split
+    from uasbench.data.benchmark_data import dataset_split, open_dataset_cache
 
-    _, cases = dataset_cases(config.data)
-    cache = open_cache(cases, Protocol(normalisation=config.normalisation),
-                       on_bad_case="skip" if config.skip_bad_cases else "stop")
-    ids = [c.id for c in cases]
-    return PreparedData(cache.path.name, {seed: load_split(ids, seed, config.split).sha256
+    _, cache = open_dataset_cache(config.data, Protocol(normalisation=config.normalisation),
+                                  on_bad_case="skip" if config.skip_bad_cases else "stop")
+    ids = cache.subjects + list(cache.bad_cases)  # as load_benchmark_data splits them
+    return PreparedData(cache.path.name, {seed: dataset_split(config.data, ids, seed, config.split).sha256
                                           for seed in config.seeds()})
 
 

@@ -15,14 +15,15 @@ An empty validation set (e.g. two subjects split train/test) is allowed and note
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from uasbench.data.brats import Case, discover_cases
-from uasbench.data.cache import SliceCache, open_cache
+from uasbench.data.cache import SliceCache, open_cache, open_phantom_cache
 from uasbench.data.preprocess import Protocol, healthy_subset, largest_tumour_slice
 from uasbench.data.slices import BenchmarkData, SliceSet
-from uasbench.data.splits import load_split
+from uasbench.data.splits import Split, default_split, load_split, make_assignment
 from uasbench.modalities import Pair
 
 
@@ -61,12 +62,57 @@ def _tumour_picks(cache: SliceCache, subjects: list[str], skipped: list[str]) ->
 
 
 def dataset_cases(data_root: Path | None, *, progress: bool = True) -> tuple[Path, list[Case]]:
-    """The folder and cases of a BraTS dataset, or of the embedded phantom (generated on first use) for None."""
+    """The folder and cases of a BraTS dataset, or of the embedded phantom for None (its volumes are written
+    on first call: only commands that read case files need them)."""
     if data_root is None:
         from uasbench.data.phantom import default_phantom_root
 
         data_root = default_phantom_root(progress=progress)
     return Path(data_root), discover_cases(Path(data_root))[1]
+
+
+def open_dataset_cache(data_root: Path | None, protocol: Protocol, *, on_bad_case: str = "stop",
+                       progress: bool = True, workers: int | None = None) -> tuple[str, SliceCache]:
+    """(description, slice cache) of a BraTS folder, or of the embedded phantom for None, which is generated
+    straight into its cache on first use: its volumes are never needed for a run."""
+    if data_root is not None:
+        root, cases = dataset_cases(data_root, progress=progress)
+        return str(root), open_cache(cases, protocol, on_bad_case=on_bad_case, progress=progress, workers=workers)
+    from uasbench.data.phantom import DEFAULT_SUBJECTS, PHANTOM_VERSION
+
+    label = f"embedded phantom v{PHANTOM_VERSION} ({DEFAULT_SUBJECTS} subjects, seed 0)"
+    if progress:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"Preparing the {label} (first use only)")
+    return label, open_phantom_cache(DEFAULT_SUBJECTS, 0, protocol, progress=progress, workers=workers)
+
+
+def dataset_subjects(data_root: Path | None) -> list[str]:
+    """Subject IDs of a BraTS folder, or of the embedded phantom for None (known without generating it)."""
+    if data_root is not None:
+        return [c.id for c in dataset_cases(data_root)[1]]
+    from uasbench.data.phantom import DEFAULT_SUBJECTS, case_id
+
+    return [case_id(i) for i in range(DEFAULT_SUBJECTS)]
+
+
+def seeded_rule(data_root: Path | None) -> tuple[Callable[[list[str], int], dict[str, str]], str]:
+    """(assignment function, split-file name suffix) of a dataset's seeded default split: 80/10/10 for a data
+    folder, the embedded phantom's own rule (``phantom.default_assignment``) for None."""
+    if data_root is not None:
+        return make_assignment, ""
+    from uasbench.data.phantom import PHANTOM_VERSION, default_assignment
+
+    return default_assignment, f"-phantom-v{PHANTOM_VERSION}"
+
+
+def dataset_split(data_root: Path | None, subjects: list[str], seed: int, split_file: Path | None) -> Split:
+    """A user's split file, else the dataset's seeded default split (see ``seeded_rule``)."""
+    if split_file is not None:
+        return load_split(subjects, seed, split_file)
+    assign, name = seeded_rule(data_root)
+    return default_split(subjects, seed, assign, name=name)
 
 
 def load_benchmark_data(data_root: Path | None, pair: Pair, *, protocol: Protocol = Protocol(),
@@ -76,9 +122,10 @@ def load_benchmark_data(data_root: Path | None, pair: Pair, *, protocol: Protoco
 
     ``data_root=None`` uses the embedded phantom dataset. ``workers`` defaults to all cores.
     """
-    data_root, cases = dataset_cases(data_root, progress=progress)
-    cache = open_cache(cases, protocol, on_bad_case=on_bad_case, progress=progress, workers=workers)
-    split = load_split([c.id for c in cases], seed, split_file)
+    source, cache = open_dataset_cache(data_root, protocol, on_bad_case=on_bad_case, progress=progress,
+                                       workers=workers)
+    cases = cache.subjects + list(cache.bad_cases)
+    split = dataset_split(data_root, cases, seed, split_file)
     good = set(cache.subjects)
     members = {name: [s for s in split.subjects(name) if s in good] for name in ("train", "val", "test")}
 
@@ -100,7 +147,7 @@ def load_benchmark_data(data_root: Path | None, pair: Pair, *, protocol: Protoco
         warnings.append(f"{len(cache.bad_cases)} bad case(s) skipped: " + ", ".join(cache.bad_cases))
     unassigned = sorted(good - set(split.assignment))
     report = {
-        "data_root": str(data_root),
+        "data_root": source,
         "pair": str(pair),
         "cases": len(cases),
         "subjects": {name: len(m) for name, m in members.items()},

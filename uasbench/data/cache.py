@@ -5,12 +5,14 @@ one cache then serves all twelve input/target pairs of a dataset (the paper repo
 The data fingerprint hashes each case's ID, naming and, per file, its name, size and mtime (a stat, no
 read): an edited, replaced or added file changes it, so a stale cache is never reused; content is not
 hashed, since that would cost as much as the preprocessing it guards. The cache is built in a temporary
-folder and renamed into place, so a folder under ``slices/`` is always complete, and its arrays are
-memory-mapped when read.
+folder and renamed into place, so a folder under ``slices/`` is always complete.
 
-Layout of ``cache_root()/slices/<key>/``: ``meta.json`` and per good case ``<ID>/img.npy`` (4, Z, S, S)
-float32 in ``MODALITIES`` order, ``brain.npy`` (4, Z, S, S) bool (brain mask of each modality),
-``seg.npy`` (Z, S, S) bool whole tumour, ``area.npy`` (Z,) whole-tumour pixels on the original grid.
+Layout of ``cache_root()/slices/<key>/``: ``meta.json`` and per good case ``<ID>.npz`` (uncompressed), the
+lossless packed form of: images (4, Z, S, S) float32 in ``MODALITIES`` order, brain masks (4, Z, S, S) bool
+(brain mask of each modality), whole-tumour mask (Z, S, S) bool, whole-tumour pixels per slice on the
+original grid (Z,). Packing (``pack``) keeps only the image pixels inside each modality's brain mask (outside
+it a normalised slice is one constant) and stores masks as bits: 3.2-3.4x fewer bytes than the plain
+arrays of format 1, with bit-identical arrays after ``unpack``.
 """
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ import shutil
 import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import lru_cache, partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -33,7 +37,7 @@ from uasbench.errors import UasbenchError
 from uasbench.modalities import MODALITIES
 from uasbench.paths import cache_root
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 def data_fingerprint(cases: list[Case]) -> str:
@@ -52,35 +56,86 @@ def cache_key(data_fp: str, protocol: Protocol) -> str:
     return hashlib.sha256(f"{CACHE_FORMAT}:{data_fp}:{protocol.fingerprint()}".encode()).hexdigest()[:16]
 
 
+def preprocess_volumes(case_id: str, images: dict[str, np.ndarray], seg: np.ndarray, protocol: Protocol,
+                       names: dict[str, str]) -> dict[str, np.ndarray]:
+    """The protocol's slices of one case, ready to store: images (4, Z, S, S) float32 in ``MODALITIES`` order,
+    brain masks (4, Z, S, S), whole-tumour mask (Z, S, S) and tumour area per slice. ``names`` are the file
+    names that problems (``BadCaseError``) mention."""
+    depth = seg.shape[2]
+    if depth < protocol.z_stop:
+        raise BadCaseError(case_id, f"volumes have {depth} axial slices, the protocol needs z < {protocol.z_stop}")
+    stacks, brains = [], []
+    for m in MODALITIES:
+        vol = images[m]
+        try:  # statistics of the whole volume, applied to the slab only: 8x less work
+            stats = normalisation_stats(vol, m, protocol)
+        except ValueError as exc:
+            raise BadCaseError(case_id, f"file {names[m]}: {exc}") from None
+        slab = axial_stack(vol, protocol)
+        stacks.append(resize(apply_normalisation(slab, stats, protocol), protocol.size))
+        brains.append(resize_mask(slab > 0, protocol.size))
+    return {"img": np.stack(stacks), "brain": np.stack(brains),
+            "seg": resize_mask(axial_stack(seg, protocol) > 0, protocol.size), "area": tumour_area(seg, protocol)}
+
+
+def pack(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The stored form of one case, lossless: per modality only the pixels inside its brain mask (the rest of a
+    normalised slice is one constant, kept as ``fill``), masks as bits. A modality whose outside is not one
+    constant is stored whole (``dense``)."""
+    img, brain = arrays["img"], arrays["brain"]
+    fill, dense = np.zeros(len(img), np.float32), np.zeros(len(img), bool)
+    for m in range(len(img)):
+        outside = img[m][~brain[m]].view(np.uint32)  # compared bit by bit: -0.0 is not 0.0 here
+        if outside.size:
+            fill[m:m + 1].view(np.uint32)[0] = outside[0]
+            dense[m] = not (outside == outside[0]).all()
+    keep = brain.copy()
+    keep[dense] = True
+    return {"values": img[keep], "fill": fill, "dense": dense, "shape": np.array(img.shape),
+            "brain": np.packbits(brain), "seg": np.packbits(arrays["seg"]), "area": arrays["area"]}
+
+
+def unpack(stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Inverse of ``pack``: the arrays exactly as ``preprocess_volumes`` made them."""
+    shape = tuple(int(v) for v in stored["shape"])
+    n = int(np.prod(shape))
+    brain = np.unpackbits(stored["brain"], count=n).reshape(shape).astype(bool)
+    keep = brain.copy()
+    keep[stored["dense"]] = True
+    img = np.repeat(stored["fill"].astype(np.float32), n // shape[0]).reshape(shape)
+    img[keep] = stored["values"]
+    seg = np.unpackbits(stored["seg"], count=n // shape[0]).reshape(shape[1:]).astype(bool)
+    return {"img": img, "brain": brain, "seg": seg, "area": stored["area"]}
+
+
 def prepare_case(case: Case, protocol: Protocol, out: Path) -> str | None:
-    """Read, validate and preprocess one case into ``out/<ID>/``; returns the problem line of a bad case.
+    """Read, validate and preprocess one case into ``out/<ID>.npz``; returns the problem line of a bad case.
 
     Returns a message rather than raising so that it crosses the process boundary unchanged.
     """
     try:
         vols = read_case(case)
-        depth = vols.seg.shape[2]
-        if depth < protocol.z_stop:
-            raise BadCaseError(case.id, f"volumes have {depth} axial slices, the protocol needs z < {protocol.z_stop}")
-        images, brains = [], []
-        for m in MODALITIES:
-            vol = vols.images[m]
-            try:  # statistics of the whole volume, applied to the slab only: 8x less work
-                stats = normalisation_stats(vol, m, protocol)
-            except ValueError as exc:
-                raise BadCaseError(case.id, f"file {case.files[m].name}: {exc}") from None
-            slab = axial_stack(vol, protocol)
-            images.append(resize(apply_normalisation(slab, stats, protocol), protocol.size))
-            brains.append(resize_mask(slab > 0, protocol.size))
+        arrays = preprocess_volumes(case.id, vols.images, vols.seg, protocol,
+                                    {m: case.files[m].name for m in MODALITIES})
     except BadCaseError as exc:
         return str(exc)
-    folder = out / case.id
-    folder.mkdir()
-    np.save(folder / "img.npy", np.stack(images))
-    np.save(folder / "brain.npy", np.stack(brains))
-    np.save(folder / "seg.npy", resize_mask(axial_stack(vols.seg, protocol) > 0, protocol.size))
-    np.save(folder / "area.npy", tumour_area(vols.seg, protocol))
+    write_entry(out, case.id, arrays)
     return None
+
+
+def write_entry(out: Path, case_id: str, arrays: dict[str, np.ndarray]) -> None:
+    np.savez(out / f"{case_id}.npz", **pack(arrays))
+
+
+@lru_cache(maxsize=4)
+def _read_entry(path: Path, mtime_ns: int) -> dict[str, np.ndarray]:
+    """One case, unpacked (a few MB); the slice selection asks for one case many times in a row. The file's
+    mtime is part of the key, so a cache folder deleted and built again is never served from memory."""
+    with np.load(path) as stored:
+        arrays = unpack(dict(stored))
+    for a in arrays.values():
+        a.flags.writeable = False
+    return arrays
 
 
 def _init_worker() -> None:
@@ -92,7 +147,7 @@ def _init_worker() -> None:
 
 @dataclass(frozen=True)
 class SliceCache:
-    """A complete cache folder; arrays come back memory-mapped."""
+    """A complete cache folder; arrays come back read-only, unpacked one case at a time."""
 
     path: Path
     meta: dict
@@ -106,7 +161,8 @@ class SliceCache:
         return dict(self.meta["bad_cases"])
 
     def _load(self, subject: str, name: str) -> np.ndarray:
-        return np.load(self.path / subject / f"{name}.npy", mmap_mode="r")
+        path = self.path / f"{subject}.npz"
+        return _read_entry(path, path.stat().st_mtime_ns)[name]
 
     def image(self, subject: str, modality: str) -> np.ndarray:
         return self._load(subject, "img")[MODALITIES.index(modality)]
@@ -121,16 +177,16 @@ class SliceCache:
         return self._load(subject, "area")
 
 
-def _build(cases: list[Case], protocol: Protocol, tmp: Path, on_bad_case: str, progress: bool,
-           workers: int) -> dict[str, str]:
-    """Prepare every case in parallel into ``tmp``; returns the bad cases (raises on one in stop mode)."""
+def _build(jobs: dict[str, Callable[[Path], str | None]], tmp: Path, on_bad_case: str, progress: bool,
+           workers: int, action: str) -> dict[str, str]:
+    """Run every case's job in parallel into ``tmp``; returns the bad cases (raises on one in stop mode)."""
     from rich.progress import Progress
 
     bad: dict[str, str] = {}
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool, \
             Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"Preparing {len(cases)} cases on {workers} workers", total=len(cases))
-        futures = {pool.submit(prepare_case, case, protocol, tmp): case for case in cases}
+        task = bar.add_task(f"{action} {len(jobs)} cases on {workers} workers", total=len(jobs))
+        futures = {pool.submit(job, tmp): case_id for case_id, job in jobs.items()}
         for future in as_completed(futures):
             problem = future.result()
             bar.advance(task)
@@ -140,27 +196,26 @@ def _build(cases: list[Case], protocol: Protocol, tmp: Path, on_bad_case: str, p
                 for f in futures:
                     f.cancel()
                 raise UasbenchError(problem)
-            bad[futures[future].id] = problem
+            bad[futures[future]] = problem
     return dict(sorted(bad.items()))
 
 
-def open_cache(cases: list[Case], protocol: Protocol, *, on_bad_case: str = "stop", progress: bool = True,
-               workers: int | None = None) -> SliceCache:
-    """The cache for these cases and this protocol, built first if absent."""
+def _open(data_fp: str, jobs: dict[str, Callable[[Path], str | None]], protocol: Protocol, *, on_bad_case: str,
+          progress: bool, workers: int | None, action: str) -> SliceCache:
+    """The cache of ``data_fp`` and ``protocol``, built by running ``jobs`` (case ID -> writer) first if absent."""
     if on_bad_case not in ("stop", "skip"):
         raise UasbenchError(f"option on_bad_case={on_bad_case!r}: use 'stop' or 'skip'")
-    data_fp = data_fingerprint(cases)
     root = cache_root() / "slices"
     path = root / cache_key(data_fp, protocol)
     if not (path / "meta.json").is_file():
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=".building-"))
         try:
-            n_workers = max(1, min(workers or os.cpu_count() or 1, len(cases)))
-            bad = _build(cases, protocol, tmp, on_bad_case, progress, n_workers)
+            n_workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+            bad = _build(jobs, tmp, on_bad_case, progress, n_workers, action)
             meta = {
                 "format": CACHE_FORMAT, "data_fingerprint": data_fp, "protocol": protocol.to_dict(),
-                "cases": [c.id for c in cases if c.id not in bad], "bad_cases": bad,
+                "cases": [c for c in jobs if c not in bad], "bad_cases": bad,
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
             try:
@@ -176,3 +231,32 @@ def open_cache(cases: list[Case], protocol: Protocol, *, on_bad_case: str = "sto
     if on_bad_case == "stop" and meta["bad_cases"]:
         raise UasbenchError(next(iter(meta["bad_cases"].values())))
     return SliceCache(path, meta)
+
+
+def open_cache(cases: list[Case], protocol: Protocol, *, on_bad_case: str = "stop", progress: bool = True,
+               workers: int | None = None) -> SliceCache:
+    """The cache for these cases and this protocol, built first if absent."""
+    jobs = {case.id: partial(prepare_case, case, protocol) for case in cases}
+    return _open(data_fingerprint(cases), jobs, protocol, on_bad_case=on_bad_case, progress=progress,
+                 workers=workers, action="Preparing")
+
+
+def prepare_phantom_subject(index: int, seed: int, protocol: Protocol, out: Path) -> None:
+    """Generate one phantom subject in memory and store its slices: the values ``prepare_case`` would give for
+    the same subject written as NIfTI (int16 and uint8 survive the files unchanged), without writing them."""
+    from uasbench.data.phantom import generate_subject
+
+    subject = generate_subject(index, seed)
+    names = {m: f"{subject.case_id}_{m}.nii.gz" for m in MODALITIES}
+    write_entry(out, subject.case_id, preprocess_volumes(subject.case_id, subject.images, subject.seg, protocol, names))
+
+
+def open_phantom_cache(n_subjects: int, seed: int, protocol: Protocol, *, progress: bool = True,
+                       workers: int | None = None) -> SliceCache:
+    """The cache of phantom subjects 0..n-1 of ``seed``, generated straight into it if absent (no volumes on
+    disk). Its key is the phantom's version, size and seed: the generator is deterministic."""
+    from uasbench.data.phantom import PHANTOM_VERSION, case_id
+
+    jobs = {case_id(i): partial(prepare_phantom_subject, i, seed, protocol) for i in range(n_subjects)}
+    return _open(f"phantom-v{PHANTOM_VERSION}-n{n_subjects}-s{seed}", jobs, protocol, on_bad_case="stop",
+                 progress=progress, workers=workers, action="Generating and preparing")

@@ -12,6 +12,7 @@ import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -107,16 +108,18 @@ def subjects_fingerprint(subjects: list[str]) -> str:
     return sha256_text("\n".join(sorted(set(subjects))))[:16]
 
 
-def default_split(subjects: list[str], seed: int) -> Split:
-    """The seeded split of ``subjects``, from the cache when present (checksum verified), else written there."""
-    path = cache_root() / "splits" / f"{subjects_fingerprint(subjects)}-seed{seed}.csv"
+def default_split(subjects: list[str], seed: int, assign: Callable[[list[str], int], dict[str, str]] = make_assignment,
+                  name: str = "") -> Split:
+    """The seeded split of ``subjects`` (by ``assign``; ``name`` tells other rules' files apart), from the cache
+    when present (checksum verified), else written there."""
+    path = cache_root() / "splits" / f"{subjects_fingerprint(subjects)}-seed{seed}{name}.csv"
     checksum = path.with_name(path.name + ".sha256")
     if path.is_file() and checksum.is_file():
         digest = sha256_file(path)
         if checksum.read_text().split()[0] != digest:
             raise UasbenchError(f"split file {path} does not match its checksum {checksum.name}; delete both to regenerate")
         return Split(parse_split_csv(path, set(subjects)), path, digest)
-    text = to_csv(make_assignment(subjects, seed))
+    text = to_csv(assign(subjects, seed))
     if path.is_file() and path.read_text() != text:  # edited, or its checksum lost: never overwrite silently
         raise UasbenchError(f"split file {path} has no checksum file and differs from the seeded split; "
                             f"pass it with --split to use it, or delete it to regenerate")
