@@ -22,7 +22,7 @@ from uasbench.results import MANIFEST, SCORES, ScoredSplits
 
 pytestmark = pytest.mark.slow
 cli = CliRunner()
-SPLIT = {"train": [0, 1, 2], "val": [3], "test": [4]}  # subject 0 is healthy, the others carry tumours
+SPLIT = {"train": [0, 1, 4], "val": [2], "test": [3]}  # subjects 0 and 4 are healthy (phantom.subject_kind)
 TINY = {"iterations": 3, "channels": 16, "channel_mult": [1, 2], "attention_ds": [], "num_res_blocks": 1}
 
 
