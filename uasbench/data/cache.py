@@ -31,7 +31,7 @@ import numpy as np
 
 from uasbench.data.brats import BadCaseError, Case, read_case
 from uasbench.data.preprocess import (
-    Protocol, apply_normalisation, axial_stack, normalisation_stats, resize, resize_mask, tumour_area,
+    Protocol, axial_stack, prepare_slices, resize_mask, tumour_area,
 )
 from uasbench.errors import UasbenchError
 from uasbench.modalities import MODALITIES
@@ -66,14 +66,12 @@ def preprocess_volumes(case_id: str, images: dict[str, np.ndarray], seg: np.ndar
         raise BadCaseError(case_id, f"volumes have {depth} axial slices, the protocol needs z < {protocol.z_stop}")
     stacks, brains = [], []
     for m in MODALITIES:
-        vol = images[m]
         try:  # statistics of the whole volume, applied to the slab only: 8x less work
-            stats = normalisation_stats(vol, m, protocol)
+            img, brain = prepare_slices(images[m], m, protocol, range(protocol.z_start, protocol.z_stop))
         except ValueError as exc:
             raise BadCaseError(case_id, f"file {names[m]}: {exc}") from None
-        slab = axial_stack(vol, protocol)
-        stacks.append(resize(apply_normalisation(slab, stats, protocol), protocol.size))
-        brains.append(resize_mask(slab > 0, protocol.size))
+        stacks.append(img)
+        brains.append(brain)
     return {"img": np.stack(stacks), "brain": np.stack(brains),
             "seg": resize_mask(axial_stack(seg, protocol) > 0, protocol.size), "area": tumour_area(seg, protocol)}
 
