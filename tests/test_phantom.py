@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from uasbench.data import phantom
-from uasbench.data.anatomy import BRATS_SHAPE, load_anatomy
+from uasbench.data.anatomy import BRATS_SHAPE, load_anatomy, upsample2, upsample2_above, upsample2_at, upsample2_box
 from uasbench.errors import UasbenchError
 
 # index % 20: 0 healthy, 1 low-grade T1-iso, 2 glioblastoma-like
@@ -34,6 +34,23 @@ def test_anatomy_asset_is_brain_shaped() -> None:
     total = anat.gm + anat.wm + anat.csf
     assert total.max() <= 1.01 and (total > 0.5).sum() * 8 / 1000 > 1000  # > 1 litre of brain
     assert (anat.ventricles > 0.5).sum() * 8 / 1000 > 5  # lateral ventricles present
+
+
+def test_partial_upsampling_gives_the_whole_volume_values() -> None:
+    """The box, slab-gather and threshold variants agree with upsampling the whole volume at once (up to the
+    last bit of float32 rounding, which torch's vectorised and scalar loops may place differently), also for
+    boxes at the volume's edges and slabs that do not divide the volume."""
+    rng = np.random.default_rng(0)
+    volume = rng.random((21, 9, 7), dtype=np.float32)
+    whole = upsample2(volume[None])[0]
+    for box in ((slice(3, 8), slice(2, 5), slice(0, 7)), (slice(0, 21), slice(0, 1), slice(6, 7))):
+        part = upsample2_box(volume[None], box)[0]
+        assert part.shape == tuple(2 * (b.stop - b.start) for b in box)
+        np.testing.assert_allclose(part, whole[tuple(slice(2 * b.start, 2 * b.stop) for b in box)], rtol=1e-6)
+    index = np.sort(rng.choice(whole.size, 500, replace=False))
+    np.testing.assert_allclose(upsample2_at(volume, index, planes=4), whole.reshape(-1)[index], rtol=1e-6)
+    level = float(np.median(whole))
+    assert np.array_equal(upsample2_above(volume, level, planes=4), whole > level)
 
 
 def test_same_seed_same_subject_and_independent_of_dataset_size(subjects, written) -> None:
@@ -213,8 +230,8 @@ def test_tumour_size_distribution() -> None:
         assert abs(draws.count(cls) / len(draws) - share) < 0.04
 
 
-# Label volumes (cm3) of subjects 1 and 2, seed 0, as phantom v2 generated them: v3 changed how the images are
-# synthesised, not the tumour geometry, so the labels must stay where they were.
+# Label volumes (cm3) of subjects 1 and 2, seed 0, as phantom v2 generated them: v3 and v4 changed how the images
+# are synthesised, not the tumour geometry, so the labels must stay where they were.
 V2_LABEL_CM3 = {T1_ISO: {"1": 1.753, "2": 2.994, "4": 0.0}, GBM: {"1": 6.512, "2": 6.464, "4": 2.093}}
 
 
