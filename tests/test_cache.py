@@ -12,7 +12,7 @@ from test_brats_loader import _break, write_case
 from uasbench.data.benchmark_data import load_benchmark_data
 from uasbench.data.brats import discover_cases
 from uasbench.data.phantom import write_phantom_dataset
-from uasbench.data.cache import data_fingerprint, open_cache, open_phantom_cache, pack, unpack
+from uasbench.data.cache import data_fingerprint, open_cache, open_phantom_cache, pack, phantom_cache_exists, unpack
 from uasbench.data.preprocess import Protocol
 from uasbench.errors import UasbenchError
 from uasbench.modalities import Pair
@@ -162,7 +162,9 @@ def test_phantom_generated_straight_into_the_cache_equals_its_files(tmp_path, ca
     """The embedded benchmark never writes volumes: its cache must hold what the NIfTI route gives."""
     root = write_phantom_dataset(tmp_path / "ph", 1, seed=3, progress=False, workers=1)
     from_files = open_cache(discover_cases(root)[1], SMALL, progress=False, workers=1)
+    assert not phantom_cache_exists(1, 3, SMALL)  # what decides whether "Preparing ... (first use only)" shows
     direct = open_phantom_cache(1, 3, SMALL, progress=False, workers=1)
+    assert phantom_cache_exists(1, 3, SMALL) and not phantom_cache_exists(1, 3, Protocol())
     assert direct.path != from_files.path and direct.subjects == from_files.subjects == ["UASPH_00000"]
     for name in ("img", "brain", "seg", "area"):
         assert direct._load("UASPH_00000", name).tobytes() == from_files._load("UASPH_00000", name).tobytes()

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from uasbench.data.brats import Case, discover_cases
-from uasbench.data.cache import SliceCache, open_cache, open_phantom_cache
+from uasbench.data.cache import SliceCache, open_cache, open_phantom_cache, phantom_cache_exists
 from uasbench.data.preprocess import Protocol, healthy_subset, largest_tumour_slice
 from uasbench.data.slices import BenchmarkData, SliceSet
 from uasbench.data.splits import Split, default_split, load_split, make_assignment
@@ -81,7 +81,7 @@ def open_dataset_cache(data_root: Path | None, protocol: Protocol, *, on_bad_cas
     from uasbench.data.phantom import DEFAULT_SUBJECTS, PHANTOM_VERSION
 
     label = f"embedded phantom v{PHANTOM_VERSION} ({DEFAULT_SUBJECTS} subjects, seed 0)"
-    if progress:
+    if progress and not phantom_cache_exists(DEFAULT_SUBJECTS, 0, protocol):
         from rich.console import Console
 
         Console(stderr=True).print(f"Preparing the {label} (first use only)")

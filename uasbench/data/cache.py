@@ -249,12 +249,24 @@ def prepare_phantom_subject(index: int, seed: int, protocol: Protocol, out: Path
     write_entry(out, subject.case_id, preprocess_volumes(subject.case_id, subject.images, subject.seg, protocol, names))
 
 
+def _phantom_fingerprint(n_subjects: int, seed: int) -> str:
+    """The phantom's cache key: its version, size and seed (the generator is deterministic)."""
+    from uasbench.data.phantom import PHANTOM_VERSION
+
+    return f"phantom-v{PHANTOM_VERSION}-n{n_subjects}-s{seed}"
+
+
+def phantom_cache_exists(n_subjects: int, seed: int, protocol: Protocol) -> bool:
+    """Whether ``open_phantom_cache`` would find its cache built (and so generate nothing)."""
+    return (cache_root() / "slices" / cache_key(_phantom_fingerprint(n_subjects, seed), protocol) / "meta.json").is_file()
+
+
 def open_phantom_cache(n_subjects: int, seed: int, protocol: Protocol, *, progress: bool = True,
                        workers: int | None = None) -> SliceCache:
     """The cache of phantom subjects 0..n-1 of ``seed``, generated straight into it if absent (no volumes on
-    disk). Its key is the phantom's version, size and seed: the generator is deterministic."""
-    from uasbench.data.phantom import PHANTOM_VERSION, case_id
+    disk)."""
+    from uasbench.data.phantom import case_id
 
     jobs = {case_id(i): partial(prepare_phantom_subject, i, seed, protocol) for i in range(n_subjects)}
-    return _open(f"phantom-v{PHANTOM_VERSION}-n{n_subjects}-s{seed}", jobs, protocol, on_bad_case="stop",
+    return _open(_phantom_fingerprint(n_subjects, seed), jobs, protocol, on_bad_case="stop",
                  progress=progress, workers=workers, action="Generating and preparing")
