@@ -198,16 +198,25 @@ def _build(jobs: dict[str, Callable[[Path], str | None]], tmp: Path, on_bad_case
     return dict(sorted(bad.items()))
 
 
+def _cache_path(data_fp: str, protocol: Protocol) -> Path:
+    """The folder of the cache of ``data_fp`` under ``protocol``."""
+    return cache_root() / "slices" / cache_key(data_fp, protocol)
+
+
+def _is_built(path: Path) -> bool:
+    """A cache folder is complete once its ``meta.json`` exists: it is written last, before the atomic rename."""
+    return (path / "meta.json").is_file()
+
+
 def _open(data_fp: str, jobs: dict[str, Callable[[Path], str | None]], protocol: Protocol, *, on_bad_case: str,
           progress: bool, workers: int | None, action: str) -> SliceCache:
     """The cache of ``data_fp`` and ``protocol``, built by running ``jobs`` (case ID -> writer) first if absent."""
     if on_bad_case not in ("stop", "skip"):
         raise UasbenchError(f"option on_bad_case={on_bad_case!r}: use 'stop' or 'skip'")
-    root = cache_root() / "slices"
-    path = root / cache_key(data_fp, protocol)
-    if not (path / "meta.json").is_file():
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=".building-"))
+    path = _cache_path(data_fp, protocol)
+    if not _is_built(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=".building-"))
         try:
             n_workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
             bad = _build(jobs, tmp, on_bad_case, progress, n_workers, action)
@@ -219,7 +228,7 @@ def _open(data_fp: str, jobs: dict[str, Callable[[Path], str | None]], protocol:
             try:
                 tmp.rename(path)
             except OSError:  # another process finished the same cache first; theirs is as good as ours
-                if not (path / "meta.json").is_file():
+                if not _is_built(path):
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -258,7 +267,7 @@ def _phantom_fingerprint(n_subjects: int, seed: int) -> str:
 
 def phantom_cache_exists(n_subjects: int, seed: int, protocol: Protocol) -> bool:
     """Whether ``open_phantom_cache`` would find its cache built (and so generate nothing)."""
-    return (cache_root() / "slices" / cache_key(_phantom_fingerprint(n_subjects, seed), protocol) / "meta.json").is_file()
+    return _is_built(_cache_path(_phantom_fingerprint(n_subjects, seed), protocol))
 
 
 def open_phantom_cache(n_subjects: int, seed: int, protocol: Protocol, *, progress: bool = True,
