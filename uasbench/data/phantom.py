@@ -534,15 +534,15 @@ def generate_subject(index: int, seed: int = 0) -> PhantomSubject:
     if box_signal is not None:
         in_box = np.zeros(brain.shape, bool)
         in_box[box] = True
-        box_voxels = in_box.reshape(-1)[idx]  # brain voxels in the tumour box, in the order of brain[box]
+        box_voxels = in_box.reshape(-1)[idx]  # brain voxels in the tumour box, in the order of ...
+        box_brain = brain[box]  # ... these
     images = {}
     for m, (name, a) in enumerate(acq.items()):
         sig = upsample2_at(smooth[m], idx)
         if box_signal is not None:
-            sig[box_voxels] = box_signal(m, a["psf_sigma_vox"])[brain[box]]
+            sig[box_voxels] = box_signal(m, a["psf_sigma_vox"])[box_brain]
         images[name] = _rician(rng, sig, np.float32(a["noise_rel_p99"] * p99[m]),
                                np.float32(a["gain_wm"] / wm_sig[m]), idx_full)
-    for m, a in enumerate(acq.values()):
         a.update(gain=float(a["gain_wm"] / wm_sig[m]),
                  noise_sigma_rel_wm=a["noise_rel_p99"] * p99[m] / float(wm_sig[m]))
     tissue2 = np.where(maps["wm"] >= np.maximum(maps["gm"], maps["csf"]), 3,
