@@ -234,6 +234,11 @@ class ColumnStats:
     marks: st.Marks
     tests: pd.DataFrame
 
+    @property
+    def with_values(self) -> pd.DataFrame:
+        """``table`` without the methods that have no value in this column."""
+        return self.table[[c for c in self.table.columns if self.summaries[c].n > 0]]
+
 
 def labelled(df: pd.DataFrame) -> pd.DataFrame:
     """Add the row label (method, plus profile and overrides when runs mix settings) and its sort key."""
@@ -494,7 +499,7 @@ def tests_frame(stats: ColumnStats) -> pd.DataFrame:
 
 
 def friedman_text(stats: ColumnStats) -> str:
-    f = st.friedman(stats.table[[c for c in stats.table.columns if stats.summaries[c].n > 0]])
+    f = st.friedman(stats.with_values)
     if f.note and np.isnan(f.p):
         return f"Friedman test ({f.k} methods): not run, {f.note}."
     return (f"Friedman test ({f.k} methods, {f.n} subjects with every method): chi2 = {f.statistic:.3f}, "
@@ -508,13 +513,11 @@ def tests_text(blocks: list[tuple[str, list[ColumnStats]]], fmt: str) -> str:
 
 def rank_shares(stats: ColumnStats) -> pd.DataFrame | None:
     """``statistics.rank_stability`` of one column (methods with a value only); None if too few subjects."""
-    table = stats.table[[c for c in stats.table.columns if stats.summaries[c].n > 0]]
-    return st.rank_stability(table, stats.column.higher_is_better)
+    return st.rank_stability(stats.with_values, stats.column.higher_is_better)
 
 
-def ranks_display(stats: ColumnStats) -> tuple[pd.DataFrame | None, str]:
-    """The rank-stability table ready to print (shares with two decimals) and its note."""
-    shares = rank_shares(stats)
+def ranks_display(stats: ColumnStats, shares: pd.DataFrame | None) -> tuple[pd.DataFrame | None, str]:
+    """``rank_shares(stats)`` ready to print (shares with two decimals) and its note."""
     if shares is None:
         n = len(st.complete(stats.table))
         return None, f"Rank stability not computed: {st.TOO_FEW.format(n=n, k=st.MIN_SUBJECTS)}."
@@ -527,7 +530,8 @@ def ranks_display(stats: ColumnStats) -> tuple[pd.DataFrame | None, str]:
 
 
 def ranks_text(blocks: list[tuple[str, list[ColumnStats]]], fmt: str) -> str:
-    tables = [(f"{title}: rank stability of {stats[0].column.title}", *ranks_display(stats[0]))  # Dice
+    tables = [(f"{title}: rank stability of {stats[0].column.title}",  # Dice
+               *ranks_display(stats[0], rank_shares(stats[0])))
               for title, stats in blocks]
     return frames_text(tables, fmt)
 

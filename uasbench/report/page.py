@@ -23,6 +23,7 @@ import pandas as pd
 
 from uasbench.errors import UasbenchError
 from uasbench.evaluation.official import PROTOCOL as OFFICIAL
+from uasbench.files import write_text_atomic
 from uasbench.report import leaderboard as lb
 from uasbench.report import statistics as st
 
@@ -49,9 +50,7 @@ def write_page(results_dir: Path, output: Path) -> Path:
         raise UasbenchError(f"no complete runs under {results_dir} to publish")
     path.parent.mkdir(parents=True, exist_ok=True)
     text = build_page(Path(results_dir), df, path.parent.resolve())
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
     return path
 
 
@@ -121,9 +120,9 @@ def _statistics(df: pd.DataFrame, pair: str) -> str:
              lb.frame_text("Paired Wilcoxon signed-rank tests (Holm-corrected)", lb.tests_frame(stats), "html",
                            "Median difference A-B over the subjects both methods have, with its bootstrap "
                            "95% CI; Holm over all pairs of this comparison.")]
-    frame, note = lb.ranks_display(stats)
-    parts.append(lb.frame_text("Rank stability", frame, "html", note))
     shares = lb.rank_shares(stats)
+    frame, note = lb.ranks_display(stats, shares)
+    parts.append(lb.frame_text("Rank stability", frame, "html", note))
     if shares is not None:
         from uasbench.report.figures import rank_stability_figure
 
