@@ -31,7 +31,8 @@ from uasbench.data.preprocess import resize
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
-from uasbench.nn.diffusion import DiffusionOptions, keyed_generator
+from uasbench.nn.diffusion import DiffusionOptions, map_keyed
+from uasbench.nn.simplex import draw_noise
 from uasbench.nn.training import seed_everything, train_network
 from uasbench.nn.unet import UNet
 from uasbench_methods.cyclic_unet import QUICK_NET
@@ -116,18 +117,16 @@ class DDPM(PicksNoiseLevel):
         """|x - x_hat| with x_hat = DDIM(noised x at ``noise_level``), on the input grid."""
         c, schedule = self.config, self.config.schedule
         timesteps = schedule.respaced(c.ddim_steps, start=noise_level)
-        x = torch.from_numpy(resize(slices.x, c.resolution)).unsqueeze(1)
-        errors = []
+
+        def abs_error(x: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+            noise = draw_noise("gauss", tuple(x.shape), generators)
+            y = schedule.q_sample(x, torch.full((len(x),), timesteps[0], device=x.device), noise)
+            return (x - schedule.ddim_sample(self.net, y, timesteps)).abs()
+
         self.net.eval()
-        with torch.inference_mode():
-            for ids in torch.arange(len(x)).split(c.infer_batch):
-                xs = x[ids].to(self.device)
-                noise = torch.stack([torch.randn(xs.shape[1:], device=self.device,
-                                                 generator=keyed_generator(self.device, self.seed, int(i)))
-                                     for i in ids])
-                y = schedule.q_sample(xs, torch.full((len(xs),), timesteps[0], device=self.device), noise)
-                errors.append((xs - schedule.ddim_sample(self.net, y, timesteps)).abs()[:, 0].cpu())
-        return resize(torch.cat(errors).numpy(), slices.x.shape[-2:], mode="bilinear")
+        maps = map_keyed(abs_error, resize(slices.x, c.resolution), batch_size=c.infer_batch, device=self.device,
+                         seed=self.seed)
+        return resize(maps, slices.x.shape[-2:], mode="bilinear")
 
     def _score(self, slices: SliceSet) -> np.ndarray:
         return self._maps(slices, self.noise_level)

@@ -46,6 +46,7 @@ from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
 from uasbench.nn.diffusion import keyed_generator
+from uasbench.nn.simplex import draw_noise
 from uasbench.nn.training import autocast, seed_everything, train_network
 from uasbench.nn.unet import NetOptions, UNet
 from uasbench_methods.cyclic_unet import QUICK_NET, translation_loss
@@ -240,8 +241,7 @@ class IterMask2(AnomalyMethod):
         active = torch.arange(len(x), device=x.device)
         for step in range(c.max_iters):
             m = mask[active].float()
-            noise = torch.stack([torch.randn(x.shape[1:], generator=generators[i], device=x.device)
-                                 for i in active.tolist()])
+            noise = draw_noise("gauss", (len(active), *x.shape[1:]), [generators[i] for i in active.tolist()])
             with autocast(x.device):
                 out = self.g(torch.cat([(1 - m) * x[active] + m * noise, x_f[active]], dim=1)).float()
             error = (x[active] - (m * out + (1 - m) * x[active])) ** 2  # zero outside the mask
@@ -264,7 +264,7 @@ class IterMask2(AnomalyMethod):
     def _score(self, slices: SliceSet) -> np.ndarray:
         c = self.config
         x, x_f, brain = self._inputs(slices)
-        maps, self.last_passes = [], np.zeros(len(x), int)
+        maps = []
         self.f0.eval()
         self.g.eval()
         for ids in torch.arange(len(x)).split(c.infer_batch):
@@ -273,7 +273,6 @@ class IterMask2(AnomalyMethod):
             error = (batch[0] - result.reconstruction) ** 2 * batch[2]
             chosen = {"recon_error": error, "final_mask": result.mask.float(), "masked_error": error * result.mask}
             maps.append(chosen[c.score_map][:, 0].cpu())
-            self.last_passes[ids.numpy()] = result.passes + 1  # passes of the last score(), f0 too
         return resize(torch.cat(maps).numpy(), slices.x.shape[-2:], mode="bilinear")
 
     def get_state(self) -> dict[str, Any]:

@@ -24,7 +24,7 @@ Deviations / choices (the official code where the paper is silent):
   stride 2 (32 masks, coverage 2..4), 10 DDIM steps (t = 900, 800, ..., 0); maps resized to the input grid.
 - Test-time chunks (``max_batch``, an engine setting that never changes the maps): 256 (slice, mask) pairs per
   call on a GPU; on a CPU about 64k pixels per call (64 pairs at 32x32, 4 at 128x128), since larger calls ran
-  slower per pair there (``benchmarks/mmccd_inference.py``). ``engine``: ``auto`` (``default_engine``: eager, as
+  slower per pair there (``benchmarks/mmccd_inference.py``). ``engine``: ``auto`` (``AUTO_ENGINE``: eager, as
   nothing was measured faster consistently), or ``eager``, ``channels_last``, ``compile``,
   ``compile+channels_last`` (same maps within 1e-4 relative, tested).
 """
@@ -43,7 +43,7 @@ from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
 from uasbench.nn.diffusion import DiffusionOptions, Schedule
-from uasbench.nn.masked_inference import (DIRECTIONS, ENGINES, MaskedCycle, band_masks, default_engine,
+from uasbench.nn.masked_inference import (AUTO_ENGINE, DIRECTIONS, ENGINES, MaskedCycle, band_masks,
                                           default_max_batch)
 from uasbench.nn.training import seed_everything, train_network
 from uasbench_methods.cyclic_unet import QUICK_NET, train_translator, translator_cost
@@ -59,7 +59,7 @@ class MMCCDConfig(DiffusionOptions):
     directions: tuple[str, ...] = field(default=DIRECTIONS, metadata=TEST_TIME)  # of the test bands
     test_band_width: int = field(default=0, metadata=TEST_TIME)  # 0: band_width
     max_batch: int = field(default=0, metadata=TEST_TIME)  # (slice, mask) pairs per call; 0: default_max_batch
-    engine: str = field(default="auto", metadata=TEST_TIME)  # auto (default_engine: device, grid) or ENGINES
+    engine: str = field(default="auto", metadata=TEST_TIME)  # auto (AUTO_ENGINE) or ENGINES
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -139,7 +139,7 @@ class MMCCD(AnomalyMethod):
 
     def engine(self) -> MaskedCycle:
         c = self.config
-        engine = default_engine(self.device, c.resolution) if c.engine == "auto" else c.engine
+        engine = AUTO_ENGINE if c.engine == "auto" else c.engine
         return MaskedCycle(self.f, self.g, c.test_masks(), steps=c.ddim_steps, schedule=c.schedule, seed=self.seed,
                            options=ENGINES[engine])
 

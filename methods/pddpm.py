@@ -90,9 +90,8 @@ class PatchLoss:
 
     def __call__(self, net: torch.nn.Module, batch: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         x = batch[0]
-        t = torch.randint(self.schedule.timesteps, (len(x),), generator=generator, device=x.device)
-        box = self.boxes.to(x.device)[torch.randint(len(self.boxes), (len(x),), generator=generator,
-                                                    device=x.device)][:, None]
+        t = self.schedule.sample_t(len(x), generator, x.device)
+        box = self.boxes[torch.randint(len(self.boxes), (len(x),), generator=generator, device=x.device)][:, None]
         shape = (1, *x.shape[1:]) if self.config.shared_train_noise else tuple(x.shape)
         noise = self.config.draw(shape, generator).expand(x.shape)
         noised = torch.where(box, self.schedule.q_sample(x, t, noise), x)
@@ -120,7 +119,8 @@ class PDDPM(AnomalyMethod):
         self.scale = SignedScale.fit(x, resize(train.brain.astype(np.float32), c.resolution) > 0.5)
         seed_everything(self.seed)
         self.net = c.unet(timestep=True)
-        train_network(self.net, PatchLoss(c.schedule, grid_boxes(c.resolution, c.patch_size), c), [self.scale(x)],
+        boxes = grid_boxes(c.resolution, c.patch_size).to(self.device)  # on the training device, copied once
+        train_network(self.net, PatchLoss(c.schedule, boxes, c), [self.scale(x)],
                       c.train_settings(), device=self.device, seed=self.seed, workdir=workdir, name="pddpm")
 
     def reconstruct(self, x: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:

@@ -48,9 +48,11 @@ class Schedule:
     def alpha_bar(self) -> np.ndarray:
         return np.cumprod(1.0 - self.betas)
 
-    def sample_t(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-        """Uniform training timesteps, drawn with the training loop's generator (reproducible runs)."""
-        return torch.randint(self.timesteps, (n,), generator=generator, device=device)
+    def sample_t(self, n: int, generator: torch.Generator, device: torch.device, high: int | None = None
+                 ) -> torch.Tensor:
+        """Uniform training timesteps in 0..high-1 (default: the whole chain), drawn with the training loop's
+        generator (reproducible runs)."""
+        return torch.randint(high or self.timesteps, (n,), generator=generator, device=device)
 
     def q_sample(self, y0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """y_t = sqrt(abar_t) y0 + sqrt(1 - abar_t) noise (Eq. 3; the paper's Alg. 1 drops the sqrt)."""
@@ -95,7 +97,7 @@ class Schedule:
                  t_max: int | None = None) -> torch.Tensor:
         """Training loss of an epsilon-predicting model (Ho et al.): MSE between net(x_t, t) and the noise that
         made x_t, t uniform in 0..t_max-1 (AnoDDPM trains below t = 800); ``noise`` may be non-Gaussian."""
-        t = torch.randint(t_max or self.timesteps, (len(x0),), generator=generator, device=x0.device)
+        t = self.sample_t(len(x0), generator, x0.device, t_max)
         eps = noise(tuple(x0.shape))
         return F.mse_loss(net(self.q_sample(x0, t, eps), t), eps)
 

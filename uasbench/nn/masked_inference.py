@@ -65,7 +65,7 @@ def coverage(masks: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class EngineOptions:
     """Optional speed-ups of the engine, used by default only where ``benchmarks/mmccd_inference.py`` measured
-    them faster (``default_engine``); the maps equal the eager fp32 engine's within
+    them faster (``AUTO_ENGINE``); the maps equal the eager fp32 engine's within
     ``tests/test_masked_inference.py``'s tolerance."""
 
     channels_last: bool = False  # NHWC tensors for the convolutions
@@ -77,13 +77,11 @@ ENGINES = {"eager": EngineOptions(), "channels_last": EngineOptions(channels_las
            "compile+channels_last": EngineOptions(channels_last=True, compile=True)}
 
 
-def default_engine(device: torch.device, size: int) -> str:
-    """The engine ``auto`` picks: eager everywhere. On the shared 2-core CPU (``benchmarks/mmccd_inference.py``,
-    1 thread, load swinging by 10x) channels_last ran 1.17x, 1.27x and 0.72x of eager at 32x32 and 0.58x at
-    128x128, and torch.compile 36x faster at 32x32 in its one run after 375 s of compiling: nothing was
-    measured faster consistently, and no GPU was measured. Set ``engine`` to use one."""
-    del device, size
-    return "eager"
+# The engine ``auto`` picks: eager everywhere. On the shared 2-core CPU (``benchmarks/mmccd_inference.py``, 1
+# thread, load swinging by 10x) channels_last ran 1.17x, 1.27x and 0.72x of eager at 32x32 and 0.58x at 128x128,
+# and torch.compile 36x faster at 32x32 in its one run after 375 s of compiling: nothing was measured faster
+# consistently, and no GPU was measured. Set ``engine`` to use one.
+AUTO_ENGINE = "eager"
 
 
 class FastNet(torch.nn.Module):

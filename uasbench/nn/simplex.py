@@ -89,15 +89,17 @@ class SimplexNoise:
 
 
 def draw_noise(kind: str, shape: tuple[int, ...], generators: torch.Generator | Sequence[torch.Generator],
-               simplex: SimplexNoise) -> torch.Tensor:
-    """Noise of ``shape`` (B, C, H, W): Gaussian or simplex; with one generator per sample (a sequence), sample b
-    depends only on generator b, so results do not depend on batching. A simplex field is shared by the C
-    channels of its sample."""
+               simplex: SimplexNoise | None = None) -> torch.Tensor:
+    """Noise of ``shape`` (B, C, H, W): Gaussian or simplex (``simplex`` needed then); with one generator per
+    sample (a sequence), sample b depends only on generator b, so results do not depend on batching. A simplex
+    field is shared by the C channels of its sample."""
     if kind not in NOISES:
         raise UasbenchError(f"invalid noise {kind!r} (valid: {', '.join(NOISES)})")
     gens = [generators] * shape[0] if isinstance(generators, torch.Generator) else list(generators)
     if kind == "gauss":
         return torch.stack([torch.randn(shape[1:], generator=g, device=g.device) for g in gens])
+    if simplex is None:
+        raise UasbenchError("simplex noise needs its SimplexNoise settings")
     return simplex.fields(tuple(shape[-2:]), gens)[:, None].expand(shape).contiguous()
 
 
