@@ -29,20 +29,25 @@ from uasbench.modalities import Pair
 
 def _slice_set(cache: SliceCache, pair: Pair, picks: list[tuple[str, int]], protocol: Protocol, *,
                with_y: bool = False, with_seg: bool = False) -> SliceSet:
-    """Gather (subject, index into the z range) slices from the memory-mapped cache into memory."""
-    size = protocol.size
-
-    def gather(get) -> np.ndarray:
-        return np.stack([get(s)[i] for s, i in picks]) if picks else np.zeros((0, size, size))
-
+    """Gather (subject, index into the z range) slices from the cache into memory, every array of a pick from
+    one read of its case (the cache keeps only the last few cases unpacked)."""
+    fields: dict[str, tuple[Callable[[str], np.ndarray], type]] = {
+        "x": (lambda s: cache.image(s, pair.input), np.float32),
+        "brain": (lambda s: cache.brain(s, pair.input), bool)}
+    if with_y:
+        fields["y"] = (lambda s: cache.image(s, pair.target), np.float32)
+    if with_seg:
+        fields |= {"seg": (cache.seg, bool), "brain_t2": (lambda s: cache.brain(s, "t2"), bool)}
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in fields}
+    for s, i in picks:
+        for name, (get, _) in fields.items():
+            rows[name].append(get(s)[i])
+    empty = np.zeros((0, protocol.size, protocol.size))
+    arrays = {name: (np.stack(rows[name]) if picks else empty).astype(dtype) for name, (_, dtype) in fields.items()}
     return SliceSet(
-        x=gather(lambda s: cache.image(s, pair.input)).astype(np.float32),
-        brain=gather(lambda s: cache.brain(s, pair.input)).astype(bool),
-        subjects=tuple(s for s, _ in picks),
+        x=arrays["x"], brain=arrays["brain"], subjects=tuple(s for s, _ in picks),
         z=np.array([protocol.z_start + i for _, i in picks], dtype=int),
-        y=gather(lambda s: cache.image(s, pair.target)).astype(np.float32) if with_y else None,
-        seg=gather(cache.seg).astype(bool) if with_seg else None,
-        brain_t2=gather(lambda s: cache.brain(s, "t2")).astype(bool) if with_seg else None,
+        y=arrays.get("y"), seg=arrays.get("seg"), brain_t2=arrays.get("brain_t2"),
     )
 
 

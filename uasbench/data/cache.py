@@ -172,7 +172,11 @@ class SliceCache:
         return self._load(subject, "seg")
 
     def area(self, subject: str) -> np.ndarray:
-        return self._load(subject, "area")
+        """Tumour pixels per protocol slice: read alone (stored as is), without unpacking the case."""
+        with np.load(self.path / f"{subject}.npz") as stored:
+            area = stored["area"]
+        area.flags.writeable = False
+        return area
 
 
 def _build(jobs: dict[str, Callable[[Path], str | None]], tmp: Path, on_bad_case: str, progress: bool,
