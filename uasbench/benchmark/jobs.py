@@ -66,7 +66,7 @@ class Job:
         spec = dict(raw["spec"])
         for key in ("data_root", "split_file", "out"):
             spec[key] = None if spec[key] is None else Path(spec[key])
-        spec.update(pair=Pair.parse(spec["pair"]), protocol=Protocol(**spec["protocol"]),
+        spec.update(pair=Pair.parse(spec["pair"]), protocol=Protocol.from_dict(spec["protocol"]),
                     post=PostProcess.from_dict(spec["post"]))
         return cls(RunSpec(**spec), raw["identity"], Path(raw["log"]))
 
@@ -111,7 +111,7 @@ def prepare_data(config: BenchmarkConfig) -> PreparedData:
 
     _, cache = open_dataset_cache(config.data, Protocol(normalisation=config.normalisation),
                                   on_bad_case="skip" if config.skip_bad_cases else "stop")
-    ids = cache.subjects + list(cache.bad_cases)  # as load_benchmark_data splits them
+    ids = cache.all_cases  # as load_benchmark_data splits them
     return PreparedData(cache.path.name, {seed: dataset_split(config.data, ids, seed, config.split).sha256
                                           for seed in config.seeds()})
 

@@ -129,7 +129,7 @@ def load_benchmark_data(data_root: Path | None, pair: Pair, *, protocol: Protoco
     """
     source, cache = open_dataset_cache(data_root, protocol, on_bad_case=on_bad_case, progress=progress,
                                        workers=workers)
-    cases = cache.subjects + list(cache.bad_cases)
+    cases = cache.all_cases
     split = dataset_split(data_root, cases, seed, split_file)
     good = set(cache.subjects)
     members = {name: [s for s in split.subjects(name) if s in good] for name in ("train", "val", "test")}

@@ -158,6 +158,11 @@ class SliceCache:
     def bad_cases(self) -> dict[str, str]:
         return dict(self.meta["bad_cases"])
 
+    @property
+    def all_cases(self) -> list[str]:
+        """Good cases, then bad ones: every case the split is made over."""
+        return self.subjects + list(self.bad_cases)
+
     def _load(self, subject: str, name: str) -> np.ndarray:
         path = self.path / f"{subject}.npz"
         return _read_entry(path, path.stat().st_mtime_ns)[name]

@@ -72,6 +72,11 @@ class Protocol:
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
+    @classmethod
+    def from_dict(cls, recorded: dict) -> "Protocol":
+        """Inverse of ``to_dict`` (a manifest's or a job file's JSON lists become tuples again)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
+
     def fingerprint(self) -> str:
         """Stable across runs and machines: a hash of the sorted JSON of every field."""
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))

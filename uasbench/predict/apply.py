@@ -83,9 +83,8 @@ class TrainedRun:
 
 
 def _recorded_protocol(manifest: dict[str, Any], run_dir: Path) -> Protocol:
-    recorded = manifest["protocol"]
     try:
-        protocol = Protocol(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
+        protocol = Protocol.from_dict(manifest["protocol"])
     except TypeError as exc:
         raise UasbenchError(f"run {run_dir}: its preprocessing protocol is not one this uasbench knows ({exc})") from None
     current = Protocol()
