@@ -108,7 +108,7 @@ def main() -> None:
         t_chunk, maps = timed(lambda: engine.score_batched(x, max_batch=chunk), device)
         rows.append((f"batched, eager, max_batch {chunk}", t_chunk, maps, 0.0))
 
-    print(f"| engine | s/slice | vs sequential | vs batched eager | max abs diff vs eager | first call (compile) s |"
+    print("| engine | s/slice | vs sequential | vs batched eager | max abs diff vs eager | first call (compile) s |"
           + (" TFLOP/s |" if device.type == "cuda" else ""))
     print("|---|---|---|---|---|---|" + ("---|" if device.type == "cuda" else ""))
     for label, seconds, maps, warm in rows:

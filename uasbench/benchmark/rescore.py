@@ -13,12 +13,10 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from uasbench.benchmark.run import (_code_revision, _describe_device, _versions, evaluate_scores, score_splits,
-                                    write_run_directory)
+from uasbench.benchmark.run import evaluate_scores, provenance, score_splits, write_run_directory
 from uasbench.errors import UasbenchError, UsageError
 from uasbench.evaluation.postprocess import PostProcess
 from uasbench.evaluation.protocol import EvaluationResult
@@ -89,17 +87,14 @@ def rescore(run_dir: Path, changes: dict[str, Any], *, preset: str | None = None
                              n_bootstrap=_parent_bootstrap(run_dir), seed=manifest["seed"])
     timings["evaluate_s"] = time.perf_counter() - start
 
-    now = datetime.now(timezone.utc)
     final = (out if out is not None else run_dir.parent) / new_run_name(f"{run_dir.name}_rescored")
     record = {**manifest,
               "overrides": {**(manifest.get("overrides") or {}), **changes},
               "config": dataclasses.asdict(method.config),
               "rescored_from": str(run_dir.resolve()),
               "rescored_fields": changes,
-              "versions": _versions(), "code_revision": _code_revision(),
-              "device": _describe_device(method.device),
-              "wall_times_s": {k: round(v, 3) for k, v in timings.items()},  # no data loading, no training
-              "created": now.isoformat(timespec="seconds"), "complete": True}
+              **provenance(method.device, timings),  # wall times: no data loading, no training
+              "complete": True}
     write_run_directory(final, method, scored, result, record,
                         loss_logs={p.name: p.read_bytes() for p in sorted(run_dir.glob("loss_*.csv"))})
     return final, result

@@ -203,14 +203,18 @@ def _manifest(spec: RunSpec, method: AnomalyMethod, data: BenchmarkData, device:
         "data_report": data.report,
         "counts": {"train": len(data.train), "val": len(data.val), "val_healthy": len(data.val_healthy),
                    "test": len(data.test)},
-        "versions": _versions(),
-        "code_revision": _code_revision(),
-        "device": _describe_device(device),
-        "wall_times_s": {k: round(v, 3) for k, v in timings.items()},
+        **provenance(device, timings),
         "workdir": str(workdir),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "complete": True,
     }
+
+
+def provenance(device: torch.device, timings: dict[str, float]) -> dict[str, Any]:
+    """What a run manifest records about how it was made: package versions, code revision, device, wall times
+    per phase and the time of writing (shared by runs and rescored runs)."""
+    return {"versions": _versions(), "code_revision": _code_revision(), "device": _describe_device(device),
+            "wall_times_s": {k: round(v, 3) for k, v in timings.items()},
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def _versions() -> dict[str, str]:

@@ -506,7 +506,6 @@ def generate_subject(index: int, seed: int = 0) -> PhantomSubject:
     smooth = normal * (1 + texture) * bias
     brain = upsample2_above(total, 0.5)
     seg = np.zeros(brain.shape, np.uint8)
-    box_signal = None
     if tumour is not None:
         box2 = _tumour_box(tumour)
         fields = {"core": tumour["core"], "necrosis": tumour["necrosis"], "edema": tumour["edema"],
@@ -519,19 +518,11 @@ def generate_subject(index: int, seed: int = 0) -> PhantomSubject:
         compartments = ({1: "lgg_core", 2: "lgg_infiltration"} if kind == "L"
                         else {1: "necrosis", 2: "edema", 4: "enhancing"})
         heterogeneity = 1 + 4 * up["texture"]  # tumours are more heterogeneous than normal tissue
-
-        def box_signal(m: int, psf_sigma_vox: float) -> np.ndarray:
-            """Modality ``m``'s 1 mm signal in the tumour box: its compartments written in, blurred by the PSF."""
-            region = upsample2_box(smooth[m:m + 1], box2)[0]
-            for label, name in compartments.items():
-                inside = lab == label
-                region[inside] = signals(tissues[name], proto)[m] * (heterogeneity * box_bias[m])[inside]
-            return ndi.gaussian_filter(region, psf_sigma_vox, truncate=3.0)
     brain[:, :, BRATS_SHAPE[2] - 2 * anat.offset[2]:] = False  # beyond the BraTS grid
     idx = np.flatnonzero(brain)  # brain voxels of the crop, in the same order as ...
     idx_full = np.flatnonzero(embed(brain, anat.offset))  # ... the same voxels of the 240x240x155 grid
     wm_sig = signals(tissues["wm"], proto)
-    if box_signal is not None:
+    if tumour is not None:
         in_box = np.zeros(brain.shape, bool)
         in_box[box] = True
         box_voxels = in_box.reshape(-1)[idx]  # brain voxels in the tumour box, in the order of ...
@@ -539,8 +530,12 @@ def generate_subject(index: int, seed: int = 0) -> PhantomSubject:
     images = {}
     for m, (name, a) in enumerate(acq.items()):
         sig = upsample2_at(smooth[m], idx)
-        if box_signal is not None:
-            sig[box_voxels] = box_signal(m, a["psf_sigma_vox"])[box_brain]
+        if tumour is not None:  # the box's compartments written in, the box blurred by the PSF
+            region = upsample2_box(smooth[m:m + 1], box2)[0]
+            for label, compartment in compartments.items():
+                inside = lab == label
+                region[inside] = signals(tissues[compartment], proto)[m] * (heterogeneity * box_bias[m])[inside]
+            sig[box_voxels] = ndi.gaussian_filter(region, a["psf_sigma_vox"], truncate=3.0)[box_brain]
         images[name] = _rician(rng, sig, np.float32(a["noise_rel_p99"] * p99[m]),
                                np.float32(a["gain_wm"] / wm_sig[m]), idx_full)
         a.update(gain=float(a["gain_wm"] / wm_sig[m]),
