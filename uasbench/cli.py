@@ -266,11 +266,9 @@ def evaluate(
 def _evaluate_official(run_dir: Path, manifest: dict[str, Any]) -> None:
     """The official MMCCD evaluation of one run: written beside metrics.json, printed as an ORACLE."""
     from uasbench.evaluation.official import KEY, NOTE
-    from uasbench.report.leaderboard import official_metrics
-    from uasbench.results import write_json
+    from uasbench.results import write_official_metrics
 
-    result = official_metrics(run_dir, manifest)
-    write_json(run_dir / "metrics_mmccd_official.json", result)
+    path, result = write_official_metrics(run_dir, manifest)
     table = Table(title=f"{manifest['method']} {manifest['pair']}: official MMCCD evaluation (ORACLE, test-tuned)")
     table.add_column("metric (mean over test slices)")
     table.add_column("value", justify="right")
@@ -283,7 +281,7 @@ def _evaluate_official(run_dir: Path, manifest: dict[str, Any]) -> None:
     console.print(NOTE, highlight=False, soft_wrap=True)
     if result["empty_predictions"]:
         console.print("empty predictions: " + ", ".join(result["empty_predictions"]), highlight=False, soft_wrap=True)
-    console.print(f"wrote {run_dir / 'metrics_mmccd_official.json'}", highlight=False)
+    console.print(f"wrote {path}", highlight=False)
 
 
 @app.command()

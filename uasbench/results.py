@@ -30,6 +30,7 @@ from uasbench.files import write_text_atomic
 MANIFEST = "manifest.json"
 SCORES = "scores.npz"
 METRICS_JSON = "metrics.json"
+METRICS_OFFICIAL_JSON = "metrics_mmccd_official.json"  # `uasbench evaluate --protocol mmccd-official`
 METRICS_CSV = "metrics.csv"
 CHECKPOINT = "checkpoint.pt"
 STAGING_PREFIX = ".tmp-"  # run directories being assembled; hidden, never read as runs
@@ -152,3 +153,32 @@ def manifest_paths(results_dir: Path) -> list[Path]:
     results_dir = Path(results_dir)
     return sorted(p for p in results_dir.rglob(MANIFEST)
                   if not any(part.startswith(".") for part in p.relative_to(results_dir).parts[:-1]))
+
+
+def official_metrics(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The official MMCCD evaluation of one run, from its ``scores.npz``, in ``metrics.json``'s layout.
+
+    Runs made before the T2 brain mask was stored can only be evaluated when their input is T2 (then the
+    stored mask is the T2 one); any other is a one-line error asking for a rerun.
+    """
+    from uasbench.evaluation.official import PROTOCOL, evaluate_official
+
+    scored = ScoredSplits.load(Path(run_dir) / SCORES)
+    test = scored.test
+    brain_t2 = test.brain_t2
+    if brain_t2 is None:
+        if str(manifest.get("pair", "")).split("-")[0] != "t2":
+            raise UasbenchError(f"{run_dir}: {SCORES} holds no T2 brain mask (run made before it was stored), "
+                                f"which the {PROTOCOL} protocol needs: rerun it")
+        brain_t2 = test.brain
+    result = evaluate_official(scored.test_maps, test.seg, brain_t2, test.subjects, test.z)
+    return result.to_dict(seed=int(manifest.get("seed", 0)))
+
+
+def write_official_metrics(run_dir: Path, manifest: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """``official_metrics`` of a run, written beside its ``metrics.json``; (path, result)."""
+    result = official_metrics(run_dir, manifest)
+    path = Path(run_dir) / METRICS_OFFICIAL_JSON
+    write_json(path, result)
+    return path, result
+

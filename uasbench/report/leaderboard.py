@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from uasbench.errors import UasbenchError, UsageError
-from uasbench.results import manifest_paths
+from uasbench.results import manifest_paths, official_metrics
 from uasbench.evaluation.metrics import Summary, summarize
 from uasbench.evaluation.official import KEY as OFFICIAL_KEY
 from uasbench.evaluation.official import NOTE as OFFICIAL_NOTE
@@ -127,27 +127,6 @@ def collect_runs(results_dir: Path, protocol: str = "project") -> pd.DataFrame:
     df.attrs["ignored_runs"] = ignored
     df.attrs["protocol"] = protocol
     return df
-
-
-def official_metrics(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """The official MMCCD evaluation of one run, from its ``scores.npz``, in ``metrics.json``'s layout.
-
-    Runs made before the T2 brain mask was stored can only be evaluated when their input is T2 (then the
-    stored mask is the T2 one); any other is a one-line error asking for a rerun.
-    """
-    from uasbench.evaluation.official import evaluate_official
-    from uasbench.results import SCORES, ScoredSplits
-
-    scored = ScoredSplits.load(Path(run_dir) / SCORES)
-    test = scored.test
-    brain_t2 = test.brain_t2
-    if brain_t2 is None:
-        if str(manifest.get("pair", "")).split("-")[0] != "t2":
-            raise UasbenchError(f"{run_dir}: {SCORES} holds no T2 brain mask (run made before it was stored), "
-                                f"which the {OFFICIAL} protocol needs: rerun it")
-        brain_t2 = test.brain
-    result = evaluate_official(scored.test_maps, test.seg, brain_t2, test.subjects, test.z)
-    return result.to_dict(seed=int(manifest.get("seed", 0)))
 
 
 def variant_label(profile: str, overrides: dict[str, Any]) -> str:
