@@ -105,7 +105,7 @@ def slice_counts(config: BenchmarkConfig) -> SliceCounts:
         roles = list(parse_split_csv(config.split).values())
         source = f"split file {config.split}"
     elif config.data is None and config.data_missing is None:  # the embedded phantom has its own split rule
-        n, source = _subject_count(config)
+        _, source = _subject_count(config)
         roles = list(seeded_rule(None)[0](dataset_subjects(None), 0).values())
         source += ", its seeded split"
     else:

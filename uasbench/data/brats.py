@@ -25,7 +25,7 @@ NAMINGS: dict[str, tuple[str, dict[str, str]]] = {
 }
 # BraTS2023 moved enhancing tumour from label 4 to 3; downstream code always sees 2021 labels.
 LABELS = {"brats2021": frozenset({0, 1, 2, 4}), "brats2023": frozenset({0, 1, 2, 3})}
-_EXTENSIONS = (".nii.gz", ".nii")
+NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 AFFINE_ATOL = 1e-3
 
 
@@ -61,7 +61,7 @@ class Volumes:
 
 
 def _find_file(folder: Path, stem: str) -> Path | None:
-    for ext in _EXTENSIONS:
+    for ext in NIFTI_EXTENSIONS:
         path = folder / f"{stem}{ext}"
         if path.is_file():
             return path

@@ -10,15 +10,13 @@ from pathlib import Path
 
 import nibabel as nib
 
-from uasbench.data.brats import BadCaseError, Case, Scan, discover_cases
+from uasbench.data.brats import NIFTI_EXTENSIONS, BadCaseError, Case, Scan, discover_cases
 from uasbench.data.splits import _few
 from uasbench.errors import UasbenchError, UsageError
 
-_EXTENSIONS = (".nii.gz", ".nii")
-
 
 def _stem(path: Path) -> str:
-    return next(path.name[: -len(ext)] for ext in _EXTENSIONS if path.name.endswith(ext))
+    return next(path.name[: -len(ext)] for ext in NIFTI_EXTENSIONS if path.name.endswith(ext))
 
 
 def _single_files(paths: list[Path], modality: str) -> list[Case]:
@@ -37,12 +35,12 @@ def find_cases(data: Path, modality: str) -> list[Case]:
     """The cases of ``data``: a NIfTI file, a folder of NIfTI files, or a BraTS2021/2023 folder."""
     data = Path(data)
     if data.is_file():
-        if not data.name.endswith(_EXTENSIONS):
+        if not data.name.endswith(NIFTI_EXTENSIONS):
             raise UasbenchError(f"--data {data}: not a NIfTI file (.nii or .nii.gz) nor a folder")
         return _single_files([data], modality)
     if not data.is_dir():
         raise UasbenchError(f"--data {data}: no such file or folder")
-    files = sorted(p for p in data.iterdir() if p.is_file() and p.name.endswith(_EXTENSIONS))
+    files = sorted(p for p in data.iterdir() if p.is_file() and p.name.endswith(NIFTI_EXTENSIONS))
     if files:
         return _single_files(files, modality)
     return discover_cases(data)[1]
