@@ -102,10 +102,16 @@ def ranking_metrics(maps: np.ndarray, seg: np.ndarray, mask: np.ndarray) -> tupl
     inside_s = [s for _, s in ranked]
     auroc, n_auroc = _per_slice_score(roc_auc_score, inside_y, inside_s)
     auprc, n_auprc = _per_slice_score(average_precision_score, inside_y, inside_s)
-    image, n_image = _per_slice_score(roc_auc_score, [s.ravel() for s in seg], [m.ravel() for m in maps])
+    image, n_image = image_auroc(maps, seg)
     values = {"auroc": auroc, "auprc": auprc, "auroc_image_official": image}
     counts = {"auroc_one_class": n_auroc, "auprc_one_class": n_auprc, "auroc_image_official_one_class": n_image}
     return values, counts
+
+
+def image_auroc(maps: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per-slice AUROC over all H*W pixels against the full tumour mask (the official code's), and how many
+    slices hold one class only (NaN)."""
+    return _per_slice_score(roc_auc_score, [s.ravel() for s in seg], [m.ravel() for m in maps])
 
 
 def pooled_ranking_metrics(maps: np.ndarray, seg: np.ndarray, mask: np.ndarray) -> dict[str, float]:

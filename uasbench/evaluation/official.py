@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from uasbench.errors import UasbenchError
-from uasbench.evaluation.metrics import overlap, ranking_metrics, subject_means, summarize
+from uasbench.evaluation.metrics import image_auroc, overlap, subject_means, summarize
 from uasbench.evaluation.postprocess import erode
 from uasbench.evaluation.surface import assd
 from uasbench.evaluation.thresholds import dice_curve
@@ -110,7 +110,7 @@ def evaluate_official(test_maps: np.ndarray, seg: np.ndarray, brain_t2: np.ndarr
     values, _ = overlap(pred, seg)
     empty = ~pred.reshape(len(pred), -1).any(axis=1)
     values["assd"] = np.array([np.nan if e else assd(p, t)[0] for p, t, e in zip(pred, seg, empty)])
-    values["auroc"] = ranking_metrics(maps * mask, seg, mask)[0]["auroc_image_official"]
+    values["auroc"] = image_auroc(maps * mask, seg)[0]
     return OfficialResult(
         threshold=threshold, dice_curve=curve, per_slice={m: values[m] for m in METRICS},
         subjects=tuple(subjects), z=np.asarray(z),
