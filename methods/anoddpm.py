@@ -115,16 +115,11 @@ class AnoDDPM(PicksNoiseLevel):
                          device=self.device, seed=self.seed)
         return resize(maps, slices.x.shape[-2:], mode="bilinear")
 
-    def _score(self, slices: SliceSet) -> np.ndarray:
-        return self._maps(slices, self.noise_level)
-
     def get_state(self) -> dict[str, Any]:
         return {"net": self.net.state_dict(), "scale": (self.scale.lo, self.scale.hi),
                 "noise_level": self.noise_level, "val_auprc": self.val_auprc}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.net: UNet = self.config.unet(timestep=True)
-        self.net.load_state_dict(state["net"])
-        self.net.to(self.device).eval()
+        self.net: UNet = self.config.restored_unet(state["net"], self.device, timestep=True)
         self.scale = SignedScale(*map(float, state["scale"]))
         self.noise_level, self.val_auprc = int(state["noise_level"]), dict(state["val_auprc"])

@@ -89,8 +89,4 @@ class CyclicUNet(AnomalyMethod):
         return {"f": self.f.state_dict(), "g": self.g.state_dict()}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.f, self.g = (self.config.unet(timestep=False) for _ in range(2))
-        self.f.load_state_dict(state["f"])
-        self.g.load_state_dict(state["g"])
-        self.f.to(self.device).eval()
-        self.g.to(self.device).eval()
+        self.f, self.g = (self.config.restored_unet(state[k], self.device, timestep=False) for k in ("f", "g"))

@@ -279,10 +279,6 @@ class IterMask2(AnomalyMethod):
         return {"f0": self.f0.state_dict(), "g": self.g.state_dict(), "tau": self.tau}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.f0: UNet = self.config.unet(timestep=False)
-        self.g: UNet = self.config.unet(in_channels=2, timestep=False)
-        self.f0.load_state_dict(state["f0"])
-        self.g.load_state_dict(state["g"])
-        self.f0.to(self.device).eval()
-        self.g.to(self.device).eval()
+        self.f0: UNet = self.config.restored_unet(state["f0"], self.device, timestep=False)
+        self.g: UNet = self.config.restored_unet(state["g"], self.device, in_channels=2, timestep=False)
         self.tau = float(state["tau"])

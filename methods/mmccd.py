@@ -153,9 +153,5 @@ class MMCCD(AnomalyMethod):
         return {"f": self.f.state_dict(), "g": self.g.state_dict()}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.f = self.config.unet(in_channels=2, timestep=True)
-        self.g = self.config.unet(timestep=False)
-        self.f.load_state_dict(state["f"])
-        self.g.load_state_dict(state["g"])
-        self.f.to(self.device).eval()
-        self.g.to(self.device).eval()
+        self.f = self.config.restored_unet(state["f"], self.device, in_channels=2, timestep=True)
+        self.g = self.config.restored_unet(state["g"], self.device, timestep=False)

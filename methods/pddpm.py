@@ -148,7 +148,5 @@ class PDDPM(AnomalyMethod):
         return {"net": self.net.state_dict(), "scale": (self.scale.lo, self.scale.hi)}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.net: UNet = self.config.unet(timestep=True)
-        self.net.load_state_dict(state["net"])
-        self.net.to(self.device).eval()
+        self.net: UNet = self.config.restored_unet(state["net"], self.device, timestep=True)
         self.scale = SignedScale(*map(float, state["scale"]))

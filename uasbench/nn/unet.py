@@ -225,6 +225,12 @@ class NetOptions(MethodConfig):
                                num_res_blocks=self.num_res_blocks, attention_ds=self.attention_ds,
                                dropout=self.dropout, groups=self.groups, timestep=timestep, norm=self.norm))
 
+    def restored_unet(self, weights: dict, device: torch.device, in_channels: int = 1, *, timestep: bool) -> UNet:
+        """``unet(...)`` with a checkpoint's trained ``weights``, on ``device``, in eval mode."""
+        net = self.unet(in_channels, timestep=timestep)
+        net.load_state_dict(weights)
+        return net.to(device).eval()
+
     def train_settings(self) -> TrainSettings:
         return TrainSettings(iterations=self.iterations, batch_size=self.batch_size, lr=self.lr,
                              checkpoint_every=self.checkpoint_every)
