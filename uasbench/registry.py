@@ -1,7 +1,7 @@
 """Method registry, after timm's: ``register_method``, ``create_method``, ``list_methods``.
 
 Methods arrive two ways: the ``@register_method`` decorator (handy in a script or a test) and the
-``uasbench.methods`` entry-point group, through which the built-in plugins in ``methods/`` are
+``uasbench.methods`` entry-point group, through which the built-in plugins in ``uasbench_methods/`` are
 registered exactly as a third-party package registers its own.
 """
 from __future__ import annotations
