@@ -130,6 +130,9 @@ def evaluate(*, val_maps: np.ndarray, val: SliceSet, healthy_maps: np.ndarray, v
              test_maps: np.ndarray, test: SliceSet, post: PostProcess = PostProcess(),
              n_bootstrap: int = 1000, seed: int = 0) -> EvaluationResult:
     """Choose thresholds on validation, then measure the test slices at each of them."""
+    if post.volume_only:
+        raise UasbenchError("post-processing options median_3d and min_component_voxels act on whole volumes: "
+                            "use the volume-level evaluation (evaluation.volume_protocol)")
     val_maps, val_mask = apply_postprocess(_check(val_maps, val, "val", False), val.brain, post)
     healthy_maps, healthy_mask = apply_postprocess(
         _check(healthy_maps, val_healthy, "val_healthy", False), val_healthy.brain, post)
