@@ -74,8 +74,9 @@ def stack_volumes(maps: np.ndarray, brain: np.ndarray, subjects: Sequence[str], 
         idx = np.flatnonzero(labels == subject)
         idx = idx[np.argsort(z[idx], kind="stable")]
         zs = z[idx]
-        if np.any(np.diff(zs) == 0):
-            raise UasbenchError(f"subject {subject!r} has two slices at one axial position z={zs[np.diff(zs) == 0][0]}")
+        same = np.flatnonzero(np.diff(zs) == 0)
+        if same.size:
+            raise UasbenchError(f"subject {subject!r} has two slices at one axial position z={zs[same[0]]}")
         pos = zs - zs[0]
         depth = int(pos[-1]) + 1
 
