@@ -140,3 +140,22 @@ def test_against_an_independent_count_on_random_volumes() -> None:
 def test_bad_shapes_raise() -> None:
     with pytest.raises(UasbenchError, match="3-D"):
         match_lesions(np.zeros((4, 4), bool), np.zeros((4, 4), bool))
+
+
+def test_dilated_matching_against_a_whole_volume_computation() -> None:
+    """The per-lesion boxes give what dilating each lesion over the whole volume gives (BraTS's way)."""
+    rng = np.random.default_rng(5)
+    full, cross = ndimage.generate_binary_structure(3, 3), ndimage.generate_binary_structure(3, 2)
+    for _ in range(10):
+        truth = ndimage.binary_opening(rng.random(SHAPE) > 0.75)
+        pred = rng.random(SHAPE) > 0.95
+        merged, n_t = ndimage.label(ndimage.binary_dilation(truth, cross, iterations=2), structure=full)
+        lesions = np.where(truth, merged, 0)
+        p_lab, n_p = ndimage.label(pred, structure=full)
+        hits = [set(np.unique(p_lab[ndimage.binary_dilation(lesions == k, cross, iterations=2)])) - {0}
+                for k in range(1, n_t + 1)]
+        expected = tuple(dice(np.isin(p_lab, list(h)), lesions == k) for k, h in enumerate(hits, start=1))
+        counts = match_lesions(pred, truth, LesionRule(dilation=2))
+        assert counts.dice == pytest.approx(expected)
+        assert counts.false_positives == n_p - len(set().union(*hits))
+        assert counts.found == sum(bool(h) for h in hits)

@@ -125,21 +125,25 @@ def match_lesions(pred: np.ndarray, truth: np.ndarray, rule: LesionRule = Lesion
         raise UasbenchError(f"lesion matching needs two 3-D masks of one shape, got {pred.shape} and {truth.shape}")
     lesions, n_lesions = truth_lesions(truth, rule)
     pred_labels, n_pred = components(pred, rule)
+    pred_sizes = np.bincount(pred_labels.ravel(), minlength=n_pred + 1)
     dice: list[float] = []
     found = 0
     counted: set[int] = set()  # predictions matched to a counted lesion
     anywhere: set[int] = set()  # predictions matched to any lesion, too-small ones included
-    for k in range(1, n_lesions + 1):
-        lesion = lesions == k
-        hits = np.unique(pred_labels[_dilate(lesion, rule.dilation)])
+    pad = rule.dilation  # each dilation step grows a lesion by at most one voxel along every axis
+    for k, box in enumerate(ndimage.find_objects(lesions), start=1):
+        box = tuple(slice(max(b.start - pad, 0), b.stop + pad) for b in box)
+        lesion = lesions[box] == k
+        hits = np.unique(pred_labels[box][_dilate(lesion, rule.dilation)])
         hits = hits[hits > 0]
         anywhere.update(hits.tolist())
-        if lesion.sum() < rule.min_truth_voxels:
+        size = int(lesion.sum())
+        if size < rule.min_truth_voxels:
             continue
         counted.update(hits.tolist())
         found += bool(hits.size)  # found when a prediction reaches the dilated lesion (BraTS)
-        matched = np.isin(pred_labels, hits)
-        dice.append(float(2.0 * np.sum(matched & lesion) / (matched.sum() + lesion.sum())))
+        overlap = np.sum(np.isin(pred_labels[box], hits) & lesion)
+        dice.append(float(2.0 * overlap / (pred_sizes[hits].sum() + size)))
     return LesionCounts(dice=tuple(dice), found=found, missed=len(dice) - found,
                         matched_predictions=len(counted), false_positives=n_pred - len(anywhere),
                         predicted=n_pred)

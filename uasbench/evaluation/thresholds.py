@@ -25,6 +25,7 @@ import numpy as np
 N_CANDIDATES = 1000  # quantiles of the in-mask scores: the same grid rule for every method
 Segmenter = Callable[[np.ndarray, np.ndarray, float], np.ndarray]  # (maps, mask, t) -> segmentation
 VolumeTriple = tuple[np.ndarray, np.ndarray, np.ndarray]  # one volume's (maps, truth, mask)
+COARSE_STEP = 20  # coarse-to-fine search when each candidate needs a labelling (minimum component size)
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,13 @@ def volume_dice_curve(volumes: list[VolumeTriple], thresholds: np.ndarray,
 def volume_dice_optimal(volumes: list[VolumeTriple], *, name: str, source: str,
                         upper_bound: bool = False, segment_fn: Segmenter | None = None) -> Threshold:
     """The grid threshold (quantiles of all volumes' mask scores) with the highest mean per-volume Dice
-    (lowest one on ties); undefined, with the reason, without volumes or without lesion voxels."""
+    (lowest one on ties); undefined, with the reason, without volumes or without lesion voxels.
+
+    With ``segment_fn`` every candidate costs a connected-component labelling of every volume (about
+    0.05 s for 10^6 voxels), so the search is coarse to fine: every ``COARSE_STEP``-th candidate, then
+    every candidate between the neighbours of the best coarse one. It finds the grid optimum whenever the
+    mean Dice curve has a single peak at that scale; without ``segment_fn`` the whole grid is searched.
+    """
     if not volumes:
         return Threshold(name, None, source, upper_bound, f"no {source} volumes")
     if not any(np.any(truth) for _, truth, _ in volumes):
@@ -154,8 +161,13 @@ def volume_dice_optimal(volumes: list[VolumeTriple], *, name: str, source: str,
                          f"no lesion voxels in the {source} volumes: the Dice-optimal threshold is undefined")
     scores = np.concatenate([maps[mask] for maps, _, mask in volumes])
     grid = candidate_grid(scores, np.ones(scores.shape, bool))
-    curve = volume_dice_curve(volumes, grid, segment_fn)
-    return Threshold(name, float(grid[int(np.argmax(curve))]), source, upper_bound)
+    if segment_fn is None:
+        return Threshold(name, float(grid[int(np.argmax(volume_dice_curve(volumes, grid)))]), source, upper_bound)
+    coarse = np.arange(0, len(grid), COARSE_STEP)
+    best = int(coarse[np.argmax(volume_dice_curve(volumes, grid[coarse], segment_fn))])
+    fine = np.arange(max(best - COARSE_STEP + 1, 0), min(best + COARSE_STEP, len(grid)))
+    curve = volume_dice_curve(volumes, grid[fine], segment_fn)
+    return Threshold(name, float(grid[int(fine[np.argmax(curve)])]), source, upper_bound)
 
 
 def volume_validation_thresholds(val: list[VolumeTriple], healthy: list[tuple[np.ndarray, np.ndarray]],
