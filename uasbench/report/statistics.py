@@ -46,7 +46,7 @@ BEST = "best"
 NOT_WORSE = "not_worse"  # not significantly worse than the best
 TOO_FEW = "too few paired subjects ({n} < {k}) for a test"
 FAMILY_TOO_SMALL = ("with Holm over {k} pairs a test needs at least {need} paired subjects to reach significance "
-                    "(at most {n} here), so none can be")
+                    "and no pair here has more than {n}")
 
 
 def subject_table(records: Iterable[tuple[str, Sequence[str], Sequence[float]]]) -> pd.DataFrame:
