@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.evaluation.lesions import LesionRule
 from uasbench.evaluation.postprocess import PostProcess
-from uasbench.evaluation.protocol import evaluate
+from uasbench.evaluation.protocol import THRESHOLD_FREE, evaluate
 from uasbench.evaluation.strata import kind_groups, size_terciles
 from uasbench.evaluation.volume_protocol import VolumeEvaluationResult, evaluate_volumes
 from uasbench.evaluation.volumes import (
@@ -197,3 +198,31 @@ def test_bad_inputs_raise() -> None:
         evaluate_volumes(**dict(inputs, test_maps=inputs["test_maps"][:, :4]), n_bootstrap=0)
     with pytest.raises(UasbenchError, match="no lesion kind"):
         evaluate_volumes(**inputs, kinds={"t0": "a"}, n_bootstrap=0)
+
+
+@dataclass(frozen=True)
+class _WithIgnore(SliceSet):
+    """A SliceSet carrying the data layer's optional ``ignore`` mask."""
+
+    ignore: np.ndarray | None = None
+
+
+def test_ignore_is_excluded_at_slice_and_volume_level() -> None:
+    inputs = _inputs(4)
+    test = inputs["test"]
+    ignore = np.zeros_like(test.seg)
+    ignore[:, 10:14, 10:14] = True  # a patch of "other pathology" away from the lesions
+    maps = inputs["test_maps"].copy()
+    maps[ignore] = 50.0  # would be false positives at every threshold if counted
+    marked = _WithIgnore(**{f.name: getattr(test, f.name) for f in fields(SliceSet)}, ignore=ignore)
+    plain = evaluate_volumes(**dict(inputs, test_maps=inputs["test_maps"]), n_bootstrap=0)
+    hidden = evaluate_volumes(**dict(inputs, test_maps=maps, test=marked), n_bootstrap=0)
+    clean = _WithIgnore(**{f.name: getattr(test, f.name) for f in fields(SliceSet)}, ignore=ignore)
+    same = evaluate_volumes(**dict(inputs, test_maps=inputs["test_maps"], test=clean), n_bootstrap=0)
+    assert hidden.per_subject == same.per_subject  # scores under ignore change nothing
+    assert hidden.per_subject[THRESHOLD_FREE] != plain.per_subject[THRESHOLD_FREE]  # the mask did change
+    sliced = evaluate(**dict(inputs, test_maps=maps, test=marked), n_bootstrap=0)
+    sliced_clean = evaluate(**dict(inputs, test=clean), n_bootstrap=0)
+    for key in ("val_dice", "fpr_5"):
+        assert sliced.per_subject[key]["dice"] == sliced_clean.per_subject[key]["dice"]
+        assert sliced.per_subject[key]["precision"] == sliced_clean.per_subject[key]["precision"]
