@@ -8,7 +8,7 @@ API (stable; the layouts, the slice cache, ``data inspect`` and ``predict`` all 
   modality whose grid the others are resampled onto; None: the first one given) and ``register`` (None or
   ``"mni152"``), with ``registration_floor`` (the brain-mask Dice below which a registered case is reported).
 * ``plan(images, standard) -> list[str]``: what ``standardise`` will do, from the headers only (for
-  ``data inspect``).
+  ``data inspect``); ``standard_shape(images, standard)``: the shape it will produce (headers only).
 * ``standardise(images, label, brain_mask, standard) -> Standardised``: numpy arrays on one grid, the grid's
   affine and a ``SpatialRecord`` of what was done (``record.to_dict()`` goes into a manifest).
 * ``to_grid(array, affine, shape, target_affine, nearest=...)``: an array from one grid onto another (world
@@ -145,8 +145,9 @@ class SpatialRecord:
             out.append(f"resample {name} ({spacing} mm) onto the common {self.standard.spacing_mm:g} mm grid")
         for axis, (before, after) in zip("xy", self.fov_shift):
             if (before, after) != (0, 0):
-                verb = "pad" if before + after > 0 else "crop"
-                out.append(f"{verb} {axis} by ({before}, {after}) voxels to {self.grid.shape['xy'.index(axis)]}")
+                ends = ", ".join(f"{'pad' if n > 0 else 'crop'} {abs(n)} {end}" for n, end in
+                                 ((before, "before"), (after, "after")) if n)
+                out.append(f"{axis}: {ends} (centred on the brain) to {self.grid.shape['xy'.index(axis)]} voxels")
         if self.registration:
             reg = self.registration
             out.append(f"registered to {reg['template']}: brain-mask Dice {reg['dice']:.3f}"
@@ -254,13 +255,25 @@ def _fov_window(grid: Grid, brain_centre: np.ndarray | None, standard: SpatialSt
 # ---------------------------------------------------------------------------------------------- resampling
 
 
-def _integer_shift(matrix: np.ndarray) -> np.ndarray | None:
-    """The whole-voxel offset when ``matrix`` (target voxel -> source voxel) is a pure integer shift."""
-    if not np.allclose(matrix[:3, :3], np.eye(3), atol=1e-6):
+def _exact_map(data: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """When ``matrix`` (target voxel -> source voxel) only permutes and flips axes and shifts by whole
+    voxels: (a view of ``data`` with the target's axes, the whole-voxel offset into it); else None."""
+    linear = matrix[:3, :3]
+    signs = np.round(linear)
+    if not np.allclose(linear, signs, atol=1e-6) or not (np.abs(signs).sum(0) == 1).all() \
+            or not (np.abs(signs).sum(1) == 1).all():
         return None
     shift = matrix[:3, 3]
-    rounded = np.round(shift)
-    return rounded.astype(int) if np.allclose(shift, rounded, atol=_SHIFT_ATOL) else None
+    if not np.allclose(shift, np.round(shift), atol=_SHIFT_ATOL):
+        return None
+    source_axis = np.abs(signs).argmax(0)  # target axis a reads source axis source_axis[a]
+    sign = signs[source_axis, np.arange(3)]
+    view = data.transpose(source_axis) if (source_axis != np.arange(3)).any() else data
+    offset = np.round(shift[source_axis]).astype(int)
+    for axis in np.flatnonzero(sign < 0):
+        view = np.flip(view, axis)
+        offset[axis] = view.shape[axis] - 1 - offset[axis]
+    return view, offset
 
 
 def _shifted(data: np.ndarray, offset: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -307,7 +320,8 @@ def _sitk_resample(data: np.ndarray, matrix: np.ndarray, shape: tuple[int, ...],
     transform.SetMatrix([float(v) for v in matrix[:3, :3][::-1, ::-1].ravel()])
     transform.SetTranslation([float(v) for v in matrix[:3, 3][::-1]])
     interpolator = sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear
-    result = sitk.GetArrayViewFromImage(sitk.Resample(moving, reference, transform, interpolator, 0.0))
+    resampled = sitk.Resample(moving, reference, transform, interpolator, 0.0)  # alive while its view is read
+    result = sitk.GetArrayViewFromImage(resampled)
     out[tuple(slice(a, b) for a, b in zip(t_lo, t_hi))] = result.view(out.dtype) if out.dtype == bool else result
     return out
 
@@ -317,14 +331,14 @@ def to_grid(data: np.ndarray, affine: np.ndarray, shape: tuple[int, ...], target
     """``data`` (on the grid ``affine``) on the grid (``shape``, ``target_affine``), in world coordinates.
 
     ``world`` (4x4, optional) maps a target world point to a source world point (a registration). Returns
-    the array and whether it was interpolated: a grid that lines up with the target up to whole voxels is
-    copied exactly (the array itself when nothing changes), anything else is resampled, linearly to float32
+    the array and whether it was interpolated: a grid that lines up with the target up to whole voxels,
+    flips and axis swaps is copied exactly (the array itself when nothing changes), anything else is resampled, linearly to float32
     or, with ``nearest``, by nearest neighbour in the stored dtype.
     """
     matrix = np.linalg.inv(affine) @ (np.eye(4) if world is None else world) @ target_affine
-    offset = _integer_shift(matrix)
-    if offset is not None:
-        return _shifted(data, offset, tuple(shape)), False
+    exact = _exact_map(data, matrix)
+    if exact is not None:
+        return _shifted(*exact, tuple(shape)), False
     return _sitk_resample(data, matrix, tuple(shape), nearest), True
 
 
@@ -347,6 +361,18 @@ def _target_grid(reference: Grid, standard: SpatialStandard) -> Grid:
     return _respaced(reoriented_grid(reference, standard), standard.spacing_mm)
 
 
+def standard_shape(images: Mapping[str, nib.spatialimages.SpatialImage],
+                   standard: SpatialStandard) -> tuple[int, int, int]:
+    """The shape of the arrays ``standardise`` returns for these scans, from their headers only."""
+    if standard.register:
+        from uasbench.data.registration import template_grid
+
+        return template_grid().shape
+    grids = {name: _grid_of(img) for name, img in images.items()}
+    target = _target_grid(grids[_reference_name(grids, standard)], standard)
+    return (*standard.fov_voxels, target.shape[2])  # type: ignore[return-value]
+
+
 def plan(images: Mapping[str, nib.spatialimages.SpatialImage], standard: SpatialStandard) -> list[str]:
     """What ``standardise`` will do to a case with these scans, from their headers only (one line each)."""
     grids = {name: _grid_of(img) for name, img in images.items()}
@@ -362,7 +388,7 @@ def plan(images: Mapping[str, nib.spatialimages.SpatialImage], standard: Spatial
         if name == ref and mine is not target:
             lines.append(f"resample {name} ({'x'.join(f'{v:.3g}' for v in g.spacing)} mm) to "
                          f"{standard.spacing_mm:g} mm")
-        elif name != ref and _integer_shift(np.linalg.inv(mine.affine) @ target.affine) is None:
+        elif name != ref and _exact_map(np.empty((0, 0, 0)), np.linalg.inv(mine.affine) @ target.affine) is None:
             lines.append(f"resample {name} onto {ref}'s grid")
     n = standard.fov_voxels
     for axis in (0, 1):
