@@ -137,7 +137,7 @@ def _register(data: np.ndarray, grid: Any, *, brain: np.ndarray, brain_grid: Any
     method.SetMetricSamplingPercentage(0.2, _SEED)
     method.SetMetricFixedMask(_sitk_image(fixed_mask.astype(np.uint8), fixed_affine))
     method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=1e-3, numberOfIterations=100,
+    method.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=1e-3, numberOfIterations=50,
                                                     relaxationFactor=0.6, gradientMagnitudeTolerance=1e-6)
     # fixed scales (a matrix entry moves a point 80 mm from the centre 80 times as far as a translation of
     # the same size), not SimpleITK's estimate from random samples, which made results differ call to call
