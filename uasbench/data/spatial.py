@@ -12,7 +12,8 @@ API (stable; the layouts, the slice cache, ``data inspect`` and ``predict`` all 
 * ``standardise(images, label, brain_mask, standard) -> Standardised``: numpy arrays on one grid, the grid's
   affine and a ``SpatialRecord`` of what was done (``record.to_dict()`` goes into a manifest).
 * ``to_grid(array, affine, shape, target_affine, nearest=...)``: an array from one grid onto another (world
-  coordinates); ``predict`` uses it to put its maps back onto a scan's own grid.
+  coordinates); ``Standardised.to_scan(array, scan, nearest=...)`` puts an array back onto a scan's own grid
+  (undoing a registration too), which is how ``predict`` makes its maps overlay the input.
 
 Steps, in order (docs/explanation/spatial-standard.md says why):
 
@@ -174,6 +175,13 @@ class Standardised:
     brain_mask: np.ndarray | None
     affine: np.ndarray
     record: SpatialRecord = field(repr=False)
+
+    def to_scan(self, array: np.ndarray, scan: nib.spatialimages.SpatialImage, *, nearest: bool) -> np.ndarray:
+        """An array on this grid put back onto ``scan``'s own grid (through the inverse registration, if any):
+        how ``predict`` makes its maps overlay the scan they were computed from."""
+        reg = self.record.registration
+        world = None if reg is None else np.linalg.inv(np.array(reg["matrix"]))
+        return to_grid(array, self.affine, scan.shape, scan.affine, nearest=nearest, world=world)[0]
 
 
 # ---------------------------------------------------------------------------------------------- geometry
