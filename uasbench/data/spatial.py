@@ -438,12 +438,13 @@ def standardise(images: Mapping[str, nib.spatialimages.SpatialImage],
         target, world = reg.template_grid(), result.matrix
     else:
         target = _respaced(oriented[ref][1], standard.spacing_mm)
-        mask_data, mask_grid = oriented["brain_mask" if brain_mask is not None else ref]
-        box = _box(mask_data != 0)
         centre = None
-        if box is not None:
-            mid = np.append((box[0] + box[1]) / 2, 1.0)
-            centre = (np.linalg.inv(target.affine) @ mask_grid.affine @ mid)[:3]
+        if target.shape[:2] != standard.fov_voxels:  # the brain's centre is needed only to pad or crop
+            mask_data, mask_grid = oriented["brain_mask" if brain_mask is not None else ref]
+            box = _box(mask_data != 0)
+            if box is not None:
+                mid = np.append((box[0] + box[1]) / 2, 1.0)
+                centre = (np.linalg.inv(target.affine) @ mask_grid.affine @ mid)[:3]
         target, shift = _fov_window(target, centre, standard)
 
     out: dict[str, np.ndarray] = {}
