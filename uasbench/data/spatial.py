@@ -55,8 +55,9 @@ _AXIS_PAIRS = ("LR", "PA", "IS")
 
 
 def _valid_orientation(codes: str) -> bool:
-    return len(codes) == 3 and sorted(next(p for p in _AXIS_PAIRS if c in p) if any(c in p for p in _AXIS_PAIRS)
-                                      else "?" for c in codes) == sorted(_AXIS_PAIRS)
+    """Three codes, one from each pair L/R, P/A, I/S (in any order)."""
+    pairs = [next((p for p in _AXIS_PAIRS if c in p), "?") for c in codes]
+    return len(codes) == 3 and sorted(pairs) == sorted(_AXIS_PAIRS)
 
 
 @dataclass(frozen=True)
@@ -414,6 +415,8 @@ def standardise(images: Mapping[str, nib.spatialimages.SpatialImage],
 
     ``images`` maps a name (a modality) to a nibabel image; its voxels are read here in their stored dtype.
     ``label`` and ``brain_mask`` may sit on any grid: they are put onto the common one by nearest neighbour.
+    Raises ``UasbenchError`` for a missing reference or a scan that is not 3-D, and ``ValueError`` when a
+    case to register has no brain voxel.
     """
     ref = _reference_name(images, standard)
     scans: dict[str, tuple[nib.spatialimages.SpatialImage, bool]] = {name: (img, False) for name, img in images.items()}
