@@ -40,11 +40,10 @@ from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.method import MethodConfig, NetworkCost
 from uasbench.nn.diffusion import ChainOptions, SignedScale, map_keyed
+from uasbench.nn.noise_level import PicksNoiseLevel, require_validation
 from uasbench.nn.simplex import NoiseOptions
 from uasbench.nn.training import seed_everything, train_network
-from uasbench.nn.unet import UNet
-from uasbench_methods.cyclic_unet import QUICK_NET
-from uasbench_methods.ddpm import PicksNoiseLevel, require_validation
+from uasbench.nn.unet import QUICK_NET, UNet
 
 
 @dataclass

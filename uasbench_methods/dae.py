@@ -19,7 +19,7 @@ from torch import nn
 
 from uasbench.errors import UasbenchError
 from uasbench.method import MethodConfig
-from uasbench_methods.ae import ReconstructionConfig, ReconstructionMethod
+from uasbench.nn.reconstruction import ReconstructionConfig, ReconstructionMethod
 
 # Brain 99th percentile over the healthy-brain standard deviation, in scanner units: median over the real
 # BraTS cases in shared/data/real-brats (2 cases x 4 modalities, slices 70-89); see DenoisingAutoEncoder.

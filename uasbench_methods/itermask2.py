@@ -48,8 +48,8 @@ from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
 from uasbench.nn.diffusion import keyed_generator
 from uasbench.nn.simplex import draw_noise
 from uasbench.nn.training import autocast, seed_everything, train_network
-from uasbench.nn.unet import NetOptions, UNet
-from uasbench_methods.cyclic_unet import QUICK_NET, translation_loss
+from uasbench.nn.translation import translation_loss
+from uasbench.nn.unet import QUICK_NET, NetOptions, UNet
 
 SCORE_MAPS = ("recon_error", "final_mask", "masked_error")
 

@@ -46,7 +46,8 @@ from uasbench.nn.diffusion import DiffusionOptions, Schedule
 from uasbench.nn.masked_inference import (AUTO_ENGINE, DIRECTIONS, ENGINES, MaskedCycle, band_masks,
                                           default_max_batch)
 from uasbench.nn.training import seed_everything, train_network
-from uasbench_methods.cyclic_unet import QUICK_NET, train_translator, translator_cost
+from uasbench.nn.translation import train_translator, translator_cost
+from uasbench.nn.unet import QUICK_NET
 
 
 TEST_TIME = {"test_time": True}

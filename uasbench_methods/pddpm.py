@@ -41,8 +41,7 @@ from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
 from uasbench.nn.diffusion import ChainOptions, Schedule, SignedScale, map_keyed
 from uasbench.nn.simplex import NoiseOptions
 from uasbench.nn.training import autocast, seed_everything, train_network
-from uasbench.nn.unet import UNet
-from uasbench_methods.cyclic_unet import QUICK_NET
+from uasbench.nn.unet import QUICK_NET, UNet
 
 
 @dataclass
