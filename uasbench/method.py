@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from uasbench.checkpoints import load_checkpoint, save_checkpoint
+from uasbench.choices import DEVICES
 from uasbench.config_check import checked_values
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError, UsageError
@@ -70,9 +71,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise UsageError(f"--device {name}: no CUDA device is available here (valid: auto, cpu, cuda)")
+            raise UsageError(f"--device {name}: no CUDA device is available here (valid: {', '.join(DEVICES)})")
         return torch.device(name)
-    raise UsageError(f"invalid --device {name!r} (valid: auto, cpu, cuda)")
+    raise UsageError(f"invalid --device {name!r} (valid: {', '.join(DEVICES)})")
 
 
 class AnomalyMethod(ABC):

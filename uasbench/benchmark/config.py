@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from uasbench.choices import DEVICES, NORMALISATIONS, THRESHOLDS
 from uasbench.errors import UasbenchError, UsageError
 
 if sys.version_info >= (3, 11):
@@ -35,8 +36,6 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 PHANTOM = "phantom"
-DEVICES = ("auto", "cpu", "cuda")
-NORMALISATIONS = ("paper", "official")
 _ENV = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
 
@@ -171,7 +170,6 @@ def load_config(path: Path, *, data_override: Path | None = None, need_data: boo
     """
     from uasbench.modalities import Pair
     from uasbench.registry import get_method
-    from uasbench.report.leaderboard import THRESHOLDS
 
     path = Path(path)
     if not path.is_file():

@@ -28,9 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from uasbench.choices import NORMALISATIONS
 from uasbench.errors import UasbenchError
-
-NORMALISATIONS = ("paper", "official")
 
 
 @dataclass(frozen=True)
