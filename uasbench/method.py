@@ -14,6 +14,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from uasbench.checkpoints import load_checkpoint, save_checkpoint
 from uasbench.choices import DEVICES
@@ -63,6 +64,18 @@ class NetworkCost:
     passes_per_val_slice_in_fit: float = 0.0  # forward passes per labelled validation slice while fitting
 
 
+def forward_flops(cost: NetworkCost) -> int:
+    """FLOPs of one forward pass of one sample (2 per multiply-add), counted on the meta device."""
+    with torch.device("meta"):
+        net = cost.build()
+        x = torch.zeros((1, *cost.input_shape))
+        args = (x, torch.zeros(1, dtype=torch.long)) if cost.timestep else (x,)
+    net.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(*args)
+    return counter.get_total_flops()
+
+
 def resolve_device(name: str) -> torch.device:
     """Map ``auto|cpu|cuda`` to a torch device; ``cuda`` without a GPU is a usage error, not a crash."""
     if name == "auto":
@@ -82,7 +95,8 @@ class AnomalyMethod(ABC):
     Class attributes a plugin sets:
       name: the registry name (``uasbench run --method NAME``).
       Config: its ``MethodConfig`` dataclass; field defaults reproduce the ``paper`` profile.
-      profiles: named overrides of Config; must contain ``paper`` and ``quick``.
+      profiles: named overrides of Config; must contain ``paper``, ``quick`` and ``tiny`` (settings that keep
+        fit + score to seconds on one CPU thread: what the contract checks of ``uasbench.testing`` use).
       presets: named test-time overrides per profile (``--preset NAME``): ``{name: {profile: {field: value}}}``.
       train_modalities: roles needed by ``fit``: ``("input",)`` or ``("input", "target")``.
       test_modalities: roles needed by ``score``; always ``("input",)`` for the built-in methods.
@@ -90,7 +104,7 @@ class AnomalyMethod(ABC):
 
     name: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
-    profiles: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "quick": {}}
+    profiles: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "quick": {}, "tiny": {}}
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
     train_modalities: ClassVar[tuple[str, ...]] = ("input",)
     test_modalities: ClassVar[tuple[str, ...]] = ("input",)

@@ -73,6 +73,7 @@ class AnoDDPM(PicksNoiseLevel):
     Config = AnoDDPMConfig
     profiles = {"paper": {},
                 "quick": {**QUICK_NET, "batch_size": 32, "simplex_frequency": 8.0, "noise_levels": (100, 200)}}
+    profiles["tiny"] = {**profiles["quick"], "iterations": 100}
     config: AnoDDPMConfig
 
     @classmethod

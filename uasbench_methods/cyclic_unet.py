@@ -26,12 +26,12 @@ from uasbench.data.slices import SliceSet
 from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
 from uasbench.nn.training import predict_batched
 from uasbench.nn.translation import train_translator, translator_cost
-from uasbench.nn.unet import QUICK_NET, NetOptions
+from uasbench.nn.unet import QUICK_NET, TINY_NET, NetOptions
 
 class CyclicUNet(AnomalyMethod):
     name = "cyclic_unet"
     Config = NetOptions
-    profiles = {"paper": {}, "quick": dict(QUICK_NET)}
+    profiles = {"paper": {}, "quick": dict(QUICK_NET), "tiny": dict(TINY_NET)}
     train_modalities = ("input", "target")
     config: NetOptions
 

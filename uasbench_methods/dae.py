@@ -69,7 +69,9 @@ class DenoisingAutoEncoder(ReconstructionMethod):
     name = "dae"
     Config = DAEConfig
     profiles = {"paper": {}, "quick": {"image_size": 64, "features": (16, 16, 32, 64, 64, 16), "lr": 1e-3,
-                                      "iterations": 600, "checkpoint_every": 200}}
+                                      "iterations": 600, "checkpoint_every": 200},
+                "tiny": {"image_size": None, "features": (8, 8, 16, 16, 16, 8), "batch_size": 8, "lr": 3e-3,
+                         "iterations": 100, "checkpoint_every": 1000}}
 
     def __init__(self, config: MethodConfig | None = None, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)

@@ -32,7 +32,7 @@ from uasbench.nn.diffusion import DiffusionOptions, map_keyed
 from uasbench.nn.noise_level import PicksNoiseLevel, require_validation
 from uasbench.nn.simplex import draw_noise
 from uasbench.nn.training import seed_everything, train_network
-from uasbench.nn.unet import QUICK_NET, UNet
+from uasbench.nn.unet import QUICK_NET, TINY_NET, UNet
 
 
 @dataclass
@@ -50,7 +50,8 @@ class DDPMConfig(DiffusionOptions):
 class DDPM(PicksNoiseLevel):
     name = "ddpm"
     Config = DDPMConfig
-    profiles = {"paper": {}, "quick": {**QUICK_NET, "ddim_steps": 10, "noise_levels": (100, 300, 500)}}
+    profiles = {"paper": {}, "quick": {**QUICK_NET, "ddim_steps": 10, "noise_levels": (100, 300, 500)},
+                "tiny": {**TINY_NET, "ddim_steps": 10, "noise_levels": (200, 400)}}
     config: DDPMConfig
 
     @classmethod

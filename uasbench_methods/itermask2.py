@@ -163,6 +163,7 @@ class IterMask2(AnomalyMethod):
     name = "itermask2"
     Config = IterMask2Config
     profiles = {"paper": {}, "quick": {**QUICK_NET, "hp_radius": 4.0}}
+    profiles["tiny"] = {**profiles["quick"], "iterations": 100}
     config: IterMask2Config
 
     @classmethod

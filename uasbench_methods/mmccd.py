@@ -47,7 +47,7 @@ from uasbench.nn.masked_inference import (AUTO_ENGINE, DIRECTIONS, ENGINES, Mask
                                           default_max_batch)
 from uasbench.nn.training import seed_everything, train_network
 from uasbench.nn.translation import train_translator, translator_cost
-from uasbench.nn.unet import QUICK_NET
+from uasbench.nn.unet import QUICK_NET, TINY_NET
 
 
 TEST_TIME = {"test_time": True}
@@ -102,7 +102,8 @@ class MMCCD(AnomalyMethod):
     name = "mmccd"
     Config = MMCCDConfig
     profiles = {"paper": {},
-                "quick": {**QUICK_NET, "ddim_steps": 10, "band_width": 4, "stride": 2}}
+                "quick": {**QUICK_NET, "ddim_steps": 10, "band_width": 4, "stride": 2},
+                "tiny": {**TINY_NET, "ddim_steps": 10, "band_width": 2, "stride": 2}}
     # ``--preset fast``: 3 DDIM steps, vertical bands only, stride = test band width = a quarter of the grid
     # (4 masks): 16 network passes per slice instead of 352 (quick) or 12,928 (paper). Chosen on the quick
     # profile's validation frontier (benchmarks/mmccd_frontier.py, README); the paper entry is the same

@@ -101,6 +101,7 @@ class PDDPM(AnomalyMethod):
     name = "pddpm"
     Config = PDDPMConfig
     profiles = {"paper": {}, "quick": {**QUICK_NET, "patch_size": 16, "simplex_frequency": 21.0}}
+    profiles["tiny"] = {**profiles["quick"], "iterations": 100}
     config: PDDPMConfig
 
     @classmethod

@@ -26,7 +26,7 @@ class VariationalAutoEncoder(DenseAutoEncoderMethod):
 
     name = "vae"
     Config = VAEConfig
-    profiles = AUTOENCODER_PROFILES
+    profiles = {**AUTOENCODER_PROFILES, "tiny": {**AUTOENCODER_PROFILES["tiny"], "kl_weight": 0.1}}
     variational = True
 
     def _loss(self, net: nn.Module, batch: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:

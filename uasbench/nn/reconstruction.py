@@ -132,6 +132,8 @@ AUTOENCODER_PROFILES: dict[str, dict[str, Any]] = {
     "paper": {},
     "quick": {"image_size": 64, "bottleneck_res": 4, "width": 16, "batch_size": 16, "lr": 1e-3, "iterations": 1000,
               "checkpoint_every": 250},
+    "tiny": {"image_size": None, "bottleneck_res": 4, "latent": 32, "width": 8, "batch_size": 8, "lr": 3e-3,
+             "iterations": 100, "checkpoint_every": 1000},
 }
 
 

@@ -193,6 +193,11 @@ class UNet(nn.Module):
 QUICK_NET: dict[str, Any] = {"resolution": 32, "channels": 8, "channel_mult": (1, 2, 4), "num_res_blocks": 1,
                              "attention_ds": (4,), "groups": 4, "iterations": 300, "lr": 1e-3,
                              "checkpoint_every": 100}
+#: The network and training every UNet method's ``tiny`` profile shares: fit + score in seconds on one CPU
+#: thread, yet long enough to learn the contract kit's checkerboard lesion (``uasbench.testing``).
+TINY_NET: dict[str, Any] = {"resolution": 16, "channels": 8, "channel_mult": (1, 2), "num_res_blocks": 1,
+                            "attention_ds": (), "groups": 4, "batch_size": 8, "lr": 3e-3, "iterations": 100,
+                            "checkpoint_every": 1000}
 
 
 @dataclass
