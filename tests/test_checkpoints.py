@@ -88,7 +88,11 @@ def test_truncated_or_missing_checkpoints_are_one_line(tmp_path: Path) -> None:
     ("ae", {"dropout": 1.5}, "expected a number >= 0 and <= 1"),
     ("ae", {"iterations": True}, "iterations=True"),
     ("dae", {"features": [8, 8]}, "expected a list of 6 values, each an integer >= 1"),
-    ("mmccd", {"directions": "h"}, "expected a list, each item a string"),
+    ("mmccd", {"directions": "h"}, "expected a list, each item one of vertical, horizontal"),
+    ("mmccd", {"band_width": 64}, "band_width=64 for method 'mmccd': must be in 1..resolution"),
+    ("itermask2", {"norm": "layer"}, "norm='layer' for method 'itermask2': expected one of group, batch"),
+    ("itermask2", {"tau_quantile": 1}, "expected a number > 0 and < 1"),
+    ("dae", {"features": [8, 8, 8, 8, 8, 12]}, "for method 'dae': every width must be a multiple of 8"),
     ("intensity", {"n_bins": 0}, "n_bins=0"),
 ])
 def test_config_values_are_checked_by_type_and_range(method: str, overrides: dict, message: str) -> None:

@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from uasbench.checkpoints import load_checkpoint, save_checkpoint
 from uasbench.choices import DEVICES
-from uasbench.config_check import checked_values
+from uasbench.config_check import RuleError, check_instance, checked_values, show_value
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError, UsageError
 
@@ -31,7 +31,17 @@ class MethodConfig:
 
     A field that acts only at test time (sampling steps, mask stride, batch size of inference, ...) is declared
     with ``dataclasses.field(default=..., metadata={"test_time": True})``; every other field is a training
-    field. Changing test-time fields reuses a trained network (``uasbench rescore``, the run's resume key)."""
+    field. Changing test-time fields reuses a trained network (``uasbench rescore``, the run's resume key).
+
+    Types and bounds are checked from the hints and field metadata (``uasbench.config_check``); rules that relate
+    several fields go in ``validate``, which raises ``config_check.Invalid(field, message)``. A subclass that
+    needs its own ``__post_init__`` calls ``super().__post_init__()`` so the rules still run."""
+
+    def __post_init__(self) -> None:
+        check_instance(self)  # types, bounds and rules, also of a config built by hand
+
+    def validate(self) -> None:
+        """Rules that relate several fields (a subclass calls ``super().validate()`` first); none here."""
 
 
 def test_time_fields(config_cls: type[MethodConfig]) -> frozenset[str]:
@@ -127,7 +137,18 @@ class AnomalyMethod(ABC):
             raise UsageError(f"invalid --profile {profile!r} for method {cls.name!r} "
                              f"(valid: {', '.join(sorted(cls.profiles))})")
         values = {**cls.profiles[profile], **(overrides or {})}
-        return cls.Config(**checked_values(cls.Config, values, cls.name))
+        return cls.checked_config(values)
+
+    @classmethod
+    def checked_config(cls, values: dict[str, Any]) -> MethodConfig:
+        """``Config(**values)`` after ``config_check``'s type, bound and rule checks; a UsageError names the
+        field, its value, the method and what is expected."""
+        checked = checked_values(cls.Config, values, cls.name)
+        try:
+            return cls.Config(**checked)
+        except RuleError as exc:
+            raise UsageError(f"invalid option {exc.key}={show_value(exc.value)} for method {cls.name!r}: "
+                             f"{exc.rule}") from None
 
     @classmethod
     def preset_overrides(cls, name: str, profile: str) -> dict[str, Any]:
@@ -223,7 +244,7 @@ class AnomalyMethod(ABC):
             raise UasbenchError(f"checkpoint {path} holds method {payload.get('method')!r}, not {cls.name!r}")
         if not isinstance(payload.get("config"), dict) or not isinstance(payload.get("seed"), int):
             raise UasbenchError(f"checkpoint {path} lacks the config or the seed of the method")
-        config = cls.Config(**checked_values(cls.Config, payload["config"], cls.name))
+        config = cls.checked_config(payload["config"])
         method = cls(config, device=device, seed=payload["seed"])
         method.set_state(payload["state"])
         method.is_fitted = True

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from monai.networks.nets import BasicUNet
 from torch import nn
 
-from uasbench.errors import UasbenchError
+from uasbench.config_check import Invalid
 from uasbench.method import MethodConfig
 from uasbench.nn.reconstruction import ReconstructionConfig, ReconstructionMethod
 
@@ -38,10 +38,10 @@ class DAEConfig(ReconstructionConfig):
     noise_std: float = field(default=0.2, metadata={"min": 0})
     noise_res: int = field(default=16, metadata={"min": 1})  # noise cells per image side before bilinear upsampling
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        super().validate()
         if any(width % 8 for width in self.features):
-            raise UasbenchError(f"option features={tuple(self.features)}: every width must be a multiple of 8 "
-                                "(the UNet's group norm has 8 groups)")
+            raise Invalid("features", "every width must be a multiple of 8 (the UNet's group norm has 8 groups)")
 
 
 class DenoisingAutoEncoder(ReconstructionMethod):

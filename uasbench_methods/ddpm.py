@@ -26,7 +26,7 @@ import torch
 
 from uasbench.data.preprocess import resize
 from uasbench.data.slices import SliceSet
-from uasbench.errors import UasbenchError
+from uasbench.config_check import Invalid
 from uasbench.method import MethodConfig, NetworkCost
 from uasbench.nn.diffusion import DiffusionOptions, map_keyed
 from uasbench.nn.noise_level import PicksNoiseLevel, require_validation
@@ -37,14 +37,13 @@ from uasbench.nn.unet import QUICK_NET, TINY_NET, UNet
 
 @dataclass
 class DDPMConfig(DiffusionOptions):
-    noise_levels: tuple[int, ...] = field(default=(100, 200, 300, 400, 500), metadata={"test_time": True})
+    noise_levels: tuple[int, ...] = field(default=(100, 200, 300, 400, 500), metadata={"min": 0, "test_time": True})
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.noise_levels = tuple(self.noise_levels)
-        if not self.noise_levels or not all(0 <= t < self.train_timesteps for t in self.noise_levels):
-            raise UasbenchError(f"option noise_levels={self.noise_levels} must be non-empty, each in "
-                                f"0..{self.train_timesteps - 1}")
+    def validate(self) -> None:
+        super().validate()
+        if not self.noise_levels or max(self.noise_levels) >= self.train_timesteps:
+            raise Invalid("noise_levels", f"must be non-empty, each in 0..{self.train_timesteps - 1} "
+                                          "(train_timesteps - 1)")
 
 
 class DDPM(PicksNoiseLevel):

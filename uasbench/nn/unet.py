@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uasbench.errors import UasbenchError
+from uasbench.config_check import Invalid
 from uasbench.method import MethodConfig
 from uasbench.nn.training import TrainSettings
+
+
+Norm = Literal["group", "batch"]
+NORMS: tuple[str, ...] = get_args(Norm)
 
 
 @dataclass(frozen=True)
@@ -37,10 +41,7 @@ class UNetConfig:
     dropout: float = 0.1
     groups: int = 16
     timestep: bool = True
-    norm: str = "group"  # "group" (ADM) or "batch" (IterMask2's networks)
-
-
-NORMS = ("group", "batch")
+    norm: Norm = "group"  # "group" (ADM) or "batch" (IterMask2's networks)
 
 
 def _norm(channels: int, groups: int, kind: str = "group") -> nn.Module:
@@ -214,23 +215,20 @@ class NetOptions(MethodConfig):
     attention_ds: tuple[int, ...] = field(default=(4, 8, 16), metadata={"min": 1})
     dropout: float = field(default=0.1, metadata={"min": 0, "max": 1})
     groups: int = field(default=16, metadata={"min": 1})
-    norm: str = "group"  # normalisation layers of the UNet: group | batch
+    norm: Norm = "group"  # normalisation layers of the UNet
     iterations: int = field(default=100_000, metadata={"min": 1})
     batch_size: int = field(default=32, metadata={"min": 1})
     lr: float = field(default=1e-4, metadata={"above": 0})
     checkpoint_every: int = field(default=5000, metadata={"min": 1})
     infer_batch: int = field(default=64, metadata={"min": 1, "test_time": True})
 
-    def __post_init__(self) -> None:
-        self.channel_mult, self.attention_ds = tuple(self.channel_mult), tuple(self.attention_ds)
+    def validate(self) -> None:
+        super().validate()
         if not self.channel_mult:
-            raise UasbenchError("option channel_mult=() must list at least one level")
+            raise Invalid("channel_mult", "must list at least one level")
         step = 2 ** (len(self.channel_mult) - 1)
         if self.resolution % step:
-            raise UasbenchError(f"option resolution={self.resolution} must be divisible by {step} "
-                                f"(2 ** (len(channel_mult) - 1))")
-        if self.norm not in NORMS:
-            raise UasbenchError(f"invalid option norm={self.norm!r} (valid: {', '.join(NORMS)})")
+            raise Invalid("resolution", f"must be divisible by {step} (2 ** (len(channel_mult) - 1))")
 
     def unet(self, in_channels: int = 1, *, timestep: bool) -> UNet:
         return UNet(UNetConfig(in_channels=in_channels, channels=self.channels, channel_mult=self.channel_mult,
