@@ -23,9 +23,11 @@ import functools
 import math
 import types
 import typing
-from typing import Any
+from typing import Any, TypeVar
 
 from uasbench.errors import UsageError
+
+T = TypeVar("T")
 
 
 _BOUNDS = ("min", "max", "above", "below")
@@ -106,6 +108,30 @@ def checked_values(config_cls: type, values: dict[str, Any], method: str) -> dic
                              f"(valid: {', '.join(sorted(problem.expected.split(', ')))})") from None
         raise UsageError(f"invalid option {problem.keys[0]}={show_value(problem.value)} for method {method!r}: "
                          f"expected {problem.expected}") from None
+
+
+def checked_table(cls: type[T], values: Any, *, source: str, key: str = "") -> T:
+    """A table of a structured file (``values``, parsed from ``source``) as an instance of the dataclass ``cls``,
+    checked by ``check_fields`` and ``check_rules``; UsageError ``source: dotted.key: what is wrong``."""
+    def fail(name: str, message: str) -> UsageError:
+        return UsageError(f"{source}: {f'{key}.{name}' if key and name else key or name}: {message}")
+
+    if not isinstance(values, dict):
+        raise fail("", f"must be a table ([{key}]), got {type(values).__name__}")
+    try:
+        checked = check_fields(cls, values)
+    except Problem as problem:
+        if problem.kind == "unknown":
+            raise fail(problem.keys[0], f"unknown key (valid: {problem.expected})") from None
+        if problem.kind == "missing":
+            raise fail(problem.keys[0], "missing") from None
+        raise fail(problem.keys[0], f"must be {problem.expected}, got {problem.value!r}") from None
+    instance = cls(**checked)
+    try:
+        check_rules(instance)
+    except RuleError as exc:
+        raise fail(exc.key, exc.rule) from None
+    return instance
 
 
 def check_rules(instance: Any, prefix: str = "") -> None:
