@@ -43,7 +43,7 @@ from uasbench.nn.diffusion import ChainOptions, SignedScale, map_keyed
 from uasbench.nn.noise_level import PicksNoiseLevel, require_validation
 from uasbench.nn.simplex import NoiseOptions
 from uasbench.nn.training import seed_everything, train_network
-from uasbench.nn.unet import QUICK_NET, UNet
+from uasbench.nn.unet import QUICK_NET, TINY_NET, UNet
 
 
 @dataclass
@@ -71,7 +71,7 @@ class AnoDDPM(PicksNoiseLevel):
     Config = AnoDDPMConfig
     profiles = {"paper": {},
                 "quick": {**QUICK_NET, "batch_size": 32, "simplex_frequency": 8.0, "noise_levels": (100, 200)}}
-    profiles["tiny"] = {**profiles["quick"], "iterations": 100}
+    profiles["tiny"] = {**TINY_NET, "simplex_frequency": 4.0, "noise_levels": (100, 200)}
     config: AnoDDPMConfig
 
     @classmethod

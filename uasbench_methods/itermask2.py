@@ -49,7 +49,7 @@ from uasbench.nn.diffusion import keyed_generator
 from uasbench.nn.simplex import draw_noise
 from uasbench.nn.training import autocast, seed_everything, train_network
 from uasbench.nn.translation import translation_loss
-from uasbench.nn.unet import QUICK_NET, NetOptions, Norm, UNet
+from uasbench.nn.unet import QUICK_NET, TINY_NET, NetOptions, Norm, UNet
 
 ScoreMap = Literal["recon_error", "final_mask", "masked_error"]
 SCORE_MAPS: tuple[str, ...] = get_args(ScoreMap)
@@ -153,8 +153,7 @@ class Refinement:
 class IterMask2(AnomalyMethod):
     name = "itermask2"
     Config = IterMask2Config
-    profiles = {"paper": {}, "quick": {**QUICK_NET, "hp_radius": 4.0}}
-    profiles["tiny"] = {**profiles["quick"], "iterations": 100}
+    profiles = {"paper": {}, "quick": {**QUICK_NET, "hp_radius": 4.0}, "tiny": {**TINY_NET, "hp_radius": 2.0}}
     config: IterMask2Config
 
     @classmethod

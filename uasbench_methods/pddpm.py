@@ -41,7 +41,7 @@ from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
 from uasbench.nn.diffusion import BetaSchedule, ChainOptions, Schedule, SignedScale, map_keyed
 from uasbench.nn.simplex import NoiseOptions
 from uasbench.nn.training import autocast, seed_everything, train_network
-from uasbench.nn.unet import QUICK_NET, UNet
+from uasbench.nn.unet import QUICK_NET, TINY_NET, UNet
 
 
 @dataclass
@@ -100,7 +100,7 @@ class PDDPM(AnomalyMethod):
     name = "pddpm"
     Config = PDDPMConfig
     profiles = {"paper": {}, "quick": {**QUICK_NET, "patch_size": 16, "simplex_frequency": 21.0}}
-    profiles["tiny"] = {**profiles["quick"], "iterations": 100}
+    profiles["tiny"] = {**TINY_NET, "patch_size": 8, "simplex_frequency": 10.0}
     config: PDDPMConfig
 
     @classmethod
