@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from uasbench.errors import UasbenchError
+from uasbench.errors import UsageError
 from uasbench.nn.diffusion import DiffusionOptions, Schedule, keyed_generator
 
 from toy_diffusion import ALPHA_BAR, ToyX0, hand_ddim
@@ -70,7 +70,8 @@ def test_diffusion_options_accept_every_step_count_of_the_chain_only() -> None:
     assert DiffusionOptions(train_timesteps=10, ddim_steps=1).ddim_steps == 1
     assert DiffusionOptions(train_timesteps=10, ddim_steps=10).ddim_steps == 10
     for bad in (0, 11):
-        with pytest.raises(UasbenchError, match=f"ddim_steps={bad} must be in 1..10"):
+        with pytest.raises(UsageError, match=f"ddim_steps={bad}: " + ("expected an integer >= 1" if bad == 0
+                                                                     else r"must be in 1\.\.10")):
             DiffusionOptions(train_timesteps=10, ddim_steps=bad)
 
 

@@ -53,3 +53,12 @@ print("ok")
                          timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_plugin_passes_the_contract_kit_in_its_own_tests(plugin_env):
+    """The example's own test file (what a plugin author writes) runs uasbench.testing against the installed
+    plugin: every check passes, the slow lesion check included."""
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=EXAMPLE,
+                         env=plugin_env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert "7 passed" in out.stdout

@@ -18,13 +18,7 @@ from uasbench_methods.dae import DenoisingAutoEncoder
 from uasbench_methods.vae import VariationalAutoEncoder
 
 SIZE = 32
-TINY: dict[str, dict[str, Any]] = {
-    "ae": {"bottleneck_res": 4, "latent": 32, "width": 8},
-    "vae": {"bottleneck_res": 4, "latent": 32, "width": 8, "kl_weight": 0.1},
-    "dae": {"features": (8, 8, 16, 16, 16, 8)},
-}
 ITERATIONS = 150
-COMMON = {"image_size": None, "batch_size": 8, "lr": 3e-3, "checkpoint_every": 50}
 
 
 def phantom(n: int, seed: int, lesion: bool = False) -> SliceSet:
@@ -58,7 +52,8 @@ def ring(seg: np.ndarray, brain: np.ndarray) -> np.ndarray:
 
 
 def make(name: str, seed: int = 0, **overrides: Any) -> AnomalyMethod:
-    return get_method(name).from_profile("quick", overrides={**COMMON, **TINY[name], **overrides}, seed=seed)
+    """The method's ``tiny`` profile (small networks on the input grid), checkpointing every 50 steps."""
+    return get_method(name).from_profile("tiny", overrides={"checkpoint_every": 50, **overrides}, seed=seed)
 
 
 

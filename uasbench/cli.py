@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from uasbench import choices
 from uasbench.errors import UasbenchError, UsageError
 
 if TYPE_CHECKING:  # the CLI imports its layers lazily so that `uasbench --help` stays fast
@@ -29,33 +30,17 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-class Normalisation(str, Enum):
-    paper = "paper"
-    official = "official"
+def _choice_enum(name: str, values: tuple[str, ...]) -> Any:
+    """A str Enum of ``values`` (from ``uasbench.choices``) for Typer; member names use _ for -."""
+    return Enum(name, [(v.replace("-", "_"), v) for v in values], type=str)
 
 
-class Format(str, Enum):
-    md = "md"
-    csv = "csv"
-    latex = "latex"
-    html = "html"
-
-
-class TableKind(str, Enum):
-    metrics = "metrics"
-    pairs = "pairs"
-    tests = "tests"
-    ranks = "ranks"
-
-
-class EvalProtocol(str, Enum):
-    project = "project"
-    mmccd_official = "mmccd-official"
-
-
-class Spread(str, Enum):
-    ci = "ci"
-    std = "std"
+Normalisation = _choice_enum("Normalisation", choices.NORMALISATIONS)
+Format = _choice_enum("Format", choices.FORMATS)
+TableKind = _choice_enum("TableKind", choices.TABLES)
+EvalProtocol = _choice_enum("EvalProtocol", choices.EVALUATION_PROTOCOLS)
+Spread = _choice_enum("Spread", choices.SPREADS)
+ExecutorKind = _choice_enum("ExecutorKind", choices.EXECUTORS)
 
 
 @contextlib.contextmanager
@@ -133,12 +118,6 @@ def run(
         run_dir, result = run_benchmark(spec, log=lambda msg: console.print(msg, highlight=False))
         _print_summary(f"{method} {spec.pair} ({profile}, seed {seed})", result)
         console.print(f"run directory: {run_dir}", highlight=False)
-
-
-class ExecutorKind(str, Enum):
-    serial = "serial"
-    local = "local"
-    slurm = "slurm"
 
 
 @app.command()

@@ -14,9 +14,11 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from uasbench.checkpoints import load_checkpoint, save_checkpoint
-from uasbench.config_check import checked_values
+from uasbench.choices import DEVICES
+from uasbench.config_check import RuleError, check_instance, checked_values, show_value
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError, UsageError
 
@@ -29,7 +31,17 @@ class MethodConfig:
 
     A field that acts only at test time (sampling steps, mask stride, batch size of inference, ...) is declared
     with ``dataclasses.field(default=..., metadata={"test_time": True})``; every other field is a training
-    field. Changing test-time fields reuses a trained network (``uasbench rescore``, the run's resume key)."""
+    field. Changing test-time fields reuses a trained network (``uasbench rescore``, the run's resume key).
+
+    Types and bounds are checked from the hints and field metadata (``uasbench.config_check``); rules that relate
+    several fields go in ``validate``, which raises ``config_check.Invalid(field, message)``. A subclass that
+    needs its own ``__post_init__`` calls ``super().__post_init__()`` so the rules still run."""
+
+    def __post_init__(self) -> None:
+        check_instance(self)  # types, bounds and rules, also of a config built by hand
+
+    def validate(self) -> None:
+        """Rules that relate several fields (a subclass calls ``super().validate()`` first); none here."""
 
 
 def test_time_fields(config_cls: type[MethodConfig]) -> frozenset[str]:
@@ -62,6 +74,18 @@ class NetworkCost:
     passes_per_val_slice_in_fit: float = 0.0  # forward passes per labelled validation slice while fitting
 
 
+def forward_flops(cost: NetworkCost) -> int:
+    """FLOPs of one forward pass of one sample (2 per multiply-add), counted on the meta device."""
+    with torch.device("meta"):
+        net = cost.build()
+        x = torch.zeros((1, *cost.input_shape))
+        args = (x, torch.zeros(1, dtype=torch.long)) if cost.timestep else (x,)
+    net.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(*args)
+    return counter.get_total_flops()
+
+
 def resolve_device(name: str) -> torch.device:
     """Map ``auto|cpu|cuda`` to a torch device; ``cuda`` without a GPU is a usage error, not a crash."""
     if name == "auto":
@@ -70,9 +94,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise UsageError(f"--device {name}: no CUDA device is available here (valid: auto, cpu, cuda)")
+            raise UsageError(f"--device {name}: no CUDA device is available here (valid: {', '.join(DEVICES)})")
         return torch.device(name)
-    raise UsageError(f"invalid --device {name!r} (valid: auto, cpu, cuda)")
+    raise UsageError(f"invalid --device {name!r} (valid: {', '.join(DEVICES)})")
 
 
 class AnomalyMethod(ABC):
@@ -81,7 +105,8 @@ class AnomalyMethod(ABC):
     Class attributes a plugin sets:
       name: the registry name (``uasbench run --method NAME``).
       Config: its ``MethodConfig`` dataclass; field defaults reproduce the ``paper`` profile.
-      profiles: named overrides of Config; must contain ``paper`` and ``quick``.
+      profiles: named overrides of Config; must contain ``paper``, ``quick`` and ``tiny`` (settings that keep
+        fit + score to seconds on one CPU thread: what the contract checks of ``uasbench.testing`` use).
       presets: named test-time overrides per profile (``--preset NAME``): ``{name: {profile: {field: value}}}``.
       train_modalities: roles needed by ``fit``: ``("input",)`` or ``("input", "target")``.
       test_modalities: roles needed by ``score``; always ``("input",)`` for the built-in methods.
@@ -89,7 +114,7 @@ class AnomalyMethod(ABC):
 
     name: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
-    profiles: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "quick": {}}
+    profiles: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "quick": {}, "tiny": {}}
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
     train_modalities: ClassVar[tuple[str, ...]] = ("input",)
     test_modalities: ClassVar[tuple[str, ...]] = ("input",)
@@ -112,7 +137,18 @@ class AnomalyMethod(ABC):
             raise UsageError(f"invalid --profile {profile!r} for method {cls.name!r} "
                              f"(valid: {', '.join(sorted(cls.profiles))})")
         values = {**cls.profiles[profile], **(overrides or {})}
-        return cls.Config(**checked_values(cls.Config, values, cls.name))
+        return cls.checked_config(values)
+
+    @classmethod
+    def checked_config(cls, values: dict[str, Any]) -> MethodConfig:
+        """``Config(**values)`` after ``config_check``'s type, bound and rule checks; a UsageError names the
+        field, its value, the method and what is expected."""
+        checked = checked_values(cls.Config, values, cls.name)
+        try:
+            return cls.Config(**checked)
+        except RuleError as exc:
+            raise UsageError(f"invalid option {exc.key}={show_value(exc.value)} for method {cls.name!r}: "
+                             f"{exc.rule}") from None
 
     @classmethod
     def preset_overrides(cls, name: str, profile: str) -> dict[str, Any]:
@@ -208,7 +244,7 @@ class AnomalyMethod(ABC):
             raise UasbenchError(f"checkpoint {path} holds method {payload.get('method')!r}, not {cls.name!r}")
         if not isinstance(payload.get("config"), dict) or not isinstance(payload.get("seed"), int):
             raise UasbenchError(f"checkpoint {path} lacks the config or the seed of the method")
-        config = cls.Config(**checked_values(cls.Config, payload["config"], cls.name))
+        config = cls.checked_config(payload["config"])
         method = cls(config, device=device, seed=payload["seed"])
         method.set_state(payload["state"])
         method.is_fitted = True

@@ -37,14 +37,13 @@ import torch
 
 from uasbench.data.preprocess import resize
 from uasbench.data.slices import SliceSet
-from uasbench.errors import UasbenchError
+from uasbench.config_check import Invalid
 from uasbench.method import MethodConfig, NetworkCost
 from uasbench.nn.diffusion import ChainOptions, SignedScale, map_keyed
+from uasbench.nn.noise_level import PicksNoiseLevel, require_validation
 from uasbench.nn.simplex import NoiseOptions
 from uasbench.nn.training import seed_everything, train_network
-from uasbench.nn.unet import UNet
-from uasbench_methods.cyclic_unet import QUICK_NET
-from uasbench_methods.ddpm import PicksNoiseLevel, require_validation
+from uasbench.nn.unet import QUICK_NET, TINY_NET, UNet
 
 
 @dataclass
@@ -54,19 +53,17 @@ class AnoDDPMConfig(ChainOptions, NoiseOptions):
     groups: int = 32
     iterations: int = 300_000
     batch_size: int = 1
-    t_train_max: int = 800  # training steps t are drawn in 0..t_train_max-1
-    noise_levels: tuple[int, ...] = field(default=(200, 250), metadata={"test_time": True})  # lambda candidates
+    t_train_max: int = field(default=800, metadata={"min": 1})  # training steps t are drawn in 0..t_train_max-1
+    # lambda candidates
+    noise_levels: tuple[int, ...] = field(default=(200, 250), metadata={"min": 1, "test_time": True})
     clamp_x0: bool = field(default=True, metadata={"test_time": True})
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.check_noise()
-        self.noise_levels = tuple(self.noise_levels)
-        if not 1 <= self.t_train_max <= self.train_timesteps:
-            raise UasbenchError(f"option t_train_max={self.t_train_max} must be in 1..{self.train_timesteps}")
-        if not self.noise_levels or not all(1 <= t <= self.train_timesteps for t in self.noise_levels):
-            raise UasbenchError(f"option noise_levels={self.noise_levels} must be non-empty, each in "
-                                f"1..{self.train_timesteps}")
+    def validate(self) -> None:
+        super().validate()
+        if self.t_train_max > self.train_timesteps:
+            raise Invalid("t_train_max", f"must be in 1..{self.train_timesteps} (train_timesteps)")
+        if not self.noise_levels or max(self.noise_levels) > self.train_timesteps:
+            raise Invalid("noise_levels", f"must be non-empty, each in 1..{self.train_timesteps} (train_timesteps)")
 
 
 class AnoDDPM(PicksNoiseLevel):
@@ -74,6 +71,7 @@ class AnoDDPM(PicksNoiseLevel):
     Config = AnoDDPMConfig
     profiles = {"paper": {},
                 "quick": {**QUICK_NET, "batch_size": 32, "simplex_frequency": 8.0, "noise_levels": (100, 200)}}
+    profiles["tiny"] = {**TINY_NET, "simplex_frequency": 4.0, "noise_levels": (100, 200)}
     config: AnoDDPMConfig
 
     @classmethod

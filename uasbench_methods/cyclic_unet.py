@@ -10,7 +10,7 @@ Deviations / choices:
   benchmark tunes thresholds on validation, not on a normalised test set.
 - The translators carry no time-embedding weights (the official g has 681,216 unused ones): same function.
 - Weights are the raw (non-EMA) weights, as the official code evaluates.
-- ``quick`` profile (``QUICK_NET``, shared by the three UNet methods): a 0.2 M-parameter UNet at 32x32
+- ``quick`` profile (``uasbench.nn.unet.QUICK_NET``, shared by the UNet methods): a 0.2 M-parameter UNet at 32x32
   (channels 8/16/32, one residual block per level, attention at 8x8; maps bilinearly resized to the input
   grid), 300 Adam steps of batch 32 at lr 1e-3.
 """
@@ -20,49 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from uasbench.data.preprocess import resize
 from uasbench.data.slices import SliceSet
 from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
-from uasbench.nn.training import predict_batched, seed_everything, train_network
-from uasbench.nn.unet import NetOptions, UNet
-
-#: The small network and short training every UNet method's ``quick`` profile shares (minutes on 2 CPU cores).
-QUICK_NET: dict[str, Any] = {"resolution": 32, "channels": 8, "channel_mult": (1, 2, 4), "num_res_blocks": 1,
-                             "attention_ds": (4,), "groups": 4, "iterations": 300, "lr": 1e-3,
-                             "checkpoint_every": 100}
-
-
-def translator_cost(options: NetOptions, name: str) -> NetworkCost:
-    """A translator (Cyclic UNet's f and g, MMCCD's g): trained alone, one pass per scored slice."""
-    return NetworkCost(name, lambda: options.unet(timestep=False), (1, options.resolution, options.resolution),
-                       train_samples=options.iterations * options.batch_size, passes_per_slice=1)
-
-
-def translation_loss(net: torch.nn.Module, batch: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
-    """MSE of a deterministic translation source -> target (the paper's Eq. 7), over the whole image."""
-    del generator
-    source, target = batch
-    return F.mse_loss(net(source), target)
-
-
-def train_translator(options: NetOptions, source: np.ndarray, target: np.ndarray, *, device: torch.device,
-                     seed: int, workdir: Path | None, name: str) -> UNet:
-    """A deterministic UNet source -> target at ``options.resolution`` (used by Cyclic UNet and MMCCD's g)."""
-    seed_everything(seed)
-    net = options.unet(timestep=False)
-    arrays = [resize(a, options.resolution) for a in (source, target)]
-    train_network(net, translation_loss, arrays, options.train_settings(), device=device, seed=seed,
-                  workdir=workdir, name=name)
-    return net
-
+from uasbench.nn.training import predict_batched
+from uasbench.nn.translation import train_translator, translator_cost
+from uasbench.nn.unet import QUICK_NET, TINY_NET, NetOptions
 
 class CyclicUNet(AnomalyMethod):
     name = "cyclic_unet"
     Config = NetOptions
-    profiles = {"paper": {}, "quick": dict(QUICK_NET)}
+    profiles = {"paper": {}, "quick": dict(QUICK_NET), "tiny": dict(TINY_NET)}
     train_modalities = ("input", "target")
     config: NetOptions
 

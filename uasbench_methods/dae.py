@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from monai.networks.nets import BasicUNet
 from torch import nn
 
-from uasbench.errors import UasbenchError
+from uasbench.config_check import Invalid
 from uasbench.method import MethodConfig
-from uasbench_methods.ae import ReconstructionConfig, ReconstructionMethod
+from uasbench.nn.reconstruction import ReconstructionConfig, ReconstructionMethod
 
 # Brain 99th percentile over the healthy-brain standard deviation, in scanner units: median over the real
 # BraTS cases in shared/data/real-brats (2 cases x 4 modalities, slices 70-89); see DenoisingAutoEncoder.
@@ -38,10 +38,10 @@ class DAEConfig(ReconstructionConfig):
     noise_std: float = field(default=0.2, metadata={"min": 0})
     noise_res: int = field(default=16, metadata={"min": 1})  # noise cells per image side before bilinear upsampling
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        super().validate()
         if any(width % 8 for width in self.features):
-            raise UasbenchError(f"option features={tuple(self.features)}: every width must be a multiple of 8 "
-                                "(the UNet's group norm has 8 groups)")
+            raise Invalid("features", "every width must be a multiple of 8 (the UNet's group norm has 8 groups)")
 
 
 class DenoisingAutoEncoder(ReconstructionMethod):
@@ -69,7 +69,9 @@ class DenoisingAutoEncoder(ReconstructionMethod):
     name = "dae"
     Config = DAEConfig
     profiles = {"paper": {}, "quick": {"image_size": 64, "features": (16, 16, 32, 64, 64, 16), "lr": 1e-3,
-                                      "iterations": 600, "checkpoint_every": 200}}
+                                      "iterations": 600, "checkpoint_every": 200},
+                "tiny": {"image_size": None, "features": (8, 8, 16, 16, 16, 8), "batch_size": 8, "lr": 3e-3,
+                         "iterations": 100, "checkpoint_every": 1000}}
 
     def __init__(self, config: MethodConfig | None = None, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)

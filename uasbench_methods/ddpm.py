@@ -17,81 +17,40 @@ Deviations / choices (the paper gives no details of its DDPM baseline):
 """
 from __future__ import annotations
 
-from abc import abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score
 
 from uasbench.data.preprocess import resize
 from uasbench.data.slices import SliceSet
-from uasbench.errors import UasbenchError
-from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
+from uasbench.config_check import Invalid
+from uasbench.method import MethodConfig, NetworkCost
 from uasbench.nn.diffusion import DiffusionOptions, map_keyed
+from uasbench.nn.noise_level import PicksNoiseLevel, require_validation
 from uasbench.nn.simplex import draw_noise
 from uasbench.nn.training import seed_everything, train_network
-from uasbench.nn.unet import UNet
-from uasbench_methods.cyclic_unet import QUICK_NET
+from uasbench.nn.unet import QUICK_NET, TINY_NET, UNet
 
 
 @dataclass
 class DDPMConfig(DiffusionOptions):
-    noise_levels: tuple[int, ...] = field(default=(100, 200, 300, 400, 500), metadata={"test_time": True})
+    noise_levels: tuple[int, ...] = field(default=(100, 200, 300, 400, 500), metadata={"min": 0, "test_time": True})
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.noise_levels = tuple(self.noise_levels)
-        if not self.noise_levels or not all(0 <= t < self.train_timesteps for t in self.noise_levels):
-            raise UasbenchError(f"option noise_levels={self.noise_levels} must be non-empty, each in "
-                                f"0..{self.train_timesteps - 1}")
-
-
-def require_validation(method: str, levels: tuple[int, ...], val: SliceSet | None) -> None:
-    """Fail before training when several noise levels are to be compared but no labelled validation exists."""
-    if len(levels) > 1 and (val is None or val.seg is None or len(val) == 0):
-        raise UasbenchError(f"method {method!r} picks noise_levels={levels} on labelled validation "
-                            "slices, but none were given; pass a validation split or a single noise level")
-
-
-def pick_noise_level(levels: tuple[int, ...], val: SliceSet | None,
-                     maps: Callable[[SliceSet, int], np.ndarray]) -> tuple[int, dict[int, float]]:
-    """The level whose validation ``maps(val, level)`` rank tumour pixels best (threshold-free pixel AUPRC inside
-    the brain), with the AUPRC of every level; a single level is returned as is, without validation."""
-    if len(levels) == 1:
-        return levels[0], {}
-    assert val is not None and val.seg is not None
-    auprc = {t: float(average_precision_score(val.seg[val.brain], maps(val, t)[val.brain])) for t in levels}
-    return max(auprc, key=auprc.__getitem__), auprc
-
-
-class PicksNoiseLevel(AnomalyMethod):
-    """Base of the methods that pick their noise level among ``config.noise_levels`` on validation (DDPM,
-    AnoDDPM): the choice is redone by ``retune`` whenever a test-time change reloads the checkpoint."""
-
-    config: Any
-    noise_level: int
-    val_auprc: dict[int, float]
-
-    def retune(self, val: SliceSet | None) -> None:
-        """Pick the noise level of ``noise_levels`` with the best validation AUPRC."""
-        require_validation(self.name, self.config.noise_levels, val)
-        self.noise_level, self.val_auprc = pick_noise_level(self.config.noise_levels, val, self._maps)
-
-    @abstractmethod
-    def _maps(self, slices: SliceSet, noise_level: int) -> np.ndarray: ...
-
-    def _score(self, slices: SliceSet) -> np.ndarray:
-        return self._maps(slices, self.noise_level)
+    def validate(self) -> None:
+        super().validate()
+        if not self.noise_levels or max(self.noise_levels) >= self.train_timesteps:
+            raise Invalid("noise_levels", f"must be non-empty, each in 0..{self.train_timesteps - 1} "
+                                          "(train_timesteps - 1)")
 
 
 class DDPM(PicksNoiseLevel):
     name = "ddpm"
     Config = DDPMConfig
-    profiles = {"paper": {}, "quick": {**QUICK_NET, "ddim_steps": 10, "noise_levels": (100, 300, 500)}}
+    profiles = {"paper": {}, "quick": {**QUICK_NET, "ddim_steps": 10, "noise_levels": (100, 300, 500)},
+                "tiny": {**TINY_NET, "ddim_steps": 10, "noise_levels": (200, 400)}}
     config: DDPMConfig
 
     @classmethod

@@ -29,7 +29,7 @@ class IntensityConfig(MethodConfig):
 class IntensityBaseline(AnomalyMethod):
     name = "intensity"
     Config = IntensityConfig
-    profiles = {"paper": {}, "quick": {}}
+    profiles = {"paper": {}, "quick": {}, "tiny": {}}
 
     @classmethod
     def network_costs(cls, config: MethodConfig) -> list[NetworkCost]:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -48,38 +48,29 @@ from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
 from uasbench.nn.diffusion import keyed_generator
 from uasbench.nn.simplex import draw_noise
 from uasbench.nn.training import autocast, seed_everything, train_network
-from uasbench.nn.unet import NetOptions, UNet
-from uasbench_methods.cyclic_unet import QUICK_NET, translation_loss
+from uasbench.nn.translation import translation_loss
+from uasbench.nn.unet import QUICK_NET, TINY_NET, NetOptions, Norm, UNet
 
-SCORE_MAPS = ("recon_error", "final_mask", "masked_error")
+ScoreMap = Literal["recon_error", "final_mask", "masked_error"]
+SCORE_MAPS: tuple[str, ...] = get_args(ScoreMap)
 
 
 @dataclass
 class IterMask2Config(NetOptions):
-    norm: str = "batch"
-    iterations: int = 90_000
-    hp_radius: float = 15.0  # radius (frequency pixels) of the disk whose magnitudes are set to 1
-    mask_sides: tuple[int, ...] = (4, 8, 16)  # training squares, pixels of the 240-px grid they are drawn for
-    tau_quantile: float = 0.8  # tau = this quantile of g's squared error on masked healthy validation pixels
-    init_fraction: float = field(default=0.6, metadata={"test_time": True})  # first mask: top f0-error share
-    stop_ratio: float = field(default=0.01, metadata={"test_time": True})  # stop when the mask shrinks less
-    max_iters: int = field(default=100, metadata={"test_time": True})  # safety cap on g passes per slice
-    score_map: str = field(default="recon_error", metadata={"test_time": True})  # recon_error|final_mask|masked_error
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.mask_sides = tuple(self.mask_sides)
-        if self.hp_radius <= 0 or len(self.mask_sides) != 3 or min(self.mask_sides) < 1:
-            raise UasbenchError(f"options hp_radius={self.hp_radius}, mask_sides={self.mask_sides}: need a "
-                                "positive radius and three positive square sides")
-        if not (0 < self.tau_quantile < 1 and 0 < self.init_fraction <= 1 and 0 <= self.stop_ratio < 1):
-            raise UasbenchError(f"options tau_quantile={self.tau_quantile}, init_fraction={self.init_fraction}, "
-                                f"stop_ratio={self.stop_ratio}: need 0 < tau_quantile < 1, "
-                                "0 < init_fraction <= 1, 0 <= stop_ratio < 1")
-        if self.max_iters < 1:
-            raise UasbenchError(f"option max_iters={self.max_iters} must be >= 1")
-        if self.score_map not in SCORE_MAPS:
-            raise UasbenchError(f"invalid option score_map={self.score_map!r} (valid: {', '.join(SCORE_MAPS)})")
+    norm: Norm = "batch"
+    iterations: int = field(default=90_000, metadata={"min": 1})
+    # radius (frequency pixels) of the disk whose magnitudes are set to 1
+    hp_radius: float = field(default=15.0, metadata={"above": 0})
+    # three training squares, pixels of the 240-px grid they are drawn for
+    mask_sides: tuple[int, int, int] = field(default=(4, 8, 16), metadata={"min": 1})
+    # tau = this quantile of g's squared error on masked healthy validation pixels
+    tau_quantile: float = field(default=0.8, metadata={"above": 0, "below": 1})
+    # first mask: top f0-error share
+    init_fraction: float = field(default=0.6, metadata={"above": 0, "max": 1, "test_time": True})
+    # stop when the mask shrinks less
+    stop_ratio: float = field(default=0.01, metadata={"min": 0, "below": 1, "test_time": True})
+    max_iters: int = field(default=100, metadata={"min": 1, "test_time": True})  # safety cap on g passes per slice
+    score_map: ScoreMap = field(default="recon_error", metadata={"test_time": True})
 
 
 def high_pass(x: torch.Tensor, radius: float) -> torch.Tensor:
@@ -162,7 +153,7 @@ class Refinement:
 class IterMask2(AnomalyMethod):
     name = "itermask2"
     Config = IterMask2Config
-    profiles = {"paper": {}, "quick": {**QUICK_NET, "hp_radius": 4.0}}
+    profiles = {"paper": {}, "quick": {**QUICK_NET, "hp_radius": 4.0}, "tiny": {**TINY_NET, "hp_radius": 2.0}}
     config: IterMask2Config
 
     @classmethod

@@ -40,13 +40,14 @@ import torch
 
 from uasbench.data.preprocess import resize
 from uasbench.data.slices import SliceSet
-from uasbench.errors import UasbenchError
+from uasbench.config_check import Invalid
 from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
 from uasbench.nn.diffusion import DiffusionOptions, Schedule
-from uasbench.nn.masked_inference import (AUTO_ENGINE, DIRECTIONS, ENGINES, MaskedCycle, band_masks,
+from uasbench.nn.masked_inference import (AUTO_ENGINE, DIRECTIONS, Direction, ENGINES, MaskedCycle, band_masks,
                                           default_max_batch)
 from uasbench.nn.training import seed_everything, train_network
-from uasbench_methods.cyclic_unet import QUICK_NET, train_translator, translator_cost
+from uasbench.nn.translation import train_translator, translator_cost
+from uasbench.nn.unet import QUICK_NET, TINY_NET
 
 
 TEST_TIME = {"test_time": True}
@@ -54,28 +55,25 @@ TEST_TIME = {"test_time": True}
 
 @dataclass
 class MMCCDConfig(DiffusionOptions):
-    band_width: int = 16  # width of the training bands, and of the test bands unless test_band_width is set
-    stride: int = field(default=2, metadata=TEST_TIME)  # offset step of the test bands
-    directions: tuple[str, ...] = field(default=DIRECTIONS, metadata=TEST_TIME)  # of the test bands
-    test_band_width: int = field(default=0, metadata=TEST_TIME)  # 0: band_width
-    max_batch: int = field(default=0, metadata=TEST_TIME)  # (slice, mask) pairs per call; 0: default_max_batch
+    # width of the training bands, and of the test bands unless test_band_width is set
+    band_width: int = field(default=16, metadata={"min": 1})
+    stride: int = field(default=2, metadata={**TEST_TIME, "min": 1})  # offset step of the test bands
+    directions: tuple[Direction, ...] = field(default=DIRECTIONS, metadata=TEST_TIME)  # of the test bands
+    test_band_width: int = field(default=0, metadata={**TEST_TIME, "min": 0})  # 0: band_width
+    # (slice, mask) pairs per call; 0: default_max_batch, chosen for the device
+    max_batch: int = field(default=0, metadata={**TEST_TIME, "min": 0})
     engine: str = field(default="auto", metadata=TEST_TIME)  # auto (AUTO_ENGINE) or ENGINES
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.directions = tuple(self.directions)
-        if not set(self.directions) <= set(DIRECTIONS) or not self.directions:
-            raise UasbenchError(f"option directions={self.directions} must be a non-empty subset of {DIRECTIONS}")
+    def validate(self) -> None:
+        super().validate()
+        if not self.directions:
+            raise Invalid("directions", f"must be a non-empty subset of {', '.join(DIRECTIONS)}")
         if self.engine not in ("auto", *ENGINES):
-            raise UasbenchError(f"option engine={self.engine!r} must be one of auto, {', '.join(ENGINES)}")
-        if self.max_batch < 0:
-            raise UasbenchError(f"option max_batch={self.max_batch} must be >= 0 (0: chosen for the device)")
-        if not 0 < self.band_width <= self.resolution or self.stride < 1:
-            raise UasbenchError(f"options band_width={self.band_width}, stride={self.stride}: need "
-                                f"0 < band_width <= resolution ({self.resolution}) and stride >= 1")
-        if not 0 <= self.test_band_width <= self.resolution:
-            raise UasbenchError(f"option test_band_width={self.test_band_width} must be in 0..{self.resolution} "
-                                "(0: band_width)")
+            raise Invalid("engine", f"must be one of auto, {', '.join(ENGINES)}")
+        if self.band_width > self.resolution:
+            raise Invalid("band_width", f"must be in 1..resolution ({self.resolution})")
+        if self.test_band_width > self.resolution:
+            raise Invalid("test_band_width", f"must be in 0..resolution ({self.resolution}) (0: band_width)")
 
     def test_masks(self) -> torch.Tensor:
         """The test-time band masks (R, resolution, resolution): what the cost and the map average run over."""
@@ -101,7 +99,8 @@ class MMCCD(AnomalyMethod):
     name = "mmccd"
     Config = MMCCDConfig
     profiles = {"paper": {},
-                "quick": {**QUICK_NET, "ddim_steps": 10, "band_width": 4, "stride": 2}}
+                "quick": {**QUICK_NET, "ddim_steps": 10, "band_width": 4, "stride": 2},
+                "tiny": {**TINY_NET, "ddim_steps": 10, "band_width": 2, "stride": 2}}
     # ``--preset fast``: 3 DDIM steps, vertical bands only, stride = test band width = a quarter of the grid
     # (4 masks): 16 network passes per slice instead of 352 (quick) or 12,928 (paper). Chosen on the quick
     # profile's validation frontier (benchmarks/mmccd_frontier.py, README); the paper entry is the same

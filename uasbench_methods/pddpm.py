@@ -36,13 +36,12 @@ import torch
 
 from uasbench.data.preprocess import resize
 from uasbench.data.slices import SliceSet
-from uasbench.errors import UasbenchError
+from uasbench.config_check import Invalid
 from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
-from uasbench.nn.diffusion import ChainOptions, Schedule, SignedScale, map_keyed
+from uasbench.nn.diffusion import BetaSchedule, ChainOptions, Schedule, SignedScale, map_keyed
 from uasbench.nn.simplex import NoiseOptions
 from uasbench.nn.training import autocast, seed_everything, train_network
-from uasbench.nn.unet import UNet
-from uasbench_methods.cyclic_unet import QUICK_NET
+from uasbench.nn.unet import QUICK_NET, TINY_NET, UNet
 
 
 @dataclass
@@ -54,20 +53,19 @@ class PDDPMConfig(ChainOptions, NoiseOptions):
     dropout: float = 0.0
     groups: int = 32
     iterations: int = 19_200
-    beta_schedule: str = "cosine"
+    beta_schedule: BetaSchedule = "cosine"
     simplex_frequency: float = 85.0
     simplex_std: float = 0.6
-    patch_size: int = 64
+    patch_size: int = field(default=64, metadata={"min": 1})
     shared_train_noise: bool = True  # one noise field per training batch, as the official code
-    t_test: int = field(default=500, metadata={"test_time": True})  # noised to step t_test - 1 (official)
+    t_test: int = field(default=500, metadata={"min": 1, "test_time": True})  # noised to step t_test - 1 (official)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.check_noise()
-        if not 0 < self.patch_size <= self.resolution:
-            raise UasbenchError(f"option patch_size={self.patch_size} must be in 1..resolution ({self.resolution})")
-        if not 1 <= self.t_test <= self.train_timesteps:
-            raise UasbenchError(f"option t_test={self.t_test} must be in 1..{self.train_timesteps}")
+    def validate(self) -> None:
+        super().validate()
+        if self.patch_size > self.resolution:
+            raise Invalid("patch_size", f"must be in 1..resolution ({self.resolution})")
+        if self.t_test > self.train_timesteps:
+            raise Invalid("t_test", f"must be in 1..{self.train_timesteps} (train_timesteps)")
 
 
 def grid_boxes(size: int, patch: int) -> torch.Tensor:
@@ -102,6 +100,7 @@ class PDDPM(AnomalyMethod):
     name = "pddpm"
     Config = PDDPMConfig
     profiles = {"paper": {}, "quick": {**QUICK_NET, "patch_size": 16, "simplex_frequency": 21.0}}
+    profiles["tiny"] = {**TINY_NET, "patch_size": 8, "simplex_frequency": 10.0}
     config: PDDPMConfig
 
     @classmethod

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from uasbench_methods.ae import AEConfig, AutoEncoder
+from uasbench.nn.reconstruction import AUTOENCODER_PROFILES, AEConfig, DenseAutoEncoderMethod
 
 
 @dataclass
@@ -15,7 +15,7 @@ class VAEConfig(AEConfig):
     kl_weight: float = field(default=1.0, metadata={"min": 0})
 
 
-class VariationalAutoEncoder(AutoEncoder):
+class VariationalAutoEncoder(DenseAutoEncoderMethod):
     """Baur's VAE: the AE architecture whose dense bottleneck outputs a mean and a log-variance.
 
     Loss per image: summed L1 reconstruction error + ``kl_weight`` x KL(q(z|x) || N(0, I)), divided by the
@@ -26,7 +26,7 @@ class VariationalAutoEncoder(AutoEncoder):
 
     name = "vae"
     Config = VAEConfig
-    profiles = AutoEncoder.profiles
+    profiles = {**AUTOENCODER_PROFILES, "tiny": {**AUTOENCODER_PROFILES["tiny"], "kl_weight": 0.1}}
     variational = True
 
     def _loss(self, net: nn.Module, batch: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:

@@ -16,7 +16,10 @@ naming the file, the key and the valid choices. Layout (see ``benchmarks/*.toml`
     [slurm]                    # only read by --executor slurm
     partition = "gpu"
 
-Relative ``data`` and ``split`` paths are read relative to the benchmark file's folder.
+Relative ``data`` and ``split`` paths are read relative to the benchmark file's folder. Each table is a typed
+dataclass (``BenchmarkFile``, ``BenchmarkTable``, ``GridTable``, ``SlurmSettings``; ``[overrides.M]`` is method
+M's config) checked by ``uasbench.config_check``, the path every structured input takes: types, choices and
+bounds from the hints and field metadata, rules from ``validate``.
 """
 from __future__ import annotations
 
@@ -24,9 +27,12 @@ import dataclasses
 import os
 import re
 import sys
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from uasbench.choices import DEVICES, NORMALISATIONS, THRESHOLDS
+from uasbench.config_check import Invalid, checked_table
 from uasbench.errors import UasbenchError, UsageError
 
 if sys.version_info >= (3, 11):
@@ -35,25 +41,76 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 PHANTOM = "phantom"
-DEVICES = ("auto", "cpu", "cuda")
-NORMALISATIONS = ("paper", "official")
+Normalisation = Literal[NORMALISATIONS]  # type: ignore[valid-type]  # the choices of uasbench.choices
+Threshold = Literal[THRESHOLDS]  # type: ignore[valid-type]
 _ENV = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
 
 @dataclasses.dataclass(frozen=True)
 class SlurmSettings:
-    """What `--executor slurm` asks the scheduler for, per job of the array."""
+    """What `--executor slurm` asks the scheduler for, per job of the array (the ``[slurm]`` table)."""
 
     partition: str | None = None
-    timeout_min: int = 24 * 60
-    gpus_per_job: int = 1
-    cpus_per_job: int = 8
-    mem_gb: int = 32
-    array_parallelism: int = 64
+    timeout_min: int = field(default=24 * 60, metadata={"min": 1})
+    gpus_per_job: int = field(default=1, metadata={"min": 0})
+    cpus_per_job: int = field(default=8, metadata={"min": 1})
+    mem_gb: int = field(default=32, metadata={"min": 1})
+    array_parallelism: int = field(default=64, metadata={"min": 1})
     account: str | None = None
     qos: str | None = None
     constraint: str | None = None
     setup: tuple[str, ...] = ()  # shell lines run before each job (module load, source venv/bin/activate)
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkTable:
+    """The ``[benchmark]`` table: settings shared by every job."""
+
+    data: str = field(default=PHANTOM, metadata={"expected": 'a folder or "phantom"'})
+    split: str | None = field(default=None, metadata={"expected": "a file path"})
+    profile: str = field(default="quick", metadata={"expected": "a profile name"})
+    seeds: tuple[int, ...] = field(default=(0,), metadata={"min": 0})  # default seeds of every [[grid]] entry
+    device: str = field(default="auto", metadata={"expected": "auto, cpu or cuda"})
+    normalisation: Normalisation = "paper"
+    erode_brain: int = field(default=0, metadata={"min": 0})
+    median: int = field(default=0, metadata={"min": 0})
+    skip_bad_cases: bool = False
+    thresholds: tuple[Threshold, ...] = ("val_dice", "oracle_test")
+
+    def validate(self) -> None:
+        if not self.seeds:
+            raise Invalid("seeds", "must be a non-empty list of non-negative integers")
+        if self.device not in DEVICES and not re.fullmatch(r"cuda:\d+", self.device):
+            raise Invalid("device", f"invalid value {self.device!r} (valid: {', '.join(DEVICES)})")
+        if not self.thresholds:
+            raise Invalid("thresholds", f"must be a non-empty list of {', '.join(THRESHOLDS)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class GridTable:
+    """One ``[[grid]]`` entry: methods x pairs x seeds (seeds default to ``[benchmark]``'s)."""
+
+    methods: tuple[str, ...]
+    pairs: tuple[str, ...]
+    seeds: tuple[int, ...] | None = field(default=None, metadata={"min": 0})
+
+    def validate(self) -> None:
+        for key in ("methods", "pairs"):
+            if not getattr(self, key):
+                raise Invalid(key, "must be a non-empty list of strings")
+        if self.seeds is not None and not self.seeds:
+            raise Invalid("seeds", "must be a non-empty list of non-negative integers")
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkFile:
+    """The top level of a benchmark file: its tables."""
+
+    benchmark: dict[str, Any] | None = field(default=None, metadata={"expected": "a table ([benchmark])"})
+    grid: list[Any] | None = field(default=None, metadata={
+        "expected": "an array of tables ([[grid]]), each with methods and pairs"})
+    overrides: dict[str, Any] = field(default_factory=dict, metadata={"expected": "a table ([overrides.METHOD])"})
+    slurm: dict[str, Any] = field(default_factory=dict, metadata={"expected": "a table ([slurm])"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,59 +152,6 @@ class BenchmarkConfig:
         return sorted({s for entry in self.grid for s in entry.seeds})
 
 
-_BENCHMARK_KEYS = ("data", "split", "profile", "seeds", "device", "normalisation", "erode_brain", "median",
-                   "skip_bad_cases", "thresholds")
-_GRID_KEYS = ("methods", "pairs", "seeds")
-_TOP_KEYS = ("benchmark", "grid", "overrides", "slurm")
-
-
-class _Checker:
-    """Reads typed values out of the parsed TOML; every error names the file and the dotted key."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def fail(self, key: str, message: str, usage: bool = True) -> UasbenchError:
-        cls = UsageError if usage else UasbenchError
-        return cls(f"{self.path}: {key}: {message}")
-
-    def table(self, value: Any, key: str, allowed: tuple[str, ...] | None) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(key, f"must be a table ([{key}]), got {type(value).__name__}")
-        if allowed is not None:
-            for name in value:
-                if name not in allowed:
-                    raise self.fail(f"{key}.{name}" if key else name,
-                                    f"unknown key (valid: {', '.join(allowed)})")
-        return value
-
-    def typed(self, value: Any, key: str, kind: type | tuple[type, ...], what: str) -> Any:
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            raise self.fail(key, f"must be {what}, got {value!r}")
-        return value
-
-    def choice(self, value: Any, key: str, choices: tuple[str, ...]) -> str:
-        if value not in choices:
-            raise self.fail(key, f"invalid value {value!r} (valid: {', '.join(choices)})")
-        return value
-
-    def string_list(self, value: Any, key: str) -> tuple[str, ...]:
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise self.fail(key, f"must be a non-empty list of strings, got {value!r}")
-        return tuple(value)
-
-    def seeds(self, value: Any, key: str) -> tuple[int, ...]:
-        if (not isinstance(value, list) or not value
-                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)):
-            raise self.fail(key, f"must be a non-empty list of non-negative integers, got {value!r}")
-        return tuple(dict.fromkeys(value))
-
-    def count(self, value: Any, key: str, minimum: int = 0) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(key, f"must be an integer >= {minimum}, got {value!r}")
-        return value
-
-
 def _expand(text: str) -> tuple[str, str | None]:
     """Replace $VAR / ${VAR} with the environment; the second value names the first unset variable."""
     missing: list[str] = []
@@ -171,7 +175,6 @@ def load_config(path: Path, *, data_override: Path | None = None, need_data: boo
     """
     from uasbench.modalities import Pair
     from uasbench.registry import get_method
-    from uasbench.report.leaderboard import THRESHOLDS
 
     path = Path(path)
     if not path.is_file():
@@ -180,72 +183,64 @@ def load_config(path: Path, *, data_override: Path | None = None, need_data: boo
         raw = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UasbenchError(f"{path}: not valid TOML: {exc}") from None
-    check = _Checker(path)
-    check.table(raw, "", _TOP_KEYS)
-    if "benchmark" not in raw:
-        raise check.fail("benchmark", "missing table [benchmark] (it names data, profile and seeds)")
-    bench = check.table(raw["benchmark"], "benchmark", _BENCHMARK_KEYS)
+    source = str(path)
+    top = checked_table(BenchmarkFile, raw, source=source)
+    if top.benchmark is None:
+        raise _fail(path, "benchmark", "missing table [benchmark] (it names data, profile and seeds)")
+    bench = checked_table(BenchmarkTable, top.benchmark, source=source, key="benchmark")
 
-    data_text = str(check.typed(bench.get("data", PHANTOM), "benchmark.data", str, "a folder or \"phantom\""))
-    data, data_missing = _data_folder(path, data_text, data_override)
+    data, data_missing = _data_folder(path, bench.data, data_override)
     split, split_missing = None, None
-    if "split" in bench:
-        split_text, unset = _expand(check.typed(bench["split"], "benchmark.split", str, "a file path"))
+    if bench.split is not None:
+        split_text, unset = _expand(bench.split)
         split = (path.parent / split_text).resolve() if not unset else None
         split_missing = (f"environment variable {unset} is not set" if unset
                          else None if split is not None and split.is_file() else f"no such file {split}")
     if need_data and data_missing:
-        raise check.fail("benchmark.data", f"{data_text!r}: {data_missing} (\"phantom\" is the embedded "
-                         "phantom; `--data PATH` overrides it)", usage=False)
+        raise _fail(path, "benchmark.data", f"{bench.data!r}: {data_missing} (\"phantom\" is the embedded "
+                    "phantom; `--data PATH` overrides it)", usage=False)
     if need_data and split_missing:
-        raise check.fail("benchmark.split", split_missing, usage=False)
+        raise _fail(path, "benchmark.split", split_missing, usage=False)
 
-    profile = check.typed(bench.get("profile", "quick"), "benchmark.profile", str, "a profile name")
-    default_seeds = check.seeds(bench.get("seeds", [0]), "benchmark.seeds")
-    device = check.typed(bench.get("device", "auto"), "benchmark.device", str, "auto, cpu or cuda")
-    if device not in DEVICES and not re.fullmatch(r"cuda:\d+", device):
-        raise check.fail("benchmark.device", f"invalid value {device!r} (valid: {', '.join(DEVICES)})")
-    thresholds = check.string_list(bench.get("thresholds", ["val_dice", "oracle_test"]), "benchmark.thresholds")
-    for t in thresholds:
-        check.choice(t, "benchmark.thresholds", THRESHOLDS)
-
-    if "grid" not in raw:
-        raise check.fail("grid", "missing [[grid]] entries (each lists methods and pairs)")
-    if not isinstance(raw["grid"], list) or not raw["grid"]:
-        raise check.fail("grid", "must be an array of tables ([[grid]]), each with methods and pairs")
+    if top.grid is None:
+        raise _fail(path, "grid", "missing [[grid]] entries (each lists methods and pairs)")
+    if not top.grid:
+        raise _fail(path, "grid", "must be an array of tables ([[grid]]), each with methods and pairs")
     grid = []
-    for i, item in enumerate(raw["grid"]):
+    for i, item in enumerate(top.grid):
         key = f"grid[{i}]"
-        check.table(item, key, _GRID_KEYS)
-        for needed in ("methods", "pairs"):
-            if needed not in item:
-                raise check.fail(f"{key}.{needed}", "missing")
-        methods = check.string_list(item["methods"], f"{key}.methods")
-        for m in methods:
-            _wrap(check, f"{key}.methods", lambda: get_method(m))
-        pairs = []
-        for p in check.string_list(item["pairs"], f"{key}.pairs"):
-            pairs.append(str(_wrap(check, f"{key}.pairs", lambda: Pair.parse(p))))
-        seeds = check.seeds(item["seeds"], f"{key}.seeds") if "seeds" in item else default_seeds
-        grid.append(GridEntry(tuple(dict.fromkeys(methods)), tuple(dict.fromkeys(pairs)), seeds))
+        entry = checked_table(GridTable, item, source=source, key=key)
+        for m in entry.methods:
+            _wrap(path, f"{key}.methods", lambda: get_method(m))
+        pairs = [str(_wrap(path, f"{key}.pairs", lambda: Pair.parse(p))) for p in entry.pairs]
+        seeds = entry.seeds if entry.seeds is not None else bench.seeds
+        grid.append(GridEntry(tuple(dict.fromkeys(entry.methods)), tuple(dict.fromkeys(pairs)),
+                              tuple(dict.fromkeys(seeds))))
 
     all_methods = list(dict.fromkeys(m for entry in grid for m in entry.methods))
-    overrides = check.table(raw.get("overrides", {}), "overrides", tuple(all_methods))
+    for method in top.overrides:
+        if method not in all_methods:
+            raise _fail(path, f"overrides.{method}", f"unknown key (valid: {', '.join(all_methods)})")
     for method in all_methods:
-        fields = check.table(overrides.get(method, {}), f"overrides.{method}", None)
-        _wrap(check, f"overrides.{method}" if fields else "benchmark.profile",
-              lambda: get_method(method).config_for(profile, fields))
+        fields = top.overrides.get(method, {})
+        if not isinstance(fields, dict):
+            raise _fail(path, f"overrides.{method}", f"must be a table ([overrides.{method}]), "
+                        f"got {type(fields).__name__}")
+        _wrap(path, f"overrides.{method}" if fields else "benchmark.profile",
+              lambda: get_method(method).config_for(bench.profile, fields))
 
     return BenchmarkConfig(
-        path=path, data=data, data_text=data_text, data_missing=data_missing, split=split, profile=profile,
-        device=device,
-        normalisation=check.choice(bench.get("normalisation", "paper"), "benchmark.normalisation", NORMALISATIONS),
-        erode_brain=check.count(bench.get("erode_brain", 0), "benchmark.erode_brain"),
-        median=check.count(bench.get("median", 0), "benchmark.median"),
-        skip_bad_cases=check.typed(bench.get("skip_bad_cases", False), "benchmark.skip_bad_cases", bool, "true or false"),
-        thresholds=thresholds, grid=tuple(grid), overrides={m: dict(overrides.get(m, {})) for m in all_methods},
-        slurm=_slurm(check, raw.get("slurm", {})),
+        path=path, data=data, data_text=bench.data, data_missing=data_missing, split=split, profile=bench.profile,
+        device=bench.device, normalisation=bench.normalisation, erode_brain=bench.erode_brain, median=bench.median,
+        skip_bad_cases=bench.skip_bad_cases, thresholds=bench.thresholds, grid=tuple(grid),
+        overrides={m: dict(top.overrides.get(m, {})) for m in all_methods},
+        slurm=checked_table(SlurmSettings, top.slurm, source=source, key="slurm"),
     )
+
+
+def _fail(path: Path, key: str, message: str, usage: bool = True) -> UasbenchError:
+    """One line naming the file and the dotted key (a usage error unless the environment is at fault)."""
+    return (UsageError if usage else UasbenchError)(f"{path}: {key}: {message}")
 
 
 def _data_folder(path: Path, text: str, override: Path | None) -> tuple[Path | None, str | None]:
@@ -261,26 +256,11 @@ def _data_folder(path: Path, text: str, override: Path | None) -> tuple[Path | N
     return folder, None if folder.is_dir() else f"no such folder {folder}"
 
 
-def _wrap(check: _Checker, key: str, call: Any) -> Any:
+def _wrap(path: Path, key: str, call: Any) -> Any:
     """Run a registry/config call; its one-line error gains the file and key it came from."""
     try:
         return call()
     except UasbenchError as exc:
-        raise type(exc)(f"{check.path}: {key}: {exc}") from None
-    except (TypeError, ValueError) as exc:  # a config dataclass given a value of the wrong kind
-        raise check.fail(key, str(exc)) from None
-
-
-def _slurm(check: _Checker, raw: Any) -> SlurmSettings:
-    fields = {f.name: f for f in dataclasses.fields(SlurmSettings)}
-    table = check.table(raw, "slurm", tuple(fields))
-    values: dict[str, Any] = {}
-    for name, value in table.items():
-        key = f"slurm.{name}"
-        if name in ("partition", "account", "qos", "constraint"):
-            values[name] = check.typed(value, key, str, "a string")
-        elif name == "setup":
-            values[name] = check.string_list(value, key)
-        else:
-            values[name] = check.count(value, key, minimum=0 if name == "gpus_per_job" else 1)
-    return SlurmSettings(**values)
+        raise type(exc)(f"{path}: {key}: {exc}") from None
+    except (TypeError, ValueError) as exc:  # a plugin's config dataclass given a value of the wrong kind
+        raise _fail(path, key, str(exc)) from None

@@ -15,13 +15,11 @@ import functools
 import json
 from pathlib import Path
 
-import torch
 from rich.table import Table
-from torch.utils.flop_counter import FlopCounterMode
 
 from uasbench.benchmark.config import BenchmarkConfig
 from uasbench.data.preprocess import Protocol
-from uasbench.method import MethodConfig, NetworkCost
+from uasbench.method import MethodConfig, NetworkCost, forward_flops
 
 #: NVIDIA H100 SXM, dense BF16 tensor-core peak (989 TFLOP/s without sparsity): an H100-class default.
 H100_BF16_TFLOPS = 989.0
@@ -57,18 +55,6 @@ class JobCost:
 
     def gpu_hours(self, tflops: float) -> float:
         return self.flops / (tflops * 1e12) / 3600
-
-
-def forward_flops(cost: NetworkCost) -> int:
-    """FLOPs of one forward pass of one sample (2 per multiply-add), counted on the meta device."""
-    with torch.device("meta"):
-        net = cost.build()
-        x = torch.zeros((1, *cost.input_shape))
-        args = (x, torch.zeros(1, dtype=torch.long)) if cost.timestep else (x,)
-    net.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net(*args)
-    return counter.get_total_flops()
 
 
 @functools.lru_cache(maxsize=None)

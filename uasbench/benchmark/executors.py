@@ -16,9 +16,9 @@ from typing import Any, Protocol
 from uasbench.benchmark.config import SlurmSettings
 from uasbench.benchmark.jobs import Job, run_job
 from uasbench.benchmark.progress import Board
+from uasbench.choices import EXECUTORS
 from uasbench.errors import UasbenchError, UsageError
 
-EXECUTORS = ("serial", "local", "slurm")
 
 
 class Executor(Protocol):

@@ -31,10 +31,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from uasbench.choices import NORMALISATIONS
 from uasbench.data.spatial import SpatialStandard
 from uasbench.errors import UasbenchError
-
-NORMALISATIONS = ("paper", "official")
 
 
 @dataclass(frozen=True)

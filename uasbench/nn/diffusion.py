@@ -10,17 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from uasbench.errors import UasbenchError
+from uasbench.config_check import Invalid
 from uasbench.nn.training import autocast
 from uasbench.nn.unet import NetOptions
 
 
-BETA_SCHEDULES = ("linear", "cosine")
+BetaSchedule = Literal["linear", "cosine"]
+BETA_SCHEDULES: tuple[str, ...] = get_args(BetaSchedule)
 NoiseFn = Callable[[tuple[int, ...]], torch.Tensor]  # shape -> a noise tensor (Gaussian, simplex, ...)
 
 
@@ -164,15 +166,7 @@ class ChainOptions(NetOptions):
     """Config fields shared by every diffusion method: the length and beta schedule of the chain."""
 
     train_timesteps: int = field(default=1000, metadata={"min": 1})
-    beta_schedule: str = "linear"  # linear | cosine
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.train_timesteps < 1:
-            raise UasbenchError(f"option train_timesteps={self.train_timesteps} must be >= 1")
-        if self.beta_schedule not in BETA_SCHEDULES:
-            raise UasbenchError(f"invalid option beta_schedule={self.beta_schedule!r} "
-                                f"(valid: {', '.join(BETA_SCHEDULES)})")
+    beta_schedule: BetaSchedule = "linear"
 
     @property
     def schedule(self) -> Schedule:
@@ -185,10 +179,10 @@ class DiffusionOptions(ChainOptions):
 
     ddim_steps: int = field(default=100, metadata={"min": 1, "test_time": True})  # respacing: t = 990, 980, ..., 0
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 1 <= self.ddim_steps <= self.train_timesteps:
-            raise UasbenchError(f"option ddim_steps={self.ddim_steps} must be in 1..{self.train_timesteps}")
+    def validate(self) -> None:
+        super().validate()
+        if self.ddim_steps > self.train_timesteps:
+            raise Invalid("ddim_steps", f"must be in 1..{self.train_timesteps} (train_timesteps)")
 
 
 @dataclass(frozen=True)

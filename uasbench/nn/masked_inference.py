@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -21,7 +22,8 @@ from uasbench.nn.diffusion import Schedule, keyed_generator
 from uasbench.nn.training import autocast
 from uasbench.nn.unet import UNet
 
-DIRECTIONS = ("vertical", "horizontal")
+Direction = Literal["vertical", "horizontal"]
+DIRECTIONS: tuple[str, ...] = get_args(Direction)
 
 
 def band_masks(size: int, width: int, stride: int, directions: tuple[str, ...] = DIRECTIONS) -> torch.Tensor:

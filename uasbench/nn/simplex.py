@@ -15,14 +15,16 @@ shared/reference/new-methods.md section 4), since their networks learn that scal
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 
 from uasbench.errors import UasbenchError
 
-NOISES = ("simplex", "gauss")
+Noise = Literal["simplex", "gauss"]
+NOISES: tuple[str, ...] = get_args(Noise)
 _GRADIENTS = ((1, 1, 0), (-1, 1, 0), (1, -1, 0), (-1, -1, 0), (1, 0, 1), (-1, 0, 1), (1, 0, -1), (-1, 0, -1),
               (0, 1, 1), (0, -1, 1), (0, 1, -1), (0, -1, -1))
 _OCTAVE_STD = 0.4255  # std of one octave of _simplex3 (200 fields of 128x128 at feature sizes 2, 8, 32, 64 px)
@@ -107,16 +109,12 @@ def draw_noise(kind: str, shape: tuple[int, ...], generators: torch.Generator | 
 class NoiseOptions:
     """Config fields of the structured noise shared by AnoDDPM and pDDPM (defaults: AnoDDPM at 128x128)."""
 
-    noise: str = "simplex"  # simplex | gauss
-    simplex_octaves: int = 6
-    simplex_persistence: float = 0.8
-    simplex_frequency: float = 32.0  # feature size of the coarsest octave, pixels of the working grid
-    simplex_std: float = 0.5
-
-    def check_noise(self) -> None:
-        if self.noise not in NOISES:
-            raise UasbenchError(f"invalid option noise={self.noise!r} (valid: {', '.join(NOISES)})")
-        self.simplex()  # validates the simplex options
+    noise: Noise = "simplex"
+    simplex_octaves: int = field(default=6, metadata={"min": 1})
+    simplex_persistence: float = field(default=0.8, metadata={"above": 0})
+    # feature size of the coarsest octave, pixels of the working grid
+    simplex_frequency: float = field(default=32.0, metadata={"above": 0})
+    simplex_std: float = field(default=0.5, metadata={"above": 0})
 
     def simplex(self) -> SimplexNoise:
         return SimplexNoise(self.simplex_octaves, self.simplex_persistence, self.simplex_frequency, self.simplex_std)

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uasbench.errors import UasbenchError
+from uasbench.config_check import Invalid
 from uasbench.method import MethodConfig
 from uasbench.nn.training import TrainSettings
+
+
+Norm = Literal["group", "batch"]
+NORMS: tuple[str, ...] = get_args(Norm)
 
 
 @dataclass(frozen=True)
@@ -36,10 +41,7 @@ class UNetConfig:
     dropout: float = 0.1
     groups: int = 16
     timestep: bool = True
-    norm: str = "group"  # "group" (ADM) or "batch" (IterMask2's networks)
-
-
-NORMS = ("group", "batch")
+    norm: Norm = "group"  # "group" (ADM) or "batch" (IterMask2's networks)
 
 
 def _norm(channels: int, groups: int, kind: str = "group") -> nn.Module:
@@ -188,6 +190,17 @@ class UNet(nn.Module):
         return self.out(h)
 
 
+#: The small network and short training every UNet method's ``quick`` profile shares (minutes on 2 CPU cores).
+QUICK_NET: dict[str, Any] = {"resolution": 32, "channels": 8, "channel_mult": (1, 2, 4), "num_res_blocks": 1,
+                             "attention_ds": (4,), "groups": 4, "iterations": 300, "lr": 1e-3,
+                             "checkpoint_every": 100}
+#: The network and training every UNet method's ``tiny`` profile shares: fit + score in seconds on one CPU
+#: thread, yet long enough to learn the contract kit's checkerboard lesion (``uasbench.testing``).
+TINY_NET: dict[str, Any] = {"resolution": 16, "channels": 8, "channel_mult": (1, 2), "num_res_blocks": 1,
+                            "attention_ds": (), "groups": 4, "batch_size": 8, "lr": 3e-3, "iterations": 100,
+                            "checkpoint_every": 1000}
+
+
 @dataclass
 class NetOptions(MethodConfig):
     """Config fields shared by the UNet-based methods: the network, its working resolution, its training.
@@ -202,23 +215,20 @@ class NetOptions(MethodConfig):
     attention_ds: tuple[int, ...] = field(default=(4, 8, 16), metadata={"min": 1})
     dropout: float = field(default=0.1, metadata={"min": 0, "max": 1})
     groups: int = field(default=16, metadata={"min": 1})
-    norm: str = "group"  # normalisation layers of the UNet: group | batch
+    norm: Norm = "group"  # normalisation layers of the UNet
     iterations: int = field(default=100_000, metadata={"min": 1})
     batch_size: int = field(default=32, metadata={"min": 1})
     lr: float = field(default=1e-4, metadata={"above": 0})
     checkpoint_every: int = field(default=5000, metadata={"min": 1})
     infer_batch: int = field(default=64, metadata={"min": 1, "test_time": True})
 
-    def __post_init__(self) -> None:
-        self.channel_mult, self.attention_ds = tuple(self.channel_mult), tuple(self.attention_ds)
+    def validate(self) -> None:
+        super().validate()
         if not self.channel_mult:
-            raise UasbenchError("option channel_mult=() must list at least one level")
+            raise Invalid("channel_mult", "must list at least one level")
         step = 2 ** (len(self.channel_mult) - 1)
         if self.resolution % step:
-            raise UasbenchError(f"option resolution={self.resolution} must be divisible by {step} "
-                                f"(2 ** (len(channel_mult) - 1))")
-        if self.norm not in NORMS:
-            raise UasbenchError(f"invalid option norm={self.norm!r} (valid: {', '.join(NORMS)})")
+            raise Invalid("resolution", f"must be divisible by {step} (2 ** (len(channel_mult) - 1))")
 
     def unet(self, in_channels: int = 1, *, timestep: bool) -> UNet:
         return UNet(UNetConfig(in_channels=in_channels, channels=self.channels, channel_mult=self.channel_mult,

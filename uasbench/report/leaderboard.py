@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from uasbench.choices import EVALUATION_PROTOCOLS as PROTOCOLS
+from uasbench.choices import FORMATS, SPREADS, TABLES, THRESHOLDS
 from uasbench.errors import UasbenchError, UsageError
 from uasbench.results import manifest_paths, official_metrics
 from uasbench.evaluation.metrics import Summary, summarize
@@ -30,8 +32,6 @@ log = logging.getLogger(__name__)
 
 METHOD_ORDER = ("intensity", "ae", "vae", "dae", "ddpm", "cyclic_unet", "mmccd")
 PAIR_ORDER = ("fl-t2", "fl-t1", "t2-fl", "t2-t1", "t1-t2", "t1-fl")  # Table 2's column order
-THRESHOLDS = ("val_dice", "fpr_1", "fpr_5", "oracle_test")
-PROTOCOLS = ("project", OFFICIAL)
 # (column title, metric, read at the chosen threshold?); AUROC/AUPRC are threshold-free (brain pixels).
 TABLE1 = (("Dice", "dice", True), ("AUROC", "auroc", False), ("Jaccard", "jaccard", True),
           ("Precision", "precision", True), ("Recall", "recall", True), ("ASSD", "assd", True),
@@ -39,9 +39,6 @@ TABLE1 = (("Dice", "dice", True), ("AUROC", "auroc", False), ("Jaccard", "jaccar
 # The official evaluation reports its AUROC at its own (test-tuned) threshold's mask and has no AUPRC.
 TABLE1_OFFICIAL = tuple((title, metric, True) for title, metric, _ in TABLE1 if metric != "auprc")
 LOWER_IS_BETTER = {"assd"}
-FORMATS = ("md", "csv", "latex", "html")
-TABLES = ("metrics", "pairs", "tests", "ranks")
-SPREADS = ("ci", "std")
 PROTOCOL_NOTES = {
     "val_dice": "Threshold: maximises the mean per-slice Dice on the validation slices (never on test).",
     "fpr_1": "Threshold: 1% false-positive rate on brain pixels of healthy validation slices.",
