@@ -14,6 +14,9 @@ Choices (each one recorded in ``Protocol.to_dict()`` and so in the cache fingerp
     code computes U as a whole-volume percentile rescaled to the brain fraction and a lower bound that is
     0 in practice; we take the brain quantile and 0 directly (official-mmccd-code.md section 1).
 * Brain mask: ``vol > 0`` of the *input* modality (the official code uses T2's for every pair).
+* Spatial standard (``spatial``, see ``uasbench.data.spatial``): orientation, voxel size, in-plane field of
+  view and optional template registration applied before slicing. Its default leaves BraTS volumes (LPS,
+  1 mm, 240 x 240) untouched, so their slices are what they were before the standard existed.
 * Resize 240 -> 128 by area interpolation (the official code's MONAI default); brain mask and tumour
   mask are area-resized too and re-binarised with ``> 0`` like the official code, which dilates them by
   at most one output pixel at their border.
@@ -28,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from uasbench.data.spatial import SpatialStandard
 from uasbench.errors import UasbenchError
 
 NORMALISATIONS = ("paper", "official")
@@ -48,8 +52,11 @@ class Protocol:
     paper_background: float = 0.0
     official_upper_quantile: float = 0.9
     val_healthy_per_subject: int = 4
+    spatial: SpatialStandard = SpatialStandard()
 
     def __post_init__(self) -> None:
+        if isinstance(self.spatial, dict):  # a recorded protocol read back from JSON
+            object.__setattr__(self, "spatial", SpatialStandard.from_dict(self.spatial))
         if self.normalisation not in NORMALISATIONS:
             raise UasbenchError(f"protocol option normalisation={self.normalisation!r}: use one of {NORMALISATIONS}")
         if not 0 <= self.z_start < self.z_stop:
@@ -70,11 +77,14 @@ class Protocol:
         return range(self.z_start, self.z_stop)
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        out["spatial"] = self.spatial.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, recorded: dict) -> "Protocol":
-        """Inverse of ``to_dict`` (a manifest's or a job file's JSON lists become tuples again)."""
+        """Inverse of ``to_dict`` (a manifest's or a job file's JSON lists become tuples again); a record
+        made before the spatial standard existed gets the default one, which is what those runs did."""
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
 
     def fingerprint(self) -> str:
