@@ -11,6 +11,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
@@ -18,6 +19,9 @@ from nibabel.filebasedimages import ImageFileError
 
 from uasbench.errors import UasbenchError
 from uasbench.modalities import MODALITIES
+
+if TYPE_CHECKING:
+    from uasbench.data.spatial import SpatialStandard
 
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 AFFINE_ATOL = 1e-3
@@ -156,6 +160,7 @@ class Volumes:
     seg: np.ndarray | None
     affine: np.ndarray
     affines: dict[str, np.ndarray] = field(default_factory=dict, hash=False)
+    spatial: dict | None = field(default=None, hash=False)  # the spatial standard's record, when applied
 
 
 def expected_name(case: Case, name: str) -> str:
@@ -243,10 +248,13 @@ def read_labels(case: Case, labels: Labels, data: np.ndarray, name: str = LABEL)
     return seg
 
 
-def read_case(dataset: Dataset, case: Case, modalities: tuple[str, ...] | None = None) -> Volumes:
+def read_case(dataset: Dataset, case: Case, modalities: tuple[str, ...] | None = None,
+              spatial: SpatialStandard | None = None) -> Volumes:
     """Read and validate ``modalities`` (default: the dataset's), the label file and the brain-mask file of one
-    case; raises ``BadCaseError`` on any problem. A brain-mask file zeroes the images outside it, so the rest of
-    the toolkit finds the brain as the non-zero voxels, as in skull-stripped data."""
+    case; raises ``BadCaseError`` on any problem. With ``spatial``, the arrays are then brought onto the spatial
+    standard's grid (``uasbench.data.spatial``; BraTS on the default standard comes back untouched). A brain-mask
+    file zeroes the images outside it, so the rest of the toolkit finds the brain as the non-zero voxels, as in
+    skull-stripped data."""
     modalities = dataset.modalities if modalities is None else modalities
     extra = (() if dataset.labels is None else (LABEL,)) + ((BRAIN,) if dataset.brain_mask == "file" else ())
     names = (*modalities, *extra)
@@ -254,14 +262,43 @@ def read_case(dataset: Dataset, case: Case, modalities: tuple[str, ...] | None =
     headers = {name: open_file(case, name) for name in names}
     if dataset.same_grid:
         check_geometry(case, headers)
-    images = {name: read_data(case, name, headers[name]) for name in modalities}
-    seg = None if dataset.labels is None else read_labels(case, dataset.labels, read_data(case, LABEL, headers[LABEL]))
+    data = {name: read_data(case, name, headers[name]) for name in modalities}
+    if dataset.labels is not None:
+        data[LABEL] = read_labels(case, dataset.labels, read_data(case, LABEL, headers[LABEL]))
     if BRAIN in headers:
-        brain = read_data(case, BRAIN, headers[BRAIN]) > 0
+        data[BRAIN] = read_data(case, BRAIN, headers[BRAIN]) > 0
+    affines = {name: np.asarray(headers[name].affine, dtype=float) for name in names}
+    record = None
+    if spatial is not None:
+        data, affines, record = _standardised(case, data, affines, spatial)
+    images = {m: data[m] for m in modalities}
+    if BRAIN in data:
+        brain = data[BRAIN]
         for m, img in images.items():
             if img.shape != brain.shape:
                 raise BadCaseError(case.id, f"file {case.files[BRAIN].name} has shape {brain.shape}, but "
                                             f"{case.files[m].name} has {img.shape}")
             images[m] = np.where(brain, img, np.zeros((), img.dtype))
-    affines = {name: headers[name].affine for name in names}
-    return Volumes(case.id, images, seg, affines[names[0]], affines)
+    return Volumes(case.id, images, data.get(LABEL), affines[names[0]], affines, record)
+
+
+def _standardised(case: Case, data: dict[str, np.ndarray], affines: dict[str, np.ndarray],
+                  spatial: SpatialStandard) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
+    """The validated arrays on the spatial standard's grid (in-memory images: the voxels are read once)."""
+    from uasbench.data.spatial import standardise
+
+    def image(name: str) -> nib.Nifti1Image:
+        return nib.Nifti1Image(data[name].astype(np.uint8) if data[name].dtype == bool else data[name], affines[name])
+
+    images = {name: image(name) for name in data if name not in (LABEL, BRAIN)}
+    try:
+        done = standardise(images, image(LABEL) if LABEL in data else None,
+                           image(BRAIN) if BRAIN in data else None, spatial)
+    except UasbenchError as exc:
+        raise BadCaseError(case.id, str(exc)) from None
+    out = dict(done.images)
+    if done.label is not None:
+        out[LABEL] = done.label
+    if done.brain_mask is not None:
+        out[BRAIN] = done.brain_mask > 0
+    return out, {name: done.affine for name in affines}, done.record.to_dict()
