@@ -5,7 +5,8 @@ second, not an afternoon: an unknown key, method, pair, profile, config field or
 naming the file, the key and the valid choices. Layout (see ``benchmarks/*.toml``)::
 
     [benchmark]                # settings shared by every job
-    data = "phantom"           # the embedded phantom, or a BraTS folder ("${BRATS}" reads the environment)
+    data = "phantom"           # the embedded phantom, or a data folder ("${BRATS}" reads the environment)
+    layout = "brats2021"       # optional: the folder's layout when it is not detected (or card = "FILE")
     profile = "quick"
     seeds = [0, 1, 2]          # default seeds of every [[grid]] entry
     [[grid]]                   # methods x pairs x seeds; entries are merged, duplicates run once
@@ -16,7 +17,7 @@ naming the file, the key and the valid choices. Layout (see ``benchmarks/*.toml`
     [slurm]                    # only read by --executor slurm
     partition = "gpu"
 
-Relative ``data`` and ``split`` paths are read relative to the benchmark file's folder.
+Relative ``data``, ``card`` and ``split`` paths are read relative to the benchmark file's folder.
 """
 from __future__ import annotations
 
@@ -71,6 +72,8 @@ class BenchmarkConfig:
     data_missing: str | None  # why ``data`` cannot be used (unset variable, no such folder), else None
     split: Path | None
     profile: str
+    layout: str | None  # None: detected (or the card's, or the phantom's)
+    card: Path | None
     device: str
     normalisation: str
     erode_brain: int
@@ -95,7 +98,7 @@ class BenchmarkConfig:
         return sorted({s for entry in self.grid for s in entry.seeds})
 
 
-_BENCHMARK_KEYS = ("data", "split", "profile", "seeds", "device", "normalisation", "erode_brain", "median",
+_BENCHMARK_KEYS = ("data", "layout", "card", "split", "profile", "seeds", "device", "normalisation", "erode_brain", "median",
                    "skip_bad_cases", "thresholds")
 _GRID_KEYS = ("methods", "pairs", "seeds")
 _TOP_KEYS = ("benchmark", "grid", "overrides", "slurm")
@@ -194,6 +197,7 @@ def load_config(path: Path, *, data_override: Path | None = None, need_data: boo
         split = (path.parent / split_text).resolve() if not unset else None
         split_missing = (f"environment variable {unset} is not set" if unset
                          else None if split is not None and split.is_file() else f"no such file {split}")
+    layout, card = _layout_and_card(check, path, bench, need_data)
     if need_data and data_missing:
         raise check.fail("benchmark.data", f"{data_text!r}: {data_missing} (\"phantom\" is the embedded "
                          "phantom; `--data PATH` overrides it)", usage=False)
@@ -238,7 +242,7 @@ def load_config(path: Path, *, data_override: Path | None = None, need_data: boo
 
     return BenchmarkConfig(
         path=path, data=data, data_text=data_text, data_missing=data_missing, split=split, profile=profile,
-        device=device,
+        layout=layout, card=card, device=device,
         normalisation=check.choice(bench.get("normalisation", "paper"), "benchmark.normalisation", NORMALISATIONS),
         erode_brain=check.count(bench.get("erode_brain", 0), "benchmark.erode_brain"),
         median=check.count(bench.get("median", 0), "benchmark.median"),
@@ -246,6 +250,22 @@ def load_config(path: Path, *, data_override: Path | None = None, need_data: boo
         thresholds=thresholds, grid=tuple(grid), overrides={m: dict(overrides.get(m, {})) for m in all_methods},
         slurm=_slurm(check, raw.get("slurm", {})),
     )
+
+
+def _layout_and_card(check: _Checker, path: Path, bench: dict[str, Any],
+                     need_data: bool) -> tuple[str | None, Path | None]:
+    """``benchmark.layout`` (one of the built-in layouts) and ``benchmark.card`` (a dataset card file)."""
+    from uasbench.data.layouts import LAYOUT_NAMES
+
+    layout = check.choice(bench["layout"], "benchmark.layout", LAYOUT_NAMES) if "layout" in bench else None
+    card = None
+    if "card" in bench:
+        card = (path.parent / check.typed(bench["card"], "benchmark.card", str, "a file path")).resolve()
+        if need_data and not card.is_file():
+            raise check.fail("benchmark.card", f"no such file {card}", usage=False)
+    if layout is not None and card is not None:
+        raise check.fail("benchmark.card", "give layout or card, not both (a card describes a layout of its own)")
+    return layout, card
 
 
 def _data_folder(path: Path, text: str, override: Path | None) -> tuple[Path | None, str | None]:

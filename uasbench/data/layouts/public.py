@@ -109,7 +109,7 @@ class Mslub(Layout):
         if 0 < with_mask < len(cases):
             raise UasbenchError(f"data folder {root} mixes MSLUB's original release (with brainmask files) and a "
                                 "processed copy (without); keep one per folder")
-        return Dataset(root, self.name, cases, ("flair", "t1", "t1ce", "t2"), Labels(_LESION, frozenset({0, 1})),
+        return Dataset(root, self.name, cases, present_modalities(cases), Labels(_LESION, frozenset({0, 1})),
                        brain_mask="file" if with_mask else NONZERO, same_grid=True)
 
 
@@ -142,7 +142,7 @@ class Atlas2(Layout):
         cases = tuple(self._cases(root))
         if not cases:
             raise _no_cases(self, root)
-        return Dataset(root, self.name, cases, ("t1",), Labels(_LESION, frozenset({0, 1})), skull_stripped=False)
+        return Dataset(root, self.name, cases, present_modalities(cases), Labels(_LESION, frozenset({0, 1})), skull_stripped=False)
 
 
 class Wmh(Layout):
@@ -174,7 +174,12 @@ class Wmh(Layout):
             raise _no_cases(self, root)
         labels = Labels({0: "background", 1: "white-matter hyperintensity", 2: "other pathology"},
                         frozenset({0, 1, 2}), anomalous=frozenset({1}), ignored=frozenset({2}))
-        return Dataset(root, self.name, cases, ("flair", "t1"), labels, skull_stripped=False)
+        return Dataset(root, self.name, cases, present_modalities(cases), labels, skull_stripped=False)
+
+
+def _isles_order(modalities: tuple[str, ...]) -> tuple[str, ...]:
+    """DWI first when present: its grid (that of the lesion mask) is the reference the others are put onto."""
+    return tuple(sorted(modalities, key=lambda m: m != "dwi"))
 
 
 class Isles22(Layout):
@@ -211,5 +216,5 @@ class Isles22(Layout):
         cases = tuple(self._cases(root))
         if not cases:
             raise _no_cases(self, root)
-        return Dataset(root, self.name, cases, ("dwi", "adc", "flair"), Labels(_LESION, frozenset({0, 1})),
+        return Dataset(root, self.name, cases, _isles_order(present_modalities(cases)), Labels(_LESION, frozenset({0, 1})),
                        same_grid=False, skull_stripped=False)
