@@ -130,7 +130,7 @@ def test_data_commands(tmp_path, real_brats_root):
     assert again.exit_code == 1 and "error:" in again.stderr  # never overwrites a dataset
     seen = cli.invoke(app, ["data", "inspect", str(real_brats_root)])
     assert seen.exit_code == 0, seen.output
-    assert "0, 1, 2, 4" in seen.output and "brats2021 (2)" in seen.output
+    assert "0, 1, 2, 4" in seen.output and "brats2021" in seen.output and "LPS (8)" in seen.output
 
 
 def test_data_prepare_builds_the_cache_runs_reuse_and_reports_bad_cases(tmp_path, real_brats_root):

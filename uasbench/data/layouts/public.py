@@ -178,8 +178,8 @@ class Wmh(Layout):
 
 
 def _isles_order(modalities: tuple[str, ...]) -> tuple[str, ...]:
-    """DWI first when present: its grid (that of the lesion mask) is the reference the others are put onto."""
-    return tuple(sorted(modalities, key=lambda m: m != "dwi"))
+    """DWI, ADC, FLAIR: DWI's grid (that of the lesion mask) is the reference the others are put onto."""
+    return tuple(m for m in ("dwi", "adc", "flair") if m in modalities)
 
 
 class Isles22(Layout):
