@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import re
 import tomllib
 import typing
@@ -108,7 +109,7 @@ def describe_keys() -> list[tuple[str, str, str, str]]:
             bounds = {k: v for k, v in f.metadata.items() if k in ("min", "max", "above")}
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             rows.append((f"{table}.{f.name}", _describe(hints[f.name], bounds),
-                         "none" if default is None else repr(default), f.metadata.get("help", "")))
+                         "none" if default is None else json.dumps(default), f.metadata.get("help", "")))
     return rows
 
 
@@ -215,6 +216,6 @@ def open_card_dataset(root: Path, card: DatasetCard) -> Dataset:
         labels = Labels(meaning, None if lab.allowed is None else frozenset(lab.allowed) | {0},
                         None if lab.anomalous is None else frozenset(lab.anomalous), frozenset(lab.ignored))
     modalities = tuple(m for m in MODALITIES if m in patterns)
-    return Dataset(root, "card", cases, modalities, labels,
+    return Dataset(root, "card", cases, modalities, labels, name=card.dataset.name or root.name,
                    brain_mask=NONZERO if card.dataset.brain_mask == NONZERO else "file",
                    same_grid=card.dataset.same_grid, skull_stripped=card.dataset.skull_stripped, card=card.digest)

@@ -81,7 +81,7 @@ class InspectionReport:
             else "no case judged"
         return [
             ("folder", str(d.root)),
-            ("layout", d.layout + (f" (card, {d.card})" if d.card else "")),
+            ("layout", d.layout + (f" ({d.name}, card digest {d.card})" if d.card else "")),
             ("cases", str(n)),
             ("modalities", ", ".join(f"{m} ({c}/{n})" for m, c in self.modalities.items())),
             ("labels", labels),

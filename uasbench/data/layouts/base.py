@@ -101,6 +101,7 @@ class Dataset:
     same_grid: bool = True  # all files of a case must share one grid (else the spatial standard aligns them)
     skull_stripped: bool = True  # as the layout documents it; `data inspect` also measures it
     card: str = ""  # digest of the dataset card, part of the data fingerprint
+    name: str = ""  # the card's dataset.name
 
     @property
     def healthy_only(self) -> bool:
