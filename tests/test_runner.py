@@ -22,7 +22,7 @@ from uasbench.evaluation.postprocess import PostProcess, apply_postprocess
 from uasbench.evaluation.protocol import EvaluationResult
 from uasbench.evaluation.thresholds import validation_thresholds
 from uasbench.method import AnomalyMethod, MethodConfig
-from uasbench.modalities import MODALITIES, Pair
+from uasbench.modalities import Pair
 from uasbench.registry import _registered, register_method
 from uasbench.results import METRICS_JSON, SCORES, ScoredSplits, read_manifest
 
@@ -38,7 +38,7 @@ def _volumes(subject: str) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(ord(subject))
     yy, xx = np.mgrid[:SIDE, :SIDE] - (SIDE - 1) / 2
     out = {}
-    for m in MODALITIES:
+    for m in BRAIN_RADIUS:  # the four BraTS modalities
         disk = (yy**2 + xx**2 < BRAIN_RADIUS[m] ** 2)[..., None]
         out[m] = np.where(disk, rng.integers(50, 1000, (SIDE, SIDE, DEPTH)), 0).astype(np.int16)
     seg = np.zeros((SIDE, SIDE, DEPTH), dtype=np.uint8)
