@@ -1,8 +1,16 @@
-"""Shared fixtures. Tests never touch the user's cache: UASBENCH_CACHE_DIR points at a temporary folder."""
+"""Shared fixtures. Tests never touch the user's cache: UASBENCH_CACHE_DIR points at a temporary folder.
+
+Real data: tests read the small real-data fixtures inside the repository (tests/fixtures/real-<name>/, cut
+from the full cases by scripts/make_test_fixtures.py; see each folder's README.md). The few tests that need
+the WHOLE real cases ask ``whole_real_data(name)``: it finds them in the folder UASBENCH_SHARED_DATA names
+(default: ``shared/data`` beside the clone) and skips with the reason when they are absent, unless
+UASBENCH_REQUIRE_SHARED_DATA=1 (set by CI), which turns the skip into a failure.
+"""
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,15 +19,52 @@ _SESSION_CACHE = tempfile.mkdtemp(prefix="uasbench-test-cache-")
 os.environ["UASBENCH_CACHE_DIR"] = _SESSION_CACHE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REAL_BRATS = Path(os.environ.get("UASBENCH_REAL_BRATS", REPO_ROOT.parent / "shared" / "data" / "real-brats"))
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
+REAL_DATASETS = ("brats", "ixi", "mslub", "isles22")
+SHARED_DATA = Path(os.environ.get("UASBENCH_SHARED_DATA") or REPO_ROOT.parent / "shared" / "data")
+REQUIRE_SHARED_DATA = os.environ.get("UASBENCH_REQUIRE_SHARED_DATA") == "1"
 
 
 @pytest.fixture(scope="session")
 def real_brats_root() -> Path:
-    """The two real BraTS2021-layout cases shipped beside the repository (../shared/data/real-brats)."""
-    if not (REAL_BRATS / "TCGA-FG-6692").is_dir():
-        pytest.fail(f"real sample cases not found at {REAL_BRATS} (set UASBENCH_REAL_BRATS)")
-    return REAL_BRATS
+    """Two real BraTS2021-layout cases, only the protocol slab z 70..89 kept (tests/fixtures/real-brats)."""
+    return FIXTURES / "real-brats"
+
+
+@pytest.fixture(scope="session")
+def real_ixi_root() -> Path:
+    """One real IXI subject (T1, T2), every second voxel (tests/fixtures/real-ixi)."""
+    return FIXTURES / "real-ixi"
+
+
+@pytest.fixture(scope="session")
+def real_mslub_root() -> Path:
+    """One real MSLUB patient (four images and the lesion mask), every second voxel (tests/fixtures/real-mslub)."""
+    return FIXTURES / "real-mslub"
+
+
+@pytest.fixture(scope="session")
+def real_isles22_root() -> Path:
+    """One real ISLES'22 case in BIDS layout, every second voxel (tests/fixtures/real-isles22)."""
+    return FIXTURES / "real-isles22"
+
+
+@pytest.fixture(scope="session")
+def whole_real_data() -> Callable[[str], Path]:
+    """``whole_real_data("brats")``: the folder of the whole real cases; skips (or fails under CI) without it."""
+
+    def find(name: str) -> Path:
+        if name not in REAL_DATASETS:
+            raise ValueError(f"unknown real dataset {name!r}; one of {', '.join(REAL_DATASETS)}")
+        folder = SHARED_DATA / f"real-{name}"
+        if not folder.is_dir():
+            reason = f"whole real-{name} cases not found at {folder} (set UASBENCH_SHARED_DATA)"
+            if REQUIRE_SHARED_DATA:
+                pytest.fail(f"{reason}; UASBENCH_REQUIRE_SHARED_DATA=1 makes them mandatory")
+            pytest.skip(reason)
+        return folder
+
+    return find
 
 
 @pytest.fixture(autouse=True, scope="session")

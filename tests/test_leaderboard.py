@@ -240,3 +240,13 @@ def test_runs_with_other_profiles_or_overrides_are_separate_rows(tmp_path: Path)
     assert [r.split(" | ")[0] for r in rows] == ["| mmccd (paper) (1 seed)", "| mmccd (quick) (2 seeds)",
                                                  "| mmccd (quick; iterations=900) (1 seed)"]
     assert "0.610 [" in rows[1] and "0.660 [" in rows[2]
+
+
+def test_note_says_when_the_holm_family_needs_more_subjects(tmp_path: Path) -> None:
+    for method, base in (("dae", 0.40), ("mmccd", 0.61), ("ddpm", 0.30)):
+        _write_run(tmp_path, method, "fl-t2", 0, base, n_subjects=6)  # 3 pairs need 7 subjects
+    text = render(collect_runs(tmp_path), fmt="md")
+    assert "No mark can be significant in Dice" in text
+    assert "with Holm over 3 pairs a test needs at least 7 paired subjects to reach significance and no pair " \
+           "here has more than 6" in text
+    assert "Pratt's rule" in text and "7 for three" in text

@@ -102,3 +102,31 @@ def test_error_messages_name_the_problem() -> None:
         apply_postprocess(np.zeros((1, 4, 5)), np.ones((1, 4, 4), bool), PostProcess())
     with pytest.raises(UasbenchError, match=r"^score maps contain NaN or infinite values$"):
         apply_postprocess(np.full((1, 4, 4), np.inf), np.ones((1, 4, 4), bool), PostProcess())
+
+
+def test_volume_options_are_bounded_and_left_out_of_records_when_off() -> None:
+    from dataclasses import fields
+
+    assert PostProcess().to_dict() == {"brain_mask": True, "erode_brain_px": 0, "median_size": 0}
+    post = PostProcess(median_3d=3, min_component_voxels=10)
+    assert post.volume_only and PostProcess.from_dict(post.to_dict()) == post
+    assert all("max" in f.metadata for f in fields(PostProcess) if f.name != "brain_mask")
+    with pytest.raises(UasbenchError, match=r"^post-processing option median_3d must be at most 15, got 16$"):
+        PostProcess(median_3d=16)
+    with pytest.raises(UasbenchError, match="min_component_voxels must be a non-negative integer"):
+        PostProcess(min_component_voxels=-1)
+
+
+def test_remove_small_components_and_runs_of_slices() -> None:
+    from uasbench.evaluation.postprocess import remove_small_components, runs_of_slices
+
+    seg = np.zeros((3, 6, 6), bool)
+    seg[0, 0, 0] = True  # 1 voxel
+    seg[1:3, 2:4, 2:4] = True  # 8 voxels
+    seg[2, 5, 5] = True  # touches nothing: 1 voxel
+    full = ndimage.generate_binary_structure(3, 3)
+    expected = seg.copy()
+    expected[0, 0, 0] = expected[2, 5, 5] = False
+    assert np.array_equal(remove_small_components(seg, 2, full), expected)
+    assert np.array_equal(remove_small_components(seg, 0, full), seg)
+    assert [(r.start, r.stop) for r in runs_of_slices(np.array([2, 3, 4, 7, 9, 10]))] == [(0, 3), (3, 4), (4, 6)]

@@ -114,3 +114,37 @@ def test_marks_best_not_worse_and_worse() -> None:
     assert twins.marks == {"a": st.BEST, "b": st.BEST}
     alone = st.column_marks(pd.DataFrame({"a": x}), higher_is_better=True)
     assert alone.marks == {"a": ""}  # nothing to beat
+
+
+def test_zero_differences_follow_pratts_rule() -> None:
+    from scipy.stats import wilcoxon
+
+    b = np.full(10, 0.5)
+    a = b + np.array([0, 0, 0.1, 0.2, -0.3, 0.4, 0.5, 0.6, 0.7, 0.8])  # two zero differences
+    p = st.pairwise_tests(pd.DataFrame({"a": a, "b": b}), n_bootstrap=50)["p"].iloc[0]
+    assert p == pytest.approx(wilcoxon(a, b, zero_method="pratt").pvalue)
+    assert p != pytest.approx(wilcoxon(a, b).pvalue)  # the choice matters on this input
+
+
+@pytest.mark.parametrize(("pairs", "need"), [(1, 6), (3, 7), (6, 8), (10, 9), (45, 11)])
+def test_min_subjects_for_a_holm_family(pairs: int, need: int) -> None:
+    assert st.min_subjects(pairs) == need
+    assert pairs * 2 / 2**need < st.ALPHA <= pairs * 2 / 2 ** (need - 1) or need == st.MIN_SUBJECTS
+
+
+def test_family_note_when_no_pair_can_be_significant() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.random(6)
+    table = pd.DataFrame({"a": base + 0.5, "b": base + 0.2, "c": base})  # 3 pairs, 6 subjects: 7 needed
+    marks = st.column_marks(table, higher_is_better=True)
+    assert "with Holm over 3 pairs a test needs at least 7 paired subjects" in marks.family_note
+    assert marks.marks == {"a": st.BEST, "b": st.NOT_WORSE, "c": st.NOT_WORSE}
+    more = pd.DataFrame({"a": np.r_[base, base] + 0.5, "b": np.r_[base, base] + 0.2, "c": np.r_[base, base]})
+    assert st.column_marks(more, higher_is_better=True).family_note == ""
+
+
+def test_median_summary_is_not_dominated_by_one_penalty() -> None:
+    assd = np.r_[np.linspace(2.0, 6.0, 10), 181.0, np.nan]  # one empty prediction: diagonal penalty
+    robust = st.median_summary(assd, n_bootstrap=200)
+    assert robust.median == np.median(np.r_[np.linspace(2.0, 6.0, 10), 6.5]) and robust.n == 11
+    assert robust.ci_low <= robust.median <= robust.ci_high < np.nanmean(assd)

@@ -123,3 +123,52 @@ def test_dice_curve_single_pixel_slices() -> None:
     seg[1, 0, 0] = True
     mask = np.ones_like(seg)
     np.testing.assert_allclose(dice_curve(maps, seg, mask, np.array([0.5])), [(0.0 + 1.0) / 2])
+
+
+def _volume(rng: np.random.Generator, lesion: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    truth = np.zeros((3, 10, 10), bool)
+    truth[1, 2:2 + lesion, 2:6] = True
+    maps = rng.normal(size=truth.shape) + 3 * truth
+    return maps, truth, np.ones(truth.shape, bool)
+
+
+def test_volume_dice_rule_maximises_mean_per_volume_dice() -> None:
+    from uasbench.evaluation.thresholds import candidate_grid, volume_dice_optimal
+
+    rng = np.random.default_rng(0)
+    vols = [_volume(rng, k) for k in (1, 3, 6)]
+    thr = volume_dice_optimal(vols, name="val_dice", source="val")
+    scores = np.concatenate([m[k] for m, _, k in vols])
+    grid = candidate_grid(scores, np.ones(scores.shape, bool))
+
+    def mean_dice(t: float) -> float:
+        return float(np.mean([2 * np.sum((m > t) & s) / ((m > t).sum() + s.sum()) for m, s, _ in vols]))
+
+    brute = [mean_dice(t) for t in grid]
+    assert thr.value == grid[int(np.argmax(brute))] and thr.source == "val" and not thr.upper_bound
+    # the slow path (a segmenter per candidate) finds the same threshold when it only thresholds
+    same = volume_dice_optimal(vols, name="val_dice", source="val", segment_fn=lambda m, k, t: (m > t) & k)
+    assert same.value == thr.value
+
+
+def test_volume_thresholds_undefined_without_lesions_or_healthy_scans() -> None:
+    from uasbench.evaluation.thresholds import volume_oracle_threshold, volume_validation_thresholds
+
+    rng = np.random.default_rng(1)
+    empty = [(rng.normal(size=(2, 4, 4)), np.zeros((2, 4, 4), bool), np.ones((2, 4, 4), bool))]
+    got = volume_validation_thresholds(empty, [])
+    assert not got["val_dice"].defined and "no lesion voxels" in got["val_dice"].reason
+    assert not got["fpr_1"].defined and not got["fpr_5"].defined
+    oracle = volume_oracle_threshold([_volume(rng, 2)])
+    assert oracle.defined and oracle.upper_bound and oracle.source == "test"
+    assert not volume_oracle_threshold([]).defined
+
+
+def test_volume_fpr_thresholds_count_healthy_mask_voxels() -> None:
+    from uasbench.evaluation.thresholds import volume_validation_thresholds
+
+    maps = np.arange(200, dtype=float).reshape(2, 10, 10)
+    mask = np.ones_like(maps, dtype=bool)
+    mask[1] = False  # only the first 100 voxels count
+    got = volume_validation_thresholds([], [(maps, mask)])
+    assert np.sum(maps[mask] > got["fpr_1"].value) == 1 and np.sum(maps[mask] > got["fpr_5"].value) == 5

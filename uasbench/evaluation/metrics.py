@@ -162,3 +162,10 @@ def summarize(per_subject: np.ndarray, n_bootstrap: int = 1000, seed: int = 0) -
     else:
         low = high = float("nan")
     return Summary(float(vals.mean()), std, float(low), float(high), n, excluded)
+
+
+def summary_from_dict(data: dict[str, Any]) -> Summary:
+    """A Summary read back from JSON, where NaN was written as null."""
+    nan = lambda v: float("nan") if v is None else float(v)  # noqa: E731
+    return Summary(*(nan(data[k]) for k in ("mean", "std", "ci_low", "ci_high")), int(data["n"]),
+                   int(data["n_excluded"]))

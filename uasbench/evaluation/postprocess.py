@@ -2,10 +2,17 @@
 
 The official MMCCD code multiplies its maps by the brain mask and by the brain mask eroded with
 ``disk(4)``; it uses no median filter. Both steps are toggles here and are recorded with the results.
+
+Two options act on whole volumes only (``uasbench.evaluation.volumes``): ``median_3d``, a median filter
+over a cube of that many voxels a side, run over each run of consecutive scored slices (a gap in z is
+never bridged), and ``min_component_voxels``, which drops connected components of a *segmentation*
+(after thresholding, before every threshold-dependent metric and threshold search) smaller than that.
+Both are off by default and are then left out of ``to_dict()``, so the settings recorded by every earlier
+run, and the leaderboard's benchmark identity built from them, stay byte-identical.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -14,24 +21,43 @@ from scipy import ndimage
 from uasbench.errors import UasbenchError
 
 
+VOLUME_OPTIONS = ("median_3d", "min_component_voxels")
+
+
 @dataclass(frozen=True)
 class PostProcess:
     """Settings of the shared post-processing; ``to_dict()`` goes into every result file."""
 
     brain_mask: bool = True
-    erode_brain_px: int = 0
-    median_size: int = 0
+    erode_brain_px: int = field(default=0, metadata={"min": 0, "max": 32})
+    median_size: int = field(default=0, metadata={"min": 0, "max": 15})  # 2-D, per slice
+    median_3d: int = field(default=0, metadata={"min": 0, "max": 15})  # volume level only
+    min_component_voxels: int = field(default=0, metadata={"min": 0, "max": 100_000})  # volume level only
 
     def __post_init__(self) -> None:
-        for name in ("erode_brain_px", "median_size"):
-            value = getattr(self, name)
+        for f in fields(self):
+            if f.name == "brain_mask":
+                continue
+            value, high = getattr(self, f.name), f.metadata["max"]
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise UasbenchError(f"post-processing option {name} must be a non-negative integer, got {value!r}")
+                raise UasbenchError(f"post-processing option {f.name} must be a non-negative integer, got {value!r}")
+            if value > high:
+                raise UasbenchError(f"post-processing option {f.name} must be at most {high}, got {value!r}")
         if self.erode_brain_px and not self.brain_mask:
             raise UasbenchError("post-processing option erode_brain_px needs brain_mask=True")
 
+    @property
+    def volume_only(self) -> bool:
+        """Whether an option is set that only the volume-level evaluation can apply."""
+        return bool(self.median_3d or self.min_component_voxels)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """All settings, the volume-level ones only when set (earlier runs' records stay identical)."""
+        data = asdict(self)
+        for name in VOLUME_OPTIONS:
+            if not data[name]:
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> "PostProcess":
@@ -89,3 +115,34 @@ def apply_postprocess(maps: np.ndarray, brain: np.ndarray, post: PostProcess) ->
         floor = out[i][mask[i]].min() if mask[i].any() else 0.0
         out[i][~mask[i]] = floor
     return out, mask
+
+
+def runs_of_slices(z: np.ndarray) -> list[slice]:
+    """Index ranges of consecutive axial positions in a sorted ``z``: a volume's pieces without gaps."""
+    z = np.asarray(z)
+    cuts = np.flatnonzero(np.diff(z) != 1) + 1
+    bounds = [0, *cuts.tolist(), len(z)]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def median_filter_3d(maps: np.ndarray, z: np.ndarray, size: int) -> np.ndarray:
+    """Median filter over ``size``-voxel cubes of a (D, H, W) volume whose slices sit at sorted axial
+    positions ``z``; each run of consecutive slices is filtered on its own (edges repeat, as in 2-D)."""
+    out = np.asarray(maps, dtype=np.float64).copy()
+    if size <= 1:
+        return out
+    for run in runs_of_slices(z):
+        out[run] = ndimage.median_filter(out[run], size=size, mode="nearest")
+    return out
+
+
+def remove_small_components(seg: np.ndarray, min_voxels: int, structure: np.ndarray) -> np.ndarray:
+    """``seg`` without its connected components (``structure``: scipy connectivity) below ``min_voxels``."""
+    seg = np.asarray(seg, dtype=bool)
+    if min_voxels <= 1 or not seg.any():
+        return seg.copy()
+    labels, n = ndimage.label(seg, structure=structure)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = sizes >= min_voxels
+    keep[0] = False
+    return keep[labels]

@@ -1,4 +1,9 @@
-"""The one evaluation entry point: identical post-processing, thresholds and metrics for every method.
+"""The slice-level evaluation entry point: identical post-processing, thresholds and metrics for every method
+(``volume_protocol.evaluate_volumes`` is its volume-, lesion- and healthy-scan-level sibling).
+
+Pixels in the slices' optional ``ignore`` mask (neither anomalous nor normal) leave the evaluation mask and
+the truth, so no threshold search and no metric counts them; only the official whole-image AUROC, which
+ranks every pixel of the image for comparison with published numbers, still sees them as background.
 
 Order matters and is the guarantee against test leakage: the reportable thresholds (``val_dice``,
 ``fpr_1``, ``fpr_5``) are fixed from validation arrays before the test arrays are even validated.
@@ -126,21 +131,33 @@ def _check(maps: np.ndarray, slices: SliceSet, name: str, need_seg: bool) -> np.
     return maps
 
 
+def _without_ignore(mask: np.ndarray, slices: SliceSet) -> np.ndarray:
+    """``mask`` without the slices' ``ignore`` pixels (neither anomalous nor normal), when they carry any;
+    the optional ``SliceSet.ignore`` comes from the data layer. Without it the mask is returned as is."""
+    ignore = getattr(slices, "ignore", None)
+    return mask if ignore is None else mask & ~np.asarray(ignore, dtype=bool)
+
+
 def evaluate(*, val_maps: np.ndarray, val: SliceSet, healthy_maps: np.ndarray, val_healthy: SliceSet,
              test_maps: np.ndarray, test: SliceSet, post: PostProcess = PostProcess(),
              n_bootstrap: int = 1000, seed: int = 0) -> EvaluationResult:
     """Choose thresholds on validation, then measure the test slices at each of them."""
+    if post.volume_only:
+        raise UasbenchError("post-processing options median_3d and min_component_voxels act on whole volumes: "
+                            "use the volume-level evaluation (evaluation.volume_protocol)")
     val_maps, val_mask = apply_postprocess(_check(val_maps, val, "val", False), val.brain, post)
     healthy_maps, healthy_mask = apply_postprocess(
         _check(healthy_maps, val_healthy, "val_healthy", False), val_healthy.brain, post)
-    val_seg = None if val.seg is None else np.asarray(val.seg, dtype=bool)
+    val_mask, healthy_mask = _without_ignore(val_mask, val), _without_ignore(healthy_mask, val_healthy)
+    val_seg = None if val.seg is None else _without_ignore(np.asarray(val.seg, dtype=bool), val)
     thresholds = validation_thresholds(val_maps, val_seg, val_mask, healthy_maps, healthy_mask)
 
     # Only from here on is test data read.
     test_maps, test_mask = apply_postprocess(_check(test_maps, test, "test", True), test.brain, post)
     if len(test) == 0:
         raise UasbenchError("the test set is empty: nothing to evaluate")
-    seg = np.asarray(test.seg, dtype=bool)
+    test_mask = _without_ignore(test_mask, test)
+    seg = _without_ignore(np.asarray(test.seg, dtype=bool), test)
     thresholds["oracle_test"] = oracle_threshold(test_maps, seg, test_mask)
 
     per_slice: dict[str, dict[str, np.ndarray]] = {}

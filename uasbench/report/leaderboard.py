@@ -60,8 +60,10 @@ SPREAD_NOTES = {
     "std": "Mean over test subjects (each averaged over its seeds) ± std over seeds.",
 }
 MARKS_NOTE = (f"Bold: best mean. †: not significantly worse than the best (paired Wilcoxon signed-rank "
-              f"test over subjects, Holm-corrected over all method pairs of the column, alpha = {st.ALPHA}); "
-              f"no mark: significantly worse.")
+              f"test over subjects, zero differences by Pratt's rule, Holm-corrected over all method pairs of "
+              f"the column, alpha = {st.ALPHA}); no mark: significantly worse. With Holm over k pairs a test "
+              f"can reach significance only with enough subjects ({st.min_subjects(1)} for one pair, "
+              f"{st.min_subjects(3)} for three, {st.min_subjects(6)} for six, {st.min_subjects(10)} for ten).")
 
 
 def collect_runs(results_dir: Path, protocol: str = "project") -> pd.DataFrame:
@@ -344,6 +346,11 @@ def block_note(stats: list[ColumnStats], df: pd.DataFrame, note: str) -> str:
             untested.setdefault((s.marks.note, s.marks.untested), []).append(s.column.title)
     extra = [f"Not tested against the best ({why}), so never marked: {', '.join(methods)} in {', '.join(cols)}."
              for (why, methods), cols in untested.items()]
+    family: dict[str, list[str]] = {}
+    for s in stats:
+        if s.marks.family_note:
+            family.setdefault(s.marks.family_note, []).append(s.column.title)
+    extra += [f"No mark can be significant in {', '.join(cols)}: {why}." for why, cols in family.items()]
     pairs = {s.column.pair for s in stats}
     empty = df[df["pair"].isin(pairs)].drop_duplicates("run").groupby("label")["empty_predictions"].sum()
     if (empty > 0).any():

@@ -6,14 +6,25 @@ averaged over the seeds whose test set held it, so seeds never count as extra su
 * per method: mean over subjects and a percentile-bootstrap 95% CI (``metrics.summarize``);
 * per pair of methods: a paired Wilcoxon signed-rank test (scipy) over the subjects both have, Holm-
   corrected over all pairs of the comparison (statsmodels), and the median paired difference with its
-  bootstrap 95% CI as the effect size;
+  bootstrap 95% CI as the effect size. Zero differences (a subject on which both methods score the same,
+  e.g. two empty predictions with Dice 0) follow Pratt's rule: they are ranked with the others and
+  then left out of the signed-rank sum. The alternative (scipy's default, ``wilcox``) drops them before
+  ranking, which treats the subjects where the methods agree as if they had not been tested and so
+  overstates the evidence of the remaining ones;
 * three or more methods: a Friedman test (scipy) over the subjects all of them have;
 * rank stability: re-rank the methods on bootstrap resamples of the subjects and count how often each
   takes each rank (the idea behind challengeR's blob plots).
 
 With fewer than ``MIN_SUBJECTS`` paired subjects a test (and the rank bootstrap) is not run; the result
 says so instead of giving a p-value that cannot mean anything (six pairs are the fewest for which an
-exact two-sided Wilcoxon test can reach p < 0.05).
+exact two-sided Wilcoxon test can reach p < 0.05). The family matters too: the smallest exact two-sided
+Wilcoxon p-value with n subjects is 2 / 2^n, and Holm multiplies the smallest p of k pairs by k, so no
+pair can be significant unless k * 2 / 2^n < alpha (``min_subjects``: 6 subjects for one pair, 7 for
+three, 8 for six, 9 for ten). ``column_marks`` says so in ``Marks.family_note`` when every pair has fewer.
+
+ASSD's mean over subjects can be dominated by one subject whose prediction is empty (the penalty is the
+image diagonal); ``median_summary`` gives the median over subjects with its bootstrap CI beside it, which
+one such subject cannot move far.
 """
 from __future__ import annotations
 
@@ -34,6 +45,8 @@ N_BOOTSTRAP = 2000
 BEST = "best"
 NOT_WORSE = "not_worse"  # not significantly worse than the best
 TOO_FEW = "too few paired subjects ({n} < {k}) for a test"
+FAMILY_TOO_SMALL = ("with Holm over {k} pairs a test needs at least {need} paired subjects to reach significance "
+                    "and no pair here has more than {n}")
 
 
 def subject_table(records: Iterable[tuple[str, Sequence[str], Sequence[float]]]) -> pd.DataFrame:
@@ -73,7 +86,34 @@ def wilcoxon_p(x: tuple[float, ...], y: tuple[float, ...]) -> float:
 
     Cached: with ties and at most 13 pairs scipy enumerates every sign flip, about 0.2 s a test, and a
     report page asks for the same comparison several times (threshold-free columns in every table)."""
-    return float(wilcoxon(x, y).pvalue)
+    return float(wilcoxon(x, y, zero_method="pratt").pvalue)
+
+
+def min_subjects(pairs: int, alpha: float = ALPHA) -> int:
+    """Fewest paired subjects with which a Holm family of ``pairs`` exact Wilcoxon tests can reach
+    significance: the smallest n with ``pairs * 2 / 2**n < alpha`` (never below ``MIN_SUBJECTS``)."""
+    n = MIN_SUBJECTS
+    while pairs * 2.0 / 2**n >= alpha:
+        n += 1
+    return n
+
+
+@dataclass(frozen=True)
+class MedianSummary:
+    """Median over subjects and its percentile-bootstrap 95% CI (resampling subjects)."""
+
+    median: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+
+def median_summary(per_subject: np.ndarray, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0) -> MedianSummary:
+    """Robust centre of a per-subject metric (NaN subjects left out): the variant of ASSD beside its mean."""
+    vals = np.asarray(per_subject, dtype=float)
+    vals = vals[~np.isnan(vals)]
+    median, low, high = median_difference_ci(vals, n_bootstrap, seed)
+    return MedianSummary(median, low, high, len(vals))
 
 
 def pairwise_tests(table: pd.DataFrame, *, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0) -> pd.DataFrame:
@@ -172,6 +212,7 @@ class Marks:
     marks: dict[str, str]
     note: str = ""
     untested: tuple[str, ...] = ()
+    family_note: str = ""  # set when no pair of the column has enough subjects for its Holm family
 
 
 def column_marks(table: pd.DataFrame, higher_is_better: bool, tests: pd.DataFrame | None = None) -> Marks:
@@ -186,6 +227,10 @@ def column_marks(table: pd.DataFrame, higher_is_better: bool, tests: pd.DataFram
     for m in best:
         marks[m] = BEST
     tests = pairwise_tests(table) if tests is None else tests
+    tested = tests[tests["p"].notna()]
+    family_note = ""
+    if len(tested) and tested["n"].max() < min_subjects(len(tested)):
+        family_note = FAMILY_TOO_SMALL.format(k=len(tested), need=min_subjects(len(tested)), n=tested["n"].max())
     notes, untested_methods = [], []
     for m in defined.index:
         if m in best:
@@ -200,4 +245,4 @@ def column_marks(table: pd.DataFrame, higher_is_better: bool, tests: pd.DataFram
             np.where(row["a"] == m, row["median_diff"], -row["median_diff"]), higher_is_better) <= 0)
         if not worse.any():
             marks[m] = NOT_WORSE
-    return Marks(marks, notes[0] if notes else "", tuple(untested_methods))
+    return Marks(marks, notes[0] if notes else "", tuple(untested_methods), family_note)
