@@ -3,8 +3,15 @@ floors of merely reading the same NIfTI files with nibabel, all on the same numb
 
     python benchmarks/data_preparation.py --subjects 8 --workers 2
     python benchmarks/data_preparation.py --phantom          # the embedded phantom instead of real copies
+    python benchmarks/data_preparation.py --spatial          # the spatial standard on the real shared cases
 
 By default the two real sample cases are copied N/2 times under new IDs into a temporary folder.
+
+``--spatial`` times, on one core and interleaved (best of ``--repeat``), for every real shared case present
+(BraTS, IXI, MSLUB, ISLES'22; ``$UASBENCH_SHARED_DATA`` or ../shared/data): a bare nibabel read of the case's
+files against reading them and preparing them without registration (the spatial standard, then the
+protocol's slices of every image: normalise, slice, resize), target at most 2x; and the seconds that
+registration to the MNI152 template takes per case, target at most 10 s.
 """
 from __future__ import annotations
 
@@ -19,7 +26,17 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-brats"
+SHARED = Path(os.environ.get("UASBENCH_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+REAL = SHARED / "real-brats"
+# Real shared case -> (folder, glob of each image in reference-first order, glob of its label or None).
+SPATIAL_CASES = {
+    "brats TCGA-FG-6692": ("real-brats/TCGA-FG-6692", {m: f"*_{m}.nii.gz" for m in ("flair", "t1", "t1ce", "t2")},
+                           "*_seg.nii.gz"),
+    "ixi IXI002": ("real-ixi", {"t1": "*-T1.nii.gz", "t2": "*-T2.nii.gz"}, None),
+    "mslub patient07": ("real-mslub", {m.lower(): f"*_{m}.nii.gz" for m in ("FLAIR", "T1", "T1POST", "T2")},
+                        "*_GOLD_STANDARD.nii.gz"),
+    "isles22 case0009": ("real-isles22", {m: f"*_{m}.nii.gz" for m in ("dwi", "adc", "flair")}, "*_msk.nii.gz"),
+}
 
 
 def copy_real_cases(real: Path, out: Path, n: int) -> Path:
@@ -44,13 +61,80 @@ def read_raw(folder: Path) -> float:
     return float(sum(np.asanyarray(nib.load(f).dataobj)[0, 0, 0] for f in sorted(folder.glob("*.nii*"))))
 
 
+def _spatial_files(folder: Path, images: dict[str, str], label: str | None) -> tuple[dict[str, Path], Path | None]:
+    found = {m: next(iter(sorted(folder.rglob(g))), None) for m, g in images.items()}
+    if any(p is None for p in found.values()):
+        raise FileNotFoundError(folder)
+    return found, (next(iter(sorted(folder.rglob(label))), None) if label else None)  # type: ignore[return-value]
+
+
+def bare_read(images: dict[str, Path], label: Path | None) -> None:
+    """The floor: every file of the case decompressed into its stored dtype."""
+    for path in [*images.values(), *([label] if label else [])]:
+        np.asanyarray(nib.load(path).dataobj)
+
+
+def prepare_case(images: dict[str, Path], label: Path | None, standard) -> object:
+    """Read, bring onto the spatial standard, and cut the protocol's slices of every image."""
+    from uasbench.data.preprocess import Protocol, prepare_slices
+    from uasbench.data.spatial import standardise
+
+    protocol = Protocol(spatial=standard)
+    std = standardise({m: nib.load(p) for m, p in images.items()}, nib.load(label) if label else None, None,
+                      standard)
+    depth = next(iter(std.images.values())).shape[2]
+    z = range(min(protocol.z_start, depth - 1), min(protocol.z_stop, depth))
+    for modality, vol in std.images.items():
+        prepare_slices(vol, modality, protocol, z)
+    return std
+
+
+def spatial_benchmark(repeat: int) -> None:
+    """The spatial standard on the real shared cases, one core (see the module docstring)."""
+    import SimpleITK as sitk
+    import torch
+
+    from uasbench.data.spatial import SpatialStandard
+
+    torch.set_num_threads(1)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    print(f"spatial standard on the real shared cases in {SHARED}, one core, best of {repeat}")
+    print(f"{'case':<18} {'bare read':>9} {'prepare':>9} {'ratio':>6}  {'register':>9} {'Dice':>6}  what preparation did")
+    for name, (sub, images, label) in SPATIAL_CASES.items():
+        try:
+            files, label_file = _spatial_files(SHARED / sub, images, label)
+        except (FileNotFoundError, StopIteration):
+            print(f"{name:<18} absent, skipped")
+            continue
+        bare_read(files, label_file)  # warm the page cache
+        read_t, prep_t, reg_t = [], [], []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            bare_read(files, label_file)
+            read_t.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            std = prepare_case(files, label_file, SpatialStandard())
+            prep_t.append(time.perf_counter() - start)
+        for _ in range(max(1, repeat // 2)):
+            reg = prepare_case(files, label_file, SpatialStandard(register="mni152")).record.registration
+            reg_t.append(reg["seconds"])
+        read, prep = min(read_t), min(prep_t)
+        print(f"{name:<18} {read:8.2f}s {prep:8.2f}s {prep / read:5.2f}x  {min(reg_t):8.2f}s {reg['dice']:6.3f}  "
+              + "; ".join(std.record.lines()))
+    print("targets: prepare <= 2x the bare read; registration <= 10 s per case on one core")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subjects", type=int, default=8)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--repeat", type=int, default=3, help="interleaved repetitions; the best of each counts")
     parser.add_argument("--phantom", action="store_true", help="use the embedded phantom (first N subjects)")
+    parser.add_argument("--spatial", action="store_true", help="only the spatial standard on the real shared cases")
     args = parser.parse_args()
+    if args.spatial:
+        spatial_benchmark(args.repeat)
+        return
 
     with tempfile.TemporaryDirectory(prefix="uasbench-bench-") as tmp:
         import dataclasses

@@ -186,10 +186,11 @@ def test_bad_inputs(runs, real_brats_root, tmp_path):
     _write(tmp_path / "short" / "thin.nii.gz", (16, 16, 60))
     _fails([str(run), "--data", str(tmp_path / "short"), "--out", str(out), "--threshold", THRESHOLD], 1,
            "thin.nii.gz has 60 axial slices", "--slices all")
+    # stored sagittally, its axial axis is the first array axis: 16 axial slices once reoriented
     sagittal = np.array([[0, 0, 1, 0], [0, -1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=float)
     _write(tmp_path / "sagittal" / "sag.nii.gz", (16, 16, 155), sagittal)
     _fails([str(run), "--data", str(tmp_path / "sagittal"), "--out", str(out), "--threshold", THRESHOLD], 1,
-           "sag.nii.gz has axes", "reorient")
+           "sag.nii.gz has 16 axial slices once on the standard grid", "--slices all")
     assert not out.exists()  # every check above came before the output folder was touched
 
     blocker = tmp_path / "a_file"
@@ -216,3 +217,34 @@ def test_a_case_that_fails_midway_leaves_only_complete_files(runs, real_brats_ro
            1, "case b_truncated", "b_truncated.nii.gz")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_good_anomaly.nii.gz", "a_good_anomaly_seg.nii.gz"]
     nib.load(tmp_path / "out" / "a_good_anomaly.nii.gz").get_fdata()
+
+
+@pytest.mark.parametrize("method", ["intensity", "ae"])
+def test_a_scan_stored_in_another_orientation_gives_the_same_maps(runs, real_brats_root, tmp_path, method):
+    """The same case stored RAS, LAS or LPI instead of LPS (same image in world space): identical maps on the
+    standard grid, outputs that overlay each copy (identical once brought back to LPS), the same Dice, and an
+    output line that says which slab of which grid was scored."""
+    from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
+
+    reference_out = tmp_path / "lps"
+    reference = _predict(runs[method], real_brats_root, reference_out, "--cases", CASE, "--threshold", THRESHOLD)
+    dice_line = next(line for line in reference.splitlines() if line.startswith(CASE))
+    assert "Dice" in dice_line and "on z 70..89, " in dice_line, dice_line  # LPS: the line reads as before
+    expected = {kind: _volume(reference_out / f"{CASE}_{kind}.nii.gz")[0] for kind in ("anomaly", "anomaly_seg")}
+    for codes in ("RAS", "LAS", "LPI"):
+        folder = tmp_path / codes / CASE
+        folder.mkdir(parents=True)
+        for name in ("flair", "seg"):
+            img = nib.load(real_brats_root / CASE / f"{CASE}_{name}.nii.gz")
+            twin = img.as_reoriented(ornt_transform(io_orientation(img.affine), axcodes2ornt(tuple(codes))))
+            nib.save(twin, folder / f"{CASE}_{name}.nii.gz")
+        out = tmp_path / f"out_{codes}"
+        output = _predict(runs[method], folder.parent, out, "--threshold", THRESHOLD)
+        line = next(line for line in output.splitlines() if line.startswith(CASE))
+        assert f"z 70..89 of the standard grid after: reorient flair {codes} -> LPS" in line, line
+        assert line.split("Dice ")[1][:6] == dice_line.split("Dice ")[1][:6]  # same Dice to 4 decimals
+        for kind, lps in expected.items():
+            data, img = _volume(out / f"{CASE}_{kind}.nii.gz")
+            assert nib.aff2axcodes(img.affine) == tuple(codes) and data.shape == twin.shape  # overlays its input
+            back = img.as_reoriented(ornt_transform(io_orientation(img.affine), axcodes2ornt(("L", "P", "S"))))
+            np.testing.assert_array_equal(np.asanyarray(back.dataobj), lps)

@@ -8,7 +8,7 @@ API (stable; the layouts, the slice cache, ``data inspect`` and ``predict`` all 
   modality whose grid the others are resampled onto; None: the first one given) and ``register`` (None or
   ``"mni152"``), with ``registration_floor`` (the brain-mask Dice below which a registered case is reported).
 * ``plan(images, standard) -> list[str]``: what ``standardise`` will do, from the headers only (for
-  ``data inspect``).
+  ``data inspect``); ``standard_shape(images, standard)``: the shape it will produce (headers only).
 * ``standardise(images, label, brain_mask, standard) -> Standardised``: numpy arrays on one grid, the grid's
   affine and a ``SpatialRecord`` of what was done (``record.to_dict()`` goes into a manifest).
 * ``to_grid(array, affine, shape, target_affine, nearest=...)``: an array from one grid onto another (world
@@ -145,8 +145,9 @@ class SpatialRecord:
             out.append(f"resample {name} ({spacing} mm) onto the common {self.standard.spacing_mm:g} mm grid")
         for axis, (before, after) in zip("xy", self.fov_shift):
             if (before, after) != (0, 0):
-                verb = "pad" if before + after > 0 else "crop"
-                out.append(f"{verb} {axis} by ({before}, {after}) voxels to {self.grid.shape['xy'.index(axis)]}")
+                ends = ", ".join(f"{'pad' if n > 0 else 'crop'} {abs(n)} {end}" for n, end in
+                                 ((before, "before"), (after, "after")) if n)
+                out.append(f"{axis}: {ends} (centred on the brain) to {self.grid.shape['xy'.index(axis)]} voxels")
         if self.registration:
             reg = self.registration
             out.append(f"registered to {reg['template']}: brain-mask Dice {reg['dice']:.3f}"
@@ -254,13 +255,25 @@ def _fov_window(grid: Grid, brain_centre: np.ndarray | None, standard: SpatialSt
 # ---------------------------------------------------------------------------------------------- resampling
 
 
-def _integer_shift(matrix: np.ndarray) -> np.ndarray | None:
-    """The whole-voxel offset when ``matrix`` (target voxel -> source voxel) is a pure integer shift."""
-    if not np.allclose(matrix[:3, :3], np.eye(3), atol=1e-6):
+def _exact_map(data: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """When ``matrix`` (target voxel -> source voxel) only permutes and flips axes and shifts by whole
+    voxels: (a view of ``data`` with the target's axes, the whole-voxel offset into it); else None."""
+    linear = matrix[:3, :3]
+    signs = np.round(linear)
+    if not np.allclose(linear, signs, atol=1e-6) or not (np.abs(signs).sum(0) == 1).all() \
+            or not (np.abs(signs).sum(1) == 1).all():
         return None
     shift = matrix[:3, 3]
-    rounded = np.round(shift)
-    return rounded.astype(int) if np.allclose(shift, rounded, atol=_SHIFT_ATOL) else None
+    if not np.allclose(shift, np.round(shift), atol=_SHIFT_ATOL):
+        return None
+    source_axis = np.abs(signs).argmax(0)  # target axis a reads source axis source_axis[a]
+    sign = signs[source_axis, np.arange(3)]
+    view = data.transpose(source_axis) if (source_axis != np.arange(3)).any() else data
+    offset = np.round(shift[source_axis]).astype(int)
+    for axis in np.flatnonzero(sign < 0):
+        view = np.flip(view, axis)
+        offset[axis] = view.shape[axis] - 1 - offset[axis]
+    return view, offset
 
 
 def _shifted(data: np.ndarray, offset: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -278,9 +291,10 @@ def _shifted(data: np.ndarray, offset: np.ndarray, shape: tuple[int, ...]) -> np
 def _sitk_resample(data: np.ndarray, matrix: np.ndarray, shape: tuple[int, ...], nearest: bool) -> np.ndarray:
     """``out[p] = data(matrix @ p)`` by SimpleITK (linear, or nearest neighbour), zero outside ``data``.
 
-    Only the part of the target that can see non-zero source voxels is interpolated (the rest is zero by
-    definition), which halves the work for a skull-stripped scan. Arrays go to SimpleITK without a copy of
-    their axes: its index (x, y, z) is numpy's (k, j, i), so the matrix is reversed on both sides.
+    Only the non-zero box of the source (with a one-voxel rim of what surrounds it) is handed over, and only
+    the part of the target that can see it is interpolated (the rest is zero by definition): for a
+    skull-stripped scan that is about half the work. SimpleITK's index (x, y, z) is numpy's (k, j, i), so the
+    matrix is reversed on both sides instead of the arrays being transposed.
     """
     import SimpleITK as sitk
 
@@ -288,26 +302,26 @@ def _sitk_resample(data: np.ndarray, matrix: np.ndarray, shape: tuple[int, ...],
     box = _box(data != 0)
     if box is None:
         return out
-    lo, hi = box[0] - 1, box[1] + 1
+    lo = np.maximum(box[0] - 1, 0).astype(int)
+    hi = np.minimum(box[1] + 1, np.array(data.shape) - 1).astype(int)
     corners = np.array(np.meshgrid(*zip(lo, hi), indexing="ij")).reshape(3, -1)
     inverse = np.linalg.inv(matrix)
     target = inverse[:3, :3] @ corners + inverse[:3, 3:4]
-    t_lo = np.maximum(np.floor(target.min(1)), 0).astype(int)
-    t_hi = np.minimum(np.ceil(target.max(1)) + 1, shape).astype(int)
+    t_lo = np.maximum(np.floor(target.min(1)) - 1, 0).astype(int)
+    t_hi = np.minimum(np.ceil(target.max(1)) + 2, shape).astype(int)
     if (t_hi <= t_lo).any():
         return out
-    if data.dtype == np.float64 or not nearest:
-        data = data.astype(np.float32, copy=False)
-    if data.dtype == bool:
-        data = data.view(np.uint8)
-    moving = sitk.GetImageFromArray(np.ascontiguousarray(data))
-    reference = sitk.Image([int(v) for v in (t_hi - t_lo)[::-1]], moving.GetPixelID())
-    reference.SetOrigin([float(v) for v in t_lo[::-1]])
+    crop = data[tuple(slice(a, b + 1) for a, b in zip(lo, hi))]
+    dtype = np.float32 if data.dtype == np.float64 or not nearest else (np.uint8 if data.dtype == bool else None)
+    moving = sitk.GetImageFromArray(np.ascontiguousarray(crop, dtype=dtype))
     transform = sitk.AffineTransform(3)
     transform.SetMatrix([float(v) for v in matrix[:3, :3][::-1, ::-1].ravel()])
-    transform.SetTranslation([float(v) for v in matrix[:3, 3][::-1]])
+    transform.SetTranslation([float(v) for v in (matrix[:3, 3] - lo)[::-1]])
     interpolator = sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear
-    result = sitk.GetArrayViewFromImage(sitk.Resample(moving, reference, transform, interpolator, 0.0))
+    resampled = sitk.Resample(moving, [int(v) for v in (t_hi - t_lo)[::-1]], transform, interpolator,
+                              [float(v) for v in t_lo[::-1]], [1.0, 1.0, 1.0], [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0],
+                              0.0, moving.GetPixelID())
+    result = sitk.GetArrayViewFromImage(resampled)  # a view: ``resampled`` stays alive until it is copied
     out[tuple(slice(a, b) for a, b in zip(t_lo, t_hi))] = result.view(out.dtype) if out.dtype == bool else result
     return out
 
@@ -317,14 +331,14 @@ def to_grid(data: np.ndarray, affine: np.ndarray, shape: tuple[int, ...], target
     """``data`` (on the grid ``affine``) on the grid (``shape``, ``target_affine``), in world coordinates.
 
     ``world`` (4x4, optional) maps a target world point to a source world point (a registration). Returns
-    the array and whether it was interpolated: a grid that lines up with the target up to whole voxels is
-    copied exactly (the array itself when nothing changes), anything else is resampled, linearly to float32
+    the array and whether it was interpolated: a grid that lines up with the target up to whole voxels,
+    flips and axis swaps is copied exactly (the array itself when nothing changes), anything else is resampled, linearly to float32
     or, with ``nearest``, by nearest neighbour in the stored dtype.
     """
     matrix = np.linalg.inv(affine) @ (np.eye(4) if world is None else world) @ target_affine
-    offset = _integer_shift(matrix)
-    if offset is not None:
-        return _shifted(data, offset, tuple(shape)), False
+    exact = _exact_map(data, matrix)
+    if exact is not None:
+        return _shifted(*exact, tuple(shape)), False
     return _sitk_resample(data, matrix, tuple(shape), nearest), True
 
 
@@ -347,6 +361,18 @@ def _target_grid(reference: Grid, standard: SpatialStandard) -> Grid:
     return _respaced(reoriented_grid(reference, standard), standard.spacing_mm)
 
 
+def standard_shape(images: Mapping[str, nib.spatialimages.SpatialImage],
+                   standard: SpatialStandard) -> tuple[int, int, int]:
+    """The shape of the arrays ``standardise`` returns for these scans, from their headers only."""
+    if standard.register:
+        from uasbench.data.registration import template_grid
+
+        return template_grid().shape
+    grids = {name: _grid_of(img) for name, img in images.items()}
+    target = _target_grid(grids[_reference_name(grids, standard)], standard)
+    return (*standard.fov_voxels, target.shape[2])  # type: ignore[return-value]
+
+
 def plan(images: Mapping[str, nib.spatialimages.SpatialImage], standard: SpatialStandard) -> list[str]:
     """What ``standardise`` will do to a case with these scans, from their headers only (one line each)."""
     grids = {name: _grid_of(img) for name, img in images.items()}
@@ -362,7 +388,7 @@ def plan(images: Mapping[str, nib.spatialimages.SpatialImage], standard: Spatial
         if name == ref and mine is not target:
             lines.append(f"resample {name} ({'x'.join(f'{v:.3g}' for v in g.spacing)} mm) to "
                          f"{standard.spacing_mm:g} mm")
-        elif name != ref and _integer_shift(np.linalg.inv(mine.affine) @ target.affine) is None:
+        elif name != ref and _exact_map(np.empty((0, 0, 0)), np.linalg.inv(mine.affine) @ target.affine) is None:
             lines.append(f"resample {name} onto {ref}'s grid")
     n = standard.fov_voxels
     for axis in (0, 1):

@@ -3,8 +3,10 @@ the maps put back on each scan's own grid.
 
 What is reused from the run, so that a map means what it meant in the benchmark: the recorded protocol
 (normalisation, input-modality brain mask, resize), the method and its checkpoint (through the registry),
-the recorded post-processing, and a validation-tuned threshold from ``metrics.json``. Slices are scored
-one at a time: a slice's map then depends neither on which other slices or cases are predicted with it
+the recorded post-processing, and a validation-tuned threshold from ``metrics.json``. Every scan goes through the run's spatial standard (``uasbench.data.spatial``) first, so a scan stored in
+another orientation (RAS, LAS, LPI, ...) or on another grid is sliced as the run's data was; the maps are
+then put back onto the scan's own grid (exactly, when the standard only reoriented, padded or cropped it).
+Slices are scored one at a time: a slice's map then depends neither on which other slices or cases are predicted with it
 nor on ``--slices`` (the diffusion methods key their noise by a slice's position in what they score).
 """
 from __future__ import annotations
@@ -20,9 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
+import nibabel as nib
+
 from uasbench.data.brats import BadCaseError, Scan, open_scan
 from uasbench.data.preprocess import Protocol, prepare_slices, resize
 from uasbench.data.slices import SliceSet
+from uasbench.data.spatial import SpatialRecord, standard_shape, standardise, to_grid
 from uasbench.errors import UasbenchError, UsageError
 from uasbench.evaluation.metrics import overlap
 from uasbench.evaluation.postprocess import PostProcess, apply_postprocess
@@ -127,14 +132,16 @@ class CaseSummary:
 @dataclasses.dataclass(frozen=True)
 class CasePrediction:
     """One scan's result. ``maps`` are the method's raw maps on the protocol grid (what a run stores in
-    ``scores.npz``); ``anomaly`` and ``segmentation`` are on the scan's grid."""
+    ``scores.npz``); ``anomaly`` and ``segmentation`` are on the scan's own grid; ``z`` and ``dice`` refer to
+    the standard grid (``spatial`` says what it took to get there from the scan)."""
 
     case: str
     z: range
     maps: np.ndarray  # (N, S, S) float32
     anomaly: np.ndarray  # (H, W, D) float32, zero outside the brain and the scored slices
     segmentation: np.ndarray  # (H, W, D) uint8
-    dice: float | None  # whole tumour on the scored slices, when the case has labels
+    dice: float | None  # whole tumour on the scored slices (standard grid), when the case has labels
+    spatial: SpatialRecord | None = None
 
 
 def score_slices(method: AnomalyMethod, x: np.ndarray, brain: np.ndarray, case: str, z: range,
@@ -161,28 +168,50 @@ def to_scan_grid(maps: np.ndarray, brain: np.ndarray, scan_brain: np.ndarray,
     return np.where(inside, resize(processed, shape, mode="bilinear"), 0).astype(np.float32), inside
 
 
+def standard_depth(scan: Scan, protocol: Protocol) -> int:
+    """How many axial slices the scan has once on the run's spatial standard (headers only)."""
+    return standard_shape({scan.modality: scan.image}, protocol.spatial)[2]
+
+
 def predict_scan(method: AnomalyMethod, run: TrainedRun, scan: Scan, z: range, threshold: float,
                  advance: Callable[[], None] = lambda: None) -> CasePrediction:
-    """Score the slab ``z`` of one scan and return its maps on the method's and on the scan's grid."""
+    """Score the slab ``z`` (of the standard grid) of one scan and return its maps on the method's grid and
+    on the scan's own grid."""
     image, labels = scan.read()
+    std = standardise({scan.modality: nib.Nifti1Image(image, scan.image.affine)},
+                      None if labels is None else nib.Nifti1Image(labels, scan.seg.affine), None,
+                      run.protocol.spatial)
+    volume = std.images[scan.modality]
     try:
-        x, brain = prepare_slices(image, scan.modality, run.protocol, z)
+        x, brain = prepare_slices(volume, scan.modality, run.protocol, z)
     except ValueError as exc:
         raise BadCaseError(scan.case.id, f"file {scan.case.files[scan.modality].name}: {exc}") from None
     maps = score_slices(method, x, brain, scan.case.id, z, advance)
-    scan_brain = np.moveaxis(image[:, :, z.start:z.stop], 2, 0) > 0
+    scan_brain = np.moveaxis(volume[:, :, z.start:z.stop], 2, 0) > 0
     anomaly, inside = to_scan_grid(maps, brain, scan_brain, run.post)
     flagged = (anomaly > threshold) & inside
     dice = None
-    if labels is not None:
-        truth = (np.moveaxis(labels[:, :, z.start:z.stop], 2, 0) > 0) & inside
+    if std.label is not None:
+        truth = (np.moveaxis(std.label[:, :, z.start:z.stop], 2, 0) > 0) & inside
         # one "slice" holding the whole slab: a volume Dice with the metrics' empty-mask rule
         dice = float(overlap(flagged.reshape(1, -1, 1), truth.reshape(1, -1, 1))[0]["dice"][0])
-    volume = np.zeros(image.shape, dtype=np.float32)
-    volume[:, :, z.start:z.stop] = np.moveaxis(anomaly, 0, 2)
-    segmentation = np.zeros(image.shape, dtype=np.uint8)
-    segmentation[:, :, z.start:z.stop] = np.moveaxis(flagged, 0, 2)
-    return CasePrediction(scan.case.id, z, maps, volume, segmentation, dice)
+    anomaly_std = np.zeros(volume.shape, dtype=np.float32)
+    anomaly_std[:, :, z.start:z.stop] = np.moveaxis(anomaly, 0, 2)
+    segmentation_std = np.zeros(volume.shape, dtype=np.uint8)
+    segmentation_std[:, :, z.start:z.stop] = np.moveaxis(flagged, 0, 2)
+    back = {"shape": image.shape, "target_affine": scan.image.affine}
+    anomaly_out = to_grid(anomaly_std, std.affine, nearest=False, **back)[0].astype(np.float32, copy=False)
+    segmentation_out = to_grid(segmentation_std, std.affine, nearest=True, **back)[0]
+    return CasePrediction(scan.case.id, z, maps, np.ascontiguousarray(anomaly_out),
+                          np.ascontiguousarray(segmentation_out), dice, std.record)
+
+
+def where_scored(result: CasePrediction) -> str:
+    """The slab in words, with what the spatial standard did to the scan when it did anything."""
+    z = f"z {result.z.start}..{result.z.stop - 1}"
+    if result.spatial is None or result.spatial.untouched:
+        return z
+    return f"{z} of the standard grid after: {'; '.join(result.spatial.lines())}"
 
 
 def output_paths(out: Path, case: str) -> tuple[Path, Path]:
@@ -206,9 +235,10 @@ def predict(run_dir: Path, data: Path, out: Path, *, cases: list[str] | None = N
     name, value = run.threshold(choice)
     modality = run.pair.input
     scans = [open_scan(c, modality) for c in select_cases(find_cases(data, modality), cases or [], data)]
-    slabs = [slices_to_score(slices, run.protocol, scan.image.shape[2]) for scan in scans]
-    for scan, z in zip(scans, slabs):
-        check_grid(scan, z)
+    depths = [standard_depth(scan, run.protocol) for scan in scans]
+    slabs = [slices_to_score(slices, run.protocol, depth) for depth in depths]
+    for scan, z, depth in zip(scans, slabs, depths):
+        check_grid(scan, z, depth)
     out = check_output_folder(out)
     method = run.load_method(device)
     log(f"{run.manifest['method']} {run.pair} from {run.path}: {len(scans)} case(s), {modality} input, "
@@ -227,7 +257,11 @@ def predict(run_dir: Path, data: Path, out: Path, *, cases: list[str] | None = N
                            seg_path: like_scan(result.segmentation, scan.image, f"{what} {name} > {value:.6g}")})
             summary = CaseSummary(scan.case.id, len(z), int(result.segmentation.sum()), result.dice,
                                   time.perf_counter() - start)
-            dice = "no label" if result.dice is None else f"Dice {result.dice:.4f} on z {z.start}..{z.stop - 1}"
+            where = where_scored(result)
+            if result.dice is not None:
+                dice = f"Dice {result.dice:.4f} on {where}"
+            else:
+                dice = "no label" if result.spatial.untouched else f"no label, scored {where}"
             log(f"{scan.case.id}: wrote {map_path.name}, {seg_path.name} ({dice}, {summary.seconds:.1f} s)")
             results.append(summary)
     return results

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nibabel as nib
-
 from uasbench.data.brats import NIFTI_EXTENSIONS, BadCaseError, Case, Scan, discover_cases
 from uasbench.data.splits import _few
 from uasbench.errors import UasbenchError, UsageError
@@ -58,15 +56,11 @@ def select_cases(cases: list[Case], ids: list[str], data: Path) -> list[Case]:
     return [by_id[i] for i in dict.fromkeys(ids)]
 
 
-def check_grid(scan: Scan, z: range) -> None:
-    """Refuse a scan the protocol cannot slice: axial slices must run along the third array axis (as in
-    BraTS) and the slab ``z`` must exist."""
-    name = scan.case.files[scan.modality].name
-    axes = nib.aff2axcodes(scan.image.affine)
-    if axes[2] not in ("S", "I"):
-        raise BadCaseError(scan.case.id, f"file {name} has axes {''.join(a or '?' for a in axes)}: the protocol "
-                           "takes axial slices along the third array axis (S or I); reorient the scan first")
-    depth = scan.image.shape[2]
+def check_grid(scan: Scan, z: range, depth: int) -> None:
+    """Refuse a scan the protocol cannot slice: the slab ``z`` must exist among the ``depth`` axial slices the
+    scan has once on the run's spatial standard (any stored orientation is fine: the standard reorients it)."""
     if z.stop > depth:
-        raise BadCaseError(scan.case.id, f"file {name} has {depth} axial slices, the protocol's slab needs "
+        name = scan.case.files[scan.modality].name
+        stored = "" if depth == scan.image.shape[2] else " once on the standard grid"
+        raise BadCaseError(scan.case.id, f"file {name} has {depth} axial slices{stored}, the protocol's slab needs "
                            f"z {z.start}..{z.stop - 1} (use --slices all to score every slice)")
