@@ -423,3 +423,38 @@ def test_skull_strip_heuristic():
     edge = brain.copy()
     edge[0, 5, 5] = 1
     assert not looks_skull_stripped(edge)
+
+
+def test_ignored_labels_reach_the_slice_sets_and_never_the_training_set(tmp_path, monkeypatch):
+    """WMH's label 2 (other pathology): its slices are not healthy training slices, and the scored slice sets
+    carry its pixels as ``ignore``."""
+    from uasbench.data.benchmark_data import load_benchmark_data
+    from uasbench.data.spatial import SpatialStandard
+
+    monkeypatch.setenv("UASBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    shape, rng = (12, 12, 6), np.random.default_rng(0)
+    for i in range(4):
+        images, label = _files("wmh", i)
+        for rel in images.values():
+            vol = np.zeros(shape, np.int16)
+            vol[2:10, 2:10] = rng.integers(50, 500, (8, 8, 6))
+            (tmp_path / "d" / rel).parent.mkdir(parents=True, exist_ok=True)
+            nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "d" / rel)
+        seg = np.zeros(shape, np.uint8)
+        seg[4:7, 4:7, 2] = 1
+        if i in (0, 3):
+            seg[3:5, 3:5, 3] = 2
+        if i == 3:
+            seg[8:10, 8:10, 2] = 2  # beside the lesion on the test slice
+        nib.save(nib.Nifti1Image(seg, np.eye(4)), tmp_path / "d" / label)
+    split = tmp_path / "split.csv"
+    split.write_text("subject,split\nUtrecht-0,train\nUtrecht-1,train\nUtrecht-2,val\nUtrecht-3,test\n")
+    protocol = Protocol(z_start=1, z_stop=5, size=6, spatial=SpatialStandard(orientation="RAS", fov_mm=(12.0, 12.0)))
+    data = load_benchmark_data(tmp_path / "d", Pair.parse("fl-t1"), protocol=protocol, split_file=split,
+                               progress=False, workers=1)
+    assert sorted(zip(data.train.subjects, data.train.z.tolist())) == [
+        ("Utrecht-0", 1), ("Utrecht-0", 4), ("Utrecht-1", 1), ("Utrecht-1", 3), ("Utrecht-1", 4)]
+    assert data.train.ignore is None and data.test.z.tolist() == [2] and data.test.seg.any()
+    assert data.test.ignore.shape == data.test.seg.shape and data.test.ignore.any()
+    assert not (data.test.ignore & data.test.seg).any()
+    assert data.val_healthy.ignore is not None and data.test.brain_t2 is None  # WMH has no T2
