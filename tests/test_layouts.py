@@ -401,6 +401,8 @@ def test_phantom_in_every_layout_and_orientation_prepares_to_the_same_slices(tmp
             assert (cache.brain(case, m) == native.brain(ref, m)).all()
         assert (cache.seg(case) == native.seg(ref)).all() and (cache.area(case) == native.area(ref)).all()
     assert bool(cache.area(cache.subjects[-1]).any()) == (layout != "ixi")
+    assert native.spatial == {} and set(cache.spatial) == set(cache.subjects)  # what was done is recorded
+    assert all(set(r["reoriented"].values()) == {"RAS"} for r in cache.spatial.values())
 
 
 def test_phantom_cli_layout_and_orientation(tmp_path):

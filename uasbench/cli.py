@@ -427,6 +427,9 @@ def data_prepare(
         console.print(f"slice cache {cache.path}: {len(cache.subjects)} cases ready", highlight=False, soft_wrap=True)
         for problem in cache.bad_cases.values():
             err_console.print(f"skipped: {problem}", highlight=False, soft_wrap=True)
+        for case, dice in cache.below_registration_floor.items():
+            err_console.print(f"registration below the floor: case {case} (brain-mask Dice {dice:.3f})",
+                              highlight=False, soft_wrap=True)
 
 
 @data_app.command("split")

@@ -10,7 +10,9 @@ changes it, so a stale cache is never reused; content is not hashed, since that 
 preprocessing it guards. The spatial standard is part of the protocol and so of its fingerprint. The cache is
 built in a temporary folder and renamed into place, so a folder under ``slices/`` is always complete.
 
-Layout of ``cache_root()/slices/<key>/``: ``meta.json`` (with the cached ``modalities``) and per good case
+Layout of ``cache_root()/slices/<key>/``: ``meta.json`` (with the cached ``modalities`` and, per case the
+spatial standard changed, its record under ``spatial``: reorientation, resampling, field of view, registration
+quality) and per good case
 ``<ID>.npz`` (uncompressed), the lossless packed form of: images (M, Z, S, S) float32 in ``MODALITIES`` order
 of the M modalities the dataset holds, brain masks (M, Z, S, S) bool (brain mask of each modality), anomaly
 mask (Z, S, S) bool (BraTS: whole tumour; all false for a healthy-only dataset), anomalous pixels per slice on
@@ -136,7 +138,18 @@ def prepare_case(dataset: Dataset, case: Case, protocol: Protocol, out: Path) ->
     except BadCaseError as exc:
         return str(exc)
     write_entry(out, case.id, arrays)
+    if vols.spatial is not None and not _untouched(vols.spatial):
+        (out / f"{case.id}{SPATIAL_SUFFIX}").write_text(json.dumps(vols.spatial, default=lambda v: np.asarray(v).tolist()))
     return None
+
+
+SPATIAL_SUFFIX = ".spatial.json"  # a case's spatial record while the cache is built; meta.json keeps them
+
+
+def _untouched(record: dict) -> bool:
+    """Whether the spatial standard left a case as read (BraTS): nothing worth recording."""
+    return not record["reoriented"] and not record["resampled"] and not record["registration"] \
+        and all(v == 0 for pad in record["fov_shift"] for v in pad)
 
 
 def write_entry(out: Path, case_id: str, arrays: dict[str, np.ndarray]) -> None:
@@ -189,6 +202,17 @@ class SliceCache:
     def modalities(self) -> tuple[str, ...]:
         """The cached modalities (caches made before other datasets existed hold BraTS's four)."""
         return tuple(self.meta.get("modalities", MODALITIES[:4]))
+
+    @property
+    def spatial(self) -> dict[str, dict]:
+        """Per case, what the spatial standard did (``SpatialRecord.to_dict()``); cases left as read are absent."""
+        return dict(self.meta.get("spatial", {}))
+
+    @property
+    def below_registration_floor(self) -> dict[str, float]:
+        """Registered cases whose quality figure (brain-mask Dice with the template) is below the floor."""
+        return {case: rec["registration"]["dice"] for case, rec in self.spatial.items()
+                if rec.get("registration") and rec["registration"].get("below_floor")}
 
     @property
     def has_ignore(self) -> bool:
@@ -265,6 +289,12 @@ def _open(data_fp: str, jobs: dict[str, Callable[[Path], str | None]], protocol:
         try:
             n_workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
             bad = _build(jobs, tmp, on_bad_case, progress, n_workers, action)
+            spatial = {}
+            for path in sorted(tmp.glob(f"*{SPATIAL_SUFFIX}")):
+                spatial[path.name.removesuffix(SPATIAL_SUFFIX)] = json.loads(path.read_text())
+                path.unlink()
+            if spatial:
+                info = {**(info or {}), "spatial": spatial}
             meta = {
                 "format": CACHE_FORMAT, "data_fingerprint": data_fp, "protocol": protocol.to_dict(),
                 "cases": [c for c in jobs if c not in bad], "bad_cases": bad, **(info or {}),

@@ -590,7 +590,7 @@ def _init_worker() -> None:
 
 
 def write_phantom_dataset(out: Path, n_subjects: int, seed: int = 0, *, progress: bool = True,
-                          workers: int | None = None, writer: Callable[[Path, int, int], Any] = write_subject,
+                          workers: int | None = None, writer: Callable[[Path, int, int], Any] | None = None,
                           indices: list[int] | None = None, finish: Callable[[Path], Any] | None = None) -> Path:
     """Write ``n_subjects`` phantom cases into ``out`` atomically (temp sibling folder, then one rename).
     ``writer(folder, index, seed)`` writes one subject (default: BraTS2021 files); ``indices`` picks which
@@ -611,6 +611,7 @@ def write_phantom_dataset(out: Path, n_subjects: int, seed: int = 0, *, progress
         with bar:
             task = bar.add_task("subjects", total=n_subjects)
             chosen = list(range(n_subjects)) if indices is None else indices
+            writer = writer or write_subject
             if workers == 1:
                 for i in chosen:
                     writer(tmp, i, seed)

@@ -23,7 +23,7 @@ import nibabel as nib
 import numpy as np
 from nibabel.orientations import axcodes2ornt, ornt_transform
 
-from uasbench.data.phantom import BRATS_AFFINE, generate_subject, subject_kind, write_phantom_dataset, write_subject
+from uasbench.data.phantom import BRATS_AFFINE, generate_subject, subject_kind, write_phantom_dataset
 from uasbench.errors import UsageError
 
 NATIVE = "LPS"
@@ -129,9 +129,8 @@ def write_phantom_in_layout(out: Path, n_subjects: int, seed: int = 0, *, layout
     indices = list(range(n_subjects))
     if layout == "ixi":  # healthy subjects only: the generator's healthy kind has no tumour
         indices = [i for i in range(12 * n_subjects) if subject_kind(i) == "healthy"][:n_subjects]
-    if layout == "brats2021" and orientation == NATIVE:
-        writer = write_subject  # the phantom's own files, byte for byte (with its parameters' JSON)
-    else:
+    writer = None  # the phantom's own BraTS2021 files, byte for byte (with its parameters' JSON)
+    if layout != "brats2021" or orientation != NATIVE:
         writer = partial(write_subject_in_layout, layout, orientation)
     finish = partial(_dataset_json, layout, ids=indices) if layout in ("nnunet", "msd") else None
     path = write_phantom_dataset(out, n_subjects, seed, progress=progress, workers=workers, writer=writer,
