@@ -265,3 +265,20 @@ def test_ixi_and_mslub_slices_agree_once_in_template_space(real_ixi_root, real_m
     # the front is on the same side: each slice matches the template better than its front-back mirror
     for s in (sa, sb):
         assert registration.dice(s, st) > registration.dice(s[:, ::-1], st)
+
+
+def test_to_scan_undoes_the_registration():
+    """A map computed on the template grid goes back onto the scan's own grid where the scan's brain is."""
+    image, brain, fixed_affine = registration._template()
+    moved = np.eye(4)
+    moved[:3, 3] = (12.0, -10.0, 8.0)
+    scan = nib.Nifti1Image((image * 1000).astype(np.int16), moved @ fixed_affine)
+    out = standardise({"t1": scan}, standard=SpatialStandard(register="mni152"))
+    back = out.to_scan((out.images["t1"] > 0).astype(np.uint8), scan, nearest=True)
+    assert back.shape == scan.shape
+    truth = np.asanyarray(scan.dataobj) > 0
+    naive = to_grid((out.images["t1"] > 0).astype(np.uint8), out.affine, scan.shape, scan.affine, nearest=True)[0]
+    assert registration.dice(back > 0, truth) > 0.9  # 2 mm scan grid: its rim is coarse
+    centre = lambda m: scan.affine @ np.append(ndi.center_of_mass(m), 1.0)  # noqa: E731
+    assert np.linalg.norm(centre(back) - centre(truth)) < 1.5
+    assert np.linalg.norm(centre(naive) - centre(truth)) > 10  # what ignoring the registration would give

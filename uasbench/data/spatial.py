@@ -12,7 +12,8 @@ API (stable; the layouts, the slice cache, ``data inspect`` and ``predict`` all 
 * ``standardise(images, label, brain_mask, standard) -> Standardised``: numpy arrays on one grid, the grid's
   affine and a ``SpatialRecord`` of what was done (``record.to_dict()`` goes into a manifest).
 * ``to_grid(array, affine, shape, target_affine, nearest=...)``: an array from one grid onto another (world
-  coordinates); ``predict`` uses it to put its maps back onto a scan's own grid.
+  coordinates); ``Standardised.to_scan(array, scan, nearest=...)`` puts an array back onto a scan's own grid
+  (undoing a registration too), which is how ``predict`` makes its maps overlay the input.
 
 Steps, in order (docs/explanation/spatial-standard.md says why):
 
@@ -54,8 +55,9 @@ _AXIS_PAIRS = ("LR", "PA", "IS")
 
 
 def _valid_orientation(codes: str) -> bool:
-    return len(codes) == 3 and sorted(next(p for p in _AXIS_PAIRS if c in p) if any(c in p for p in _AXIS_PAIRS)
-                                      else "?" for c in codes) == sorted(_AXIS_PAIRS)
+    """Three codes, one from each pair L/R, P/A, I/S (in any order)."""
+    pairs = [next((p for p in _AXIS_PAIRS if c in p), "?") for c in codes]
+    return len(codes) == 3 and sorted(pairs) == sorted(_AXIS_PAIRS)
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,13 @@ class Standardised:
     brain_mask: np.ndarray | None
     affine: np.ndarray
     record: SpatialRecord = field(repr=False)
+
+    def to_scan(self, array: np.ndarray, scan: nib.spatialimages.SpatialImage, *, nearest: bool) -> np.ndarray:
+        """An array on this grid put back onto ``scan``'s own grid (through the inverse registration, if any):
+        how ``predict`` makes its maps overlay the scan they were computed from."""
+        reg = self.record.registration
+        world = None if reg is None else np.linalg.inv(np.array(reg["matrix"]))
+        return to_grid(array, self.affine, scan.shape, scan.affine, nearest=nearest, world=world)[0]
 
 
 # ---------------------------------------------------------------------------------------------- geometry
@@ -406,6 +415,8 @@ def standardise(images: Mapping[str, nib.spatialimages.SpatialImage],
 
     ``images`` maps a name (a modality) to a nibabel image; its voxels are read here in their stored dtype.
     ``label`` and ``brain_mask`` may sit on any grid: they are put onto the common one by nearest neighbour.
+    Raises ``UasbenchError`` for a missing reference or a scan that is not 3-D, and ``ValueError`` when a
+    case to register has no brain voxel.
     """
     ref = _reference_name(images, standard)
     scans: dict[str, tuple[nib.spatialimages.SpatialImage, bool]] = {name: (img, False) for name, img in images.items()}
@@ -430,12 +441,13 @@ def standardise(images: Mapping[str, nib.spatialimages.SpatialImage],
         target, world = reg.template_grid(), result.matrix
     else:
         target = _respaced(oriented[ref][1], standard.spacing_mm)
-        mask_data, mask_grid = oriented["brain_mask" if brain_mask is not None else ref]
-        box = _box(mask_data != 0)
         centre = None
-        if box is not None:
-            mid = np.append((box[0] + box[1]) / 2, 1.0)
-            centre = (np.linalg.inv(target.affine) @ mask_grid.affine @ mid)[:3]
+        if target.shape[:2] != standard.fov_voxels:  # the brain's centre is needed only to pad or crop
+            mask_data, mask_grid = oriented["brain_mask" if brain_mask is not None else ref]
+            box = _box(mask_data != 0)
+            if box is not None:
+                mid = np.append((box[0] + box[1]) / 2, 1.0)
+                centre = (np.linalg.inv(target.affine) @ mask_grid.affine @ mid)[:3]
         target, shift = _fov_window(target, centre, standard)
 
     out: dict[str, np.ndarray] = {}

@@ -27,7 +27,7 @@ import nibabel as nib
 from uasbench.data.brats import BadCaseError, Scan, open_scan
 from uasbench.data.preprocess import Protocol, prepare_slices, resize
 from uasbench.data.slices import SliceSet
-from uasbench.data.spatial import SpatialRecord, standard_shape, standardise, to_grid
+from uasbench.data.spatial import SpatialRecord, standard_shape, standardise
 from uasbench.errors import UasbenchError, UsageError
 from uasbench.evaluation.metrics import overlap
 from uasbench.evaluation.postprocess import PostProcess, apply_postprocess
@@ -199,9 +199,8 @@ def predict_scan(method: AnomalyMethod, run: TrainedRun, scan: Scan, z: range, t
     anomaly_std[:, :, z.start:z.stop] = np.moveaxis(anomaly, 0, 2)
     segmentation_std = np.zeros(volume.shape, dtype=np.uint8)
     segmentation_std[:, :, z.start:z.stop] = np.moveaxis(flagged, 0, 2)
-    back = {"shape": image.shape, "target_affine": scan.image.affine}
-    anomaly_out = to_grid(anomaly_std, std.affine, nearest=False, **back)[0].astype(np.float32, copy=False)
-    segmentation_out = to_grid(segmentation_std, std.affine, nearest=True, **back)[0]
+    anomaly_out = std.to_scan(anomaly_std, scan.image, nearest=False).astype(np.float32, copy=False)
+    segmentation_out = std.to_scan(segmentation_std, scan.image, nearest=True)
     return CasePrediction(scan.case.id, z, maps, np.ascontiguousarray(anomaly_out),
                           np.ascontiguousarray(segmentation_out), dice, std.record)
 
