@@ -290,9 +290,9 @@ def _open(data_fp: str, jobs: dict[str, Callable[[Path], str | None]], protocol:
             n_workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
             bad = _build(jobs, tmp, on_bad_case, progress, n_workers, action)
             spatial = {}
-            for path in sorted(tmp.glob(f"*{SPATIAL_SUFFIX}")):
-                spatial[path.name.removesuffix(SPATIAL_SUFFIX)] = json.loads(path.read_text())
-                path.unlink()
+            for record in sorted(tmp.glob(f"*{SPATIAL_SUFFIX}")):
+                spatial[record.name.removesuffix(SPATIAL_SUFFIX)] = json.loads(record.read_text())
+                record.unlink()
             if spatial:
                 info = {**(info or {}), "spatial": spatial}
             meta = {
