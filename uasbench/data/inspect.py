@@ -6,7 +6,9 @@ Skull stripping is judged by a stated heuristic on the first modality of each ch
 skull-stripped* when at least ``STRIPPED_ZERO_FRACTION`` of its voxels are exactly zero and its outermost
 voxel layer (the six faces of the volume) is all zero. A head scan keeps non-zero noise or tissue at its
 border and few exact zeros; a brain extracted and embedded in a zero background has both. It can be fooled
-(a head scan masked to zero outside the head), so it is shown beside what the layout documents. Shallow mode
+both ways: a brain that touches the edge of the field of view (the phantom's top slice) looks unstripped, and
+a head scan whose background was set to zero and that stops short of the field of view's edge looks stripped;
+so it is shown beside what the layout documents. Shallow mode
 judges the first ``STRIPPED_SAMPLE`` cases only (one image read each); deep mode judges all.
 """
 from __future__ import annotations
@@ -142,10 +144,8 @@ def _check(dataset: Dataset, case: Case, deep: bool, judge: bool, standard: Spat
     images = {m: headers[m] for m in dataset.modalities}
     if not case.channels:
         facts.plans["; ".join(plan(images, standard))] += 1
-    else:  # a 4-D file: every channel shares its grid
-        ref = next(iter(images.values()))
-        facts.plans["; ".join(plan({"image": nib.Nifti1Image(np.zeros(ref.shape[:3], np.uint8), ref.affine)},
-                                   standard))] += 1
+    else:  # a 4-D file: every channel shares its grid (a lazy channel: no voxel is read)
+        facts.plans["; ".join(plan({"image": next(iter(images.values())).slicer[..., 0]}, standard))] += 1
     for img in images.values():
         facts.shapes[tuple(int(v) for v in img.shape[:3])] += 1
         facts.orientations["".join(nib.aff2axcodes(img.affine))] += 1
