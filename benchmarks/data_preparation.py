@@ -137,17 +137,19 @@ def main() -> None:
         return
 
     with tempfile.TemporaryDirectory(prefix="uasbench-bench-") as tmp:
-        from uasbench.data.brats import discover_cases
+        import dataclasses
+
         from uasbench.data.cache import open_cache
+        from uasbench.data.layouts import open_dataset
         from uasbench.data.preprocess import Protocol
 
         if args.phantom:
-            from uasbench.data.benchmark_data import dataset_cases
+            from uasbench.data.benchmark_data import dataset
 
-            _, cases = dataset_cases(None)
+            cases = dataset(None).cases
             cases, source = cases[: args.subjects], "phantom"
         else:
-            _, cases = discover_cases(copy_real_cases(REAL, Path(tmp) / "data", args.subjects))
+            cases = open_dataset(copy_real_cases(REAL, Path(tmp) / "data", args.subjects)).cases
             source = f"copies of the real cases in {REAL}"
         folders = [c.folder for c in cases]
         times: dict[str, list[float]] = {"read_float": [], "read_raw": [], "prepare": []}
@@ -160,8 +162,9 @@ def main() -> None:
                     times[name].append(time.perf_counter() - start)
                 os.environ["UASBENCH_CACHE_DIR"] = str(Path(tmp) / f"cache{rep}")  # cold, never the user's
                 start = time.perf_counter()
-                _, cases = discover_cases(folders[0].parent)
-                open_cache(cases[: len(folders)], Protocol(), progress=False, workers=args.workers)
+                data = open_dataset(folders[0].parent)
+                open_cache(dataclasses.replace(data, cases=data.cases[: len(folders)]), Protocol(), progress=False,
+                           workers=args.workers)
                 times["prepare"].append(time.perf_counter() - start)
         best = {name: min(t) for name, t in times.items()}
 

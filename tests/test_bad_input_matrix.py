@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from test_brats_loader import write_case
+from test_layouts import CARD_ERRORS
 from uasbench.benchmark.run import RunSpec, run_benchmark
 from uasbench.modalities import Pair
 from uasbench.results import MANIFEST, METRICS_JSON, SCORES, manifest_paths
@@ -191,6 +192,59 @@ CASES = [
      "the test split has no slice with tumour"),
     ("crafted-work-checkpoint", _crafted_work_checkpoint, 1,
      "refused: it holds more than plain data (it asks for io.open)"),
+]
+
+
+# --- dataset layouts, cards and modalities (issue 21) ---
+def _with_card(text: str, name: str, command: list[str]):
+    def build(w: World):
+        card = w.root / "cards" / f"{name}.toml"
+        card.parent.mkdir(exist_ok=True)
+        card.write_text(text)
+        swap = {"DATA": str(w.data), "OUT": str(w.root / "results")}
+        return [*(swap.get(c, c) for c in command), "--card", str(card)], {}, False
+    return build
+
+
+def _benchmark_layout(w: World):
+    path = w.root / "cards" / "bad-layout.toml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(f'[benchmark]\ndata = "{w.data}"\nlayout = "brats"\n[[grid]]\nmethods = ["intensity"]\n'
+                    'pairs = ["fl-t2"]\n')
+    return ["benchmark", str(path), "--out", str(w.root / "results")], {}, False
+
+
+_RUN = ["run", "--method", "intensity", "--device", "cpu"]
+CASES += [
+    ("layout-unknown-run", lambda w: ([*_RUN, "--data", str(w.data), "--layout", "brats",
+                                       "--out", str(w.root / "results")], {}, False), 2,
+     "--layout brats: unknown layout (choose from brats2021, brats2023, ixi,"),
+    ("layout-unknown-inspect", lambda w: (["data", "inspect", str(w.data), "--layout", "nope"], {}, False), 2,
+     "--layout nope: unknown layout"),
+    ("layout-wrong-for-folder", lambda w: (["data", "prepare", str(w.data), "--layout", "ixi"], {}, False), 1,
+     "no ixi cases found in"),
+    ("layout-without-data", lambda w: ([*_RUN, "--layout", "ixi", "--out", str(w.root / "results")], {}, False), 2,
+     "--layout and --card describe a data folder: give the folder too"),
+    ("layout-and-card", lambda w: (["data", "split", "--data", str(w.data), "--out", str(w.root / "s.csv"),
+                                    "--layout", "brats2021", "--card", str(w.split)], {}, False), 2,
+     "give --layout or --card, not both"),
+    ("card-missing", lambda w: (["data", "inspect", str(w.data), "--card", str(w.root / "no.toml")], {}, False), 2,
+     "no.toml: no such file"),
+    ("pair-the-data-lacks", lambda w: ([*_RUN, "--pair", "dwi-adc", "--data", str(w.data),
+                                        "--out", str(w.root / "results")], {}, False), 1,
+     "has no dwi, adc; it holds flair, t1, t1ce, t2"),
+    ("pair-unknown-modality", lambda w: ([*_RUN, "--pair", "ct-t2", "--out", str(w.root / "results")], {}, False), 2,
+     "invalid --pair 'ct-t2': use any two of fl, t1, t1ce, t2, pd, dwi, adc"),
+    ("phantom-layout-unknown", lambda w: (["data", "phantom", "--subjects", "1", "--out", str(w.root / "ph"),
+                                           "--layout", "nope"], {}, False), 2, "--layout nope: unknown layout"),
+    ("phantom-orientation", lambda w: (["data", "phantom", "--subjects", "1", "--out", str(w.root / "ph"),
+                                        "--orientation", "LPX"], {}, False), 2,
+     "--orientation 'LPX': give three axis codes"),
+    ("benchmark-layout", _benchmark_layout, 2, "benchmark.layout: invalid value 'brats' (valid: brats2021,"),
+    *((f"card-{i:02d}", _with_card(text, f"card-{i:02d}", ["data", "inspect", "DATA"]), 2, message)
+      for i, (text, message) in enumerate(CARD_ERRORS)),
+    ("card-through-run", _with_card(CARD_ERRORS[1][0], "run-card", [*_RUN, "--data", "DATA", "--out", "OUT"]), 2,
+     CARD_ERRORS[1][1]),
 ]
 
 

@@ -7,7 +7,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from uasbench.data.brats import NAMINGS, BadCaseError, discover_cases, inspect_dataset, read_case
+from uasbench.data.inspect import inspect_dataset
+from uasbench.data.layouts import open_dataset
+from uasbench.data.layouts.base import BadCaseError, read_case
+from uasbench.data.layouts.brats import NAMINGS, discover_cases
 from uasbench.errors import UasbenchError
 
 
@@ -35,12 +38,14 @@ def test_real_cases_are_read_with_axial_third_axis(real_brats_root):
     case_root, cases = discover_cases(real_brats_root)
     assert case_root == real_brats_root
     assert [c.id for c in cases] == ["TCGA-DU-7294", "TCGA-FG-6692"]
-    vols = read_case(cases[1])
+    data = open_dataset(real_brats_root)
+    assert data.layout == "brats2021" and data.cases == tuple(cases)
+    vols = read_case(data, cases[1])
     assert set(vols.images) == {"flair", "t1", "t1ce", "t2"}
     assert all(v.shape == (240, 240, 155) and v.dtype == np.int16 for v in vols.images.values())  # as stored
     assert nib.aff2axcodes(vols.affine) == ("L", "P", "S")  # third array axis runs inferior -> superior
     assert set(np.unique(vols.seg)) == {0, 1, 2, 4}
-    healthy = read_case(cases[0]).seg
+    healthy = read_case(data, cases[0]).seg
     assert not healthy[:, :, 70:90].any() and set(np.unique(healthy)) == {0, 1, 2}  # DU-7294: tumour above z 89
 
 
@@ -65,7 +70,7 @@ def test_brats2023_naming_maps_enhancing_label_3_to_4(tmp_path):
     assert [c.id for c in cases] == ["BraTS-GLI-00000-000", "BraTS-GLI-00001-000"]
     assert {c.naming for c in cases} == {"brats2023"}
     assert cases[1].files["flair"].name == "BraTS-GLI-00001-000-t2f.nii"
-    assert set(np.unique(read_case(cases[0]).seg)) == {0, 2, 4}
+    assert set(np.unique(read_case(open_dataset(tmp_path), cases[0]).seg)) == {0, 2, 4}
 
 
 @pytest.mark.parametrize("folder", ["empty", "missing"])
@@ -117,9 +122,9 @@ BAD = ["missing", "corrupt", "truncated", "shape", "nan", "labels", "affine"]
 @pytest.mark.parametrize("problem", BAD)
 def test_bad_case_gives_one_line_naming_case_and_file(tmp_path, problem):
     fname = _break(write_case(tmp_path, "CASE_007"), problem)
-    _, cases = discover_cases(tmp_path)
+    data = open_dataset(tmp_path)
     with pytest.raises(BadCaseError) as info:
-        read_case(cases[0])
+        read_case(data, data.cases[0])
     message = str(info.value)
     assert "\n" not in message and message.startswith("case CASE_007:") and fname in message
 
@@ -127,7 +132,7 @@ def test_bad_case_gives_one_line_naming_case_and_file(tmp_path, problem):
 def test_brats2023_rejects_label_4(tmp_path):
     write_case(tmp_path, "B-1", naming="brats2023", et_label=4)
     with pytest.raises(BadCaseError, match=r"B-1-seg.nii.gz has unexpected label values \[4\]"):
-        read_case(discover_cases(tmp_path)[1][0])
+        read_case(open_dataset(tmp_path), open_dataset(tmp_path).cases[0])
 
 
 def test_inspect_lists_cases_and_problems(tmp_path):
@@ -139,14 +144,16 @@ def test_inspect_lists_cases_and_problems(tmp_path):
     assert set(shallow.problems) == {"A2"}  # a NaN needs a full read
     deep = inspect_dataset(tmp_path, deep=True)
     assert set(deep.problems) == {"A2", "A3"}
-    assert deep.shapes == {(12, 12, 92): 1} and deep.labels == (0, 2, 4)
+    assert deep.shapes == {(12, 12, 92): 4} and deep.labels == (0, 2, 4)  # the four images of the good case
     text = deep.to_text()
-    assert "brats2021 (3)" in text and "A3_t2.nii.gz contains NaN" in text
+    assert "layout       brats2021" in text and "A3_t2.nii.gz contains NaN" in text
     assert deep.rich_table().row_count == len(deep.rows()) + 2
 
 
 def test_inspect_real_cases(real_brats_root):
     report = inspect_dataset(real_brats_root)
     assert report.cases == ("TCGA-DU-7294", "TCGA-FG-6692") and not report.problems
-    assert report.shapes == {(240, 240, 155): 2} and report.labels == (0, 1, 2, 4)
+    assert report.shapes == {(240, 240, 155): 8} and report.labels == (0, 1, 2, 4)
+    assert report.orientations == {"LPS": 8} and report.one_space and report.stripped == (2, 2)
+    assert report.plans == {"none (already on the standard grid)": 2}
     assert report.modalities == {"flair": 2, "t1": 2, "t1ce": 2, "t2": 2, "seg": 2}

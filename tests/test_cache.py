@@ -10,7 +10,7 @@ import pytest
 
 from test_brats_loader import _break, write_case
 from uasbench.data.benchmark_data import load_benchmark_data
-from uasbench.data.brats import discover_cases
+from uasbench.data.layouts import open_dataset
 from uasbench.data.phantom import write_phantom_dataset
 from uasbench.data.cache import data_fingerprint, open_cache, open_phantom_cache, pack, phantom_cache_exists, unpack
 from uasbench.data.preprocess import Protocol
@@ -75,7 +75,7 @@ def test_slice_roles_and_disjoint_subjects(tmp_path, cache_dir):
 
 
 def test_cache_is_memory_mapped_and_reused(tmp_path, cache_dir):
-    _, cases = discover_cases(_dataset(tmp_path / "d", 3))
+    cases = open_dataset(_dataset(tmp_path / "d", 3))
     cache = open_cache(cases, SMALL, progress=False, workers=2)
     image = cache.image("SYN_000", "t1")
     assert image.shape == (20, 8, 8) and image.dtype == np.float32 and not image.flags.writeable
@@ -105,9 +105,9 @@ def test_changed_protocol_or_data_never_reuses_a_stale_cache(tmp_path, cache_dir
     old_x, new_x = (unpack(dict(np.load(c / "SYN_000.npz")))["img"][0] for c in (old_cache, new_cache))
     assert not np.allclose(old_x, new_x)
     # adding a case changes the fingerprint too
-    _, cases = discover_cases(root)
+    cases = open_dataset(root).cases
     write_case(root, "SYN_999")
-    assert data_fingerprint(discover_cases(root)[1]) != data_fingerprint(cases)
+    assert data_fingerprint(open_dataset(root).cases) != data_fingerprint(cases)
 
 
 def test_bad_case_stop_and_skip(tmp_path, cache_dir):
@@ -161,7 +161,7 @@ def test_packing_is_lossless_bit_for_bit():
 def test_phantom_generated_straight_into_the_cache_equals_its_files(tmp_path, cache_dir):
     """The embedded benchmark never writes volumes: its cache must hold what the NIfTI route gives."""
     root = write_phantom_dataset(tmp_path / "ph", 1, seed=3, progress=False, workers=1)
-    from_files = open_cache(discover_cases(root)[1], SMALL, progress=False, workers=1)
+    from_files = open_cache(open_dataset(root), SMALL, progress=False, workers=1)
     assert not phantom_cache_exists(1, 3, SMALL)  # what decides whether "Preparing ... (first use only)" shows
     direct = open_phantom_cache(1, 3, SMALL, progress=False, workers=1)
     assert phantom_cache_exists(1, 3, SMALL) and not phantom_cache_exists(1, 3, Protocol())

@@ -130,14 +130,14 @@ def test_data_commands(tmp_path, real_brats_root):
     assert again.exit_code == 1 and "error:" in again.stderr  # never overwrites a dataset
     seen = cli.invoke(app, ["data", "inspect", str(real_brats_root)])
     assert seen.exit_code == 0, seen.output
-    assert "0, 1, 2, 4" in seen.output and "brats2021 (2)" in seen.output
+    assert "0, 1, 2, 4" in seen.output and "brats2021" in seen.output and "LPS (8)" in seen.output
 
 
 def test_data_prepare_builds_the_cache_runs_reuse_and_reports_bad_cases(tmp_path, real_brats_root):
     import shutil
 
-    from uasbench.data.brats import discover_cases
     from uasbench.data.cache import open_cache
+    from uasbench.data.layouts import open_dataset
     from uasbench.data.preprocess import Protocol
 
     data = tmp_path / "data"
@@ -145,7 +145,7 @@ def test_data_prepare_builds_the_cache_runs_reuse_and_reports_bad_cases(tmp_path
     made = cli.invoke(app, ["data", "prepare", str(data), "--normalisation", "official"])
     assert made.exit_code == 0, made.output
     assert "2 cases ready" in made.output
-    cache = open_cache(discover_cases(data)[1], Protocol(normalisation="official"), progress=False)
+    cache = open_cache(open_dataset(data), Protocol(normalisation="official"), progress=False)
     assert str(cache.path) in made.output  # a run finds the cache the command built
     (data / "TCGA-DU-7294" / "TCGA-DU-7294_t1.nii.gz").unlink()
     stopped = cli.invoke(app, ["data", "prepare", str(data)])

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from monai.transforms import Resize
 
-from uasbench.data.brats import discover_cases, read_case
+from uasbench.data.layouts import open_dataset
+from uasbench.data.layouts.base import read_case
 from uasbench.data.preprocess import (
     Protocol, axial_stack, healthy_subset, largest_tumour_slice, normalise, resize, resize_mask, tumour_area,
 )
@@ -16,8 +17,8 @@ from uasbench.errors import UasbenchError
 
 @pytest.fixture(scope="module")
 def real(real_brats_root):
-    _, cases = discover_cases(real_brats_root)
-    return {c.id: read_case(c) for c in cases}
+    data = open_dataset(real_brats_root)
+    return {c.id: read_case(data, c) for c in data.cases}
 
 
 def test_protocol_defaults_follow_the_official_code():

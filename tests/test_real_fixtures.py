@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, REAL_DATASETS, REPO_ROOT
-from uasbench.data.brats import discover_cases, read_case
+from uasbench.data.layouts import open_dataset
+from uasbench.data.layouts.base import read_case
 
 
 def _script():
@@ -54,8 +55,8 @@ def test_the_script_reproduces_the_fixture_from_the_whole_cases(name, whole_real
 
 
 def test_whole_brats_cases_have_the_tumour_extents_the_fixture_relies_on(whole_real_data):
-    _, cases = discover_cases(whole_real_data("brats"))
-    segs = {c.id: read_case(c).seg for c in cases}
+    data = open_dataset(whole_real_data("brats"))
+    segs = {c.id: read_case(data, c).seg for c in data.cases}
     tumour_z = {k: np.flatnonzero(s.any(axis=(0, 1))) for k, s in segs.items()}
     assert set(np.unique(segs["TCGA-DU-7294"])) == {0, 1, 2} and tumour_z["TCGA-DU-7294"].min() > 89
     assert 100 in tumour_z["TCGA-DU-7294"] and 100 in tumour_z["TCGA-FG-6692"]

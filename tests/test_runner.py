@@ -22,12 +22,16 @@ from uasbench.evaluation.postprocess import PostProcess, apply_postprocess
 from uasbench.evaluation.protocol import EvaluationResult
 from uasbench.evaluation.thresholds import validation_thresholds
 from uasbench.method import AnomalyMethod, MethodConfig
-from uasbench.modalities import MODALITIES, Pair
+from uasbench.data.spatial import SpatialStandard
+from uasbench.modalities import Pair
 from uasbench.registry import _registered, register_method
 from uasbench.results import METRICS_JSON, SCORES, ScoredSplits, read_manifest
 
 SIDE, DEPTH = 24, 6
-PROTOCOL = Protocol(z_start=1, z_stop=5, size=SIDE // 2)  # 2x2 area blocks: resizing is a block mean here
+# 2x2 area blocks: resizing is a block mean here. The volumes are stored RAS (identity affine) on a 24 mm field
+# of view, and this spatial standard says that is the standard: the slices are the arrays as written.
+PROTOCOL = Protocol(z_start=1, z_stop=5, size=SIDE // 2,
+                    spatial=SpatialStandard(orientation="RAS", fov_mm=(float(SIDE), float(SIDE))))
 SPLIT = {"train": ["A", "B", "C"], "val": ["D", "E"], "test": ["F", "G"]}
 BRAIN_RADIUS = {"flair": 9.0, "t1": 8.0, "t1ce": 9.5, "t2": 10.5}  # each modality its own brain mask
 
@@ -38,7 +42,7 @@ def _volumes(subject: str) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(ord(subject))
     yy, xx = np.mgrid[:SIDE, :SIDE] - (SIDE - 1) / 2
     out = {}
-    for m in MODALITIES:
+    for m in BRAIN_RADIUS:  # the four BraTS modalities
         disk = (yy**2 + xx**2 < BRAIN_RADIUS[m] ** 2)[..., None]
         out[m] = np.where(disk, rng.integers(50, 1000, (SIDE, SIDE, DEPTH)), 0).astype(np.int16)
     seg = np.zeros((SIDE, SIDE, DEPTH), dtype=np.uint8)

@@ -35,6 +35,12 @@ def _choice_enum(name: str, values: tuple[str, ...]) -> Any:
     return Enum(name, [(v.replace("-", "_"), v) for v in values], type=str)
 
 
+LAYOUT_HELP = ("The data folder's layout when it is not detected, e.g. brats2021, ixi, isles22 (an unknown name "
+               "lists every built-in layout; docs/how-to/other-datasets.md describes them).")
+CARD_HELP = "A dataset card (TOML) describing the data folder's files; default: its dataset.toml, if any."
+
+
+
 Normalisation = _choice_enum("Normalisation", choices.NORMALISATIONS)
 Format = _choice_enum("Format", choices.FORMATS)
 TableKind = _choice_enum("TableKind", choices.TABLES)
@@ -83,7 +89,9 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
 def run(
     method: Annotated[str, typer.Option(help="Method name (see `uasbench methods`).")],
     pair: Annotated[str, typer.Option(help="Input-target modalities, e.g. fl-t2, t1-fl.")] = "fl-t2",
-    data: Annotated[Optional[Path], typer.Option(help="BraTS2021/2023 folder; default: the embedded phantom.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="A data folder (see --layout); default: the embedded phantom.")] = None,
+    layout: Annotated[Optional[str], typer.Option(help=LAYOUT_HELP)] = None,
+    card: Annotated[Optional[Path], typer.Option(help=CARD_HELP)] = None,
     profile: Annotated[str, typer.Option(help="Config profile: quick (minutes on a CPU) or paper.")] = "quick",
     seed: Annotated[int, typer.Option(help="Seed of the split, the initialisation and the noise.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -110,7 +118,7 @@ def run(
         if preset is not None:
             overrides = {**get_method(method).preset_overrides(preset, profile), **overrides}
         spec = RunSpec(method=method, pair=Pair.parse(pair), profile=profile, seed=seed, device=device,
-                       data_root=data, split_file=split, out=out, overrides=overrides,
+                       data_root=data, layout=layout, card=card, split_file=split, out=out, overrides=overrides,
                        protocol=Protocol(normalisation=normalisation.value),
                        post=PostProcess(erode_brain_px=erode_brain, median_size=median),
                        on_bad_case="skip" if skip_bad_cases else "stop")
@@ -364,25 +372,30 @@ def predict(
 
 @data_app.command("phantom")
 def data_phantom(
-    out: Annotated[Path, typer.Option(help="Folder to create (BraTS2021 layout).")],
+    out: Annotated[Path, typer.Option(help="Folder to create.")],
     subjects: Annotated[int, typer.Option(help="Number of subjects (72: the embedded benchmark's).", min=1)] = 72,
     seed: Annotated[int, typer.Option(help="Dataset seed.")] = 0,
+    layout: Annotated[str, typer.Option(help="Write it in this built-in layout (ixi: healthy subjects only).")] = "brats2021",
+    orientation: Annotated[Optional[str], typer.Option(help="Store the volumes in these axis codes, e.g. RAS or "
+                                                            "LAS (default: the layout's usual one; BraTS: LPS).")] = None,
 ) -> None:
-    """Write a synthetic multi-modal brain dataset with tumours in the exact BraTS2021 layout."""
-    from uasbench.data.phantom import write_phantom_dataset
+    """Write a synthetic multi-modal brain dataset with tumours in any built-in layout (default: BraTS2021)."""
+    from uasbench.data.phantom_layouts import write_phantom_in_layout
     from uasbench.files import check_output_folder
 
     with _user_errors():
         check_output_folder(out, "--out")
-        path = write_phantom_dataset(out, subjects, seed)
-        console.print(f"wrote {subjects} subjects to {path}", highlight=False)
+        path, written = write_phantom_in_layout(out, subjects, seed, layout=layout, orientation=orientation)
+        console.print(f"wrote {written} subjects to {path} ({layout} layout)", highlight=False)
 
 
 @data_app.command("prepare")
 def data_prepare(
-    data: Annotated[Optional[Path], typer.Argument(help="BraTS folder; default: the embedded phantom.")] = None,
+    data: Annotated[Optional[Path], typer.Argument(help="A data folder; default: the embedded phantom.")] = None,
     normalisation: Annotated[Normalisation, typer.Option(help="paper (z-score) or official (MMCCD code).")] = Normalisation.paper,
     skip_bad_cases: Annotated[bool, typer.Option(help="Skip invalid cases (with a summary) instead of stopping.")] = False,
+    layout: Annotated[Optional[str], typer.Option(help=LAYOUT_HELP)] = None,
+    card: Annotated[Optional[Path], typer.Option(help=CARD_HELP)] = None,
 ) -> None:
     """Build the preprocessed slice cache once (e.g. before a cluster array job), as `run` would on first use."""
     from uasbench.data.benchmark_data import open_dataset_cache
@@ -390,16 +403,21 @@ def data_prepare(
 
     with _user_errors():
         _, cache = open_dataset_cache(data, Protocol(normalisation=normalisation.value),
-                                      on_bad_case="skip" if skip_bad_cases else "stop")
+                                      on_bad_case="skip" if skip_bad_cases else "stop", layout=layout, card=card)
         console.print(f"slice cache {cache.path}: {len(cache.subjects)} cases ready", highlight=False, soft_wrap=True)
         for problem in cache.bad_cases.values():
             err_console.print(f"skipped: {problem}", highlight=False, soft_wrap=True)
+        for case, dice in cache.below_registration_floor.items():
+            err_console.print(f"registration below the floor: case {case} (brain-mask Dice {dice:.3f})",
+                              highlight=False, soft_wrap=True)
 
 
 @data_app.command("split")
 def data_split(
     out: Annotated[Path, typer.Option(help="CSV to write (subject,split); pass it to `uasbench run --split`.")],
-    data: Annotated[Optional[Path], typer.Option(help="BraTS folder; default: the embedded phantom.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="A data folder; default: the embedded phantom.")] = None,
+    layout: Annotated[Optional[str], typer.Option(help=LAYOUT_HELP)] = None,
+    card: Annotated[Optional[Path], typer.Option(help=CARD_HELP)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the default split (80/10/10; embedded phantom: its own).")] = 0,
     train_list: Annotated[Optional[Path], typer.Option(help="Train subject IDs, one per line (official MMCCD list).")] = None,
     test_list: Annotated[Optional[Path], typer.Option(help="Test subject IDs, one per line.")] = None,
@@ -418,7 +436,7 @@ def data_split(
         check_output_file(out, "--out")
         subjects = None  # lists alone need no dataset; --data checks them against one
         if data is not None or train_list is None:
-            subjects = dataset_subjects(data)
+            subjects = dataset_subjects(data, layout=layout, card=card)
         if train_list is None:
             assignment = seeded_rule(data)[0](subjects, seed)
         else:
@@ -432,14 +450,20 @@ def data_split(
 
 @data_app.command("inspect")
 def data_inspect(
-    path: Annotated[Path, typer.Argument(help="A BraTS2021/2023 folder.")],
+    path: Annotated[Path, typer.Argument(help="A data folder (any layout, or one a dataset card describes).")],
     deep: Annotated[bool, typer.Option(help="Read every voxel (finds NaNs and truncated files); slower.")] = False,
+    layout: Annotated[Optional[str], typer.Option(help=LAYOUT_HELP)] = None,
+    card: Annotated[Optional[Path], typer.Option(help=CARD_HELP)] = None,
 ) -> None:
-    """Report the cases, modalities, label sets and problems found in a dataset folder."""
-    from uasbench.data.brats import inspect_dataset
+    """Report a dataset's layout, cases, modalities, labels and their meaning, healthy cases, orientation, spacing,
+    grids, whether scans look skull-stripped, what preparation will do, and the problems found.
+
+    Whether scans look skull-stripped is a heuristic on each case's first modality (many exact zeros and an
+    all-zero outer voxel layer; the first few cases, all with --deep), shown beside what the layout documents."""
+    from uasbench.data.inspect import inspect_dataset
 
     with _user_errors():
-        report = inspect_dataset(path, deep=deep)
+        report = inspect_dataset(path, deep=deep, layout=layout, card=card)
         console.print(report.rich_table())
         if report.problems:
             raise typer.Exit(1)

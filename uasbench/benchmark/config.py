@@ -5,7 +5,8 @@ second, not an afternoon: an unknown key, method, pair, profile, config field or
 naming the file, the key and the valid choices. Layout (see ``benchmarks/*.toml``)::
 
     [benchmark]                # settings shared by every job
-    data = "phantom"           # the embedded phantom, or a BraTS folder ("${BRATS}" reads the environment)
+    data = "phantom"           # the embedded phantom, or a data folder ("${BRATS}" reads the environment)
+    layout = "brats2021"       # optional: the folder's layout when it is not detected (or card = "FILE")
     profile = "quick"
     seeds = [0, 1, 2]          # default seeds of every [[grid]] entry
     [[grid]]                   # methods x pairs x seeds; entries are merged, duplicates run once
@@ -16,7 +17,7 @@ naming the file, the key and the valid choices. Layout (see ``benchmarks/*.toml`
     [slurm]                    # only read by --executor slurm
     partition = "gpu"
 
-Relative ``data`` and ``split`` paths are read relative to the benchmark file's folder. Each table is a typed
+Relative ``data``, ``card`` and ``split`` paths are read relative to the benchmark file's folder. Each table is a typed
 dataclass (``BenchmarkFile``, ``BenchmarkTable``, ``GridTable``, ``SlurmSettings``; ``[overrides.M]`` is method
 M's config) checked by ``uasbench.config_check``, the path every structured input takes: types, choices and
 bounds from the hints and field metadata, rules from ``validate``.
@@ -67,6 +68,8 @@ class BenchmarkTable:
     """The ``[benchmark]`` table: settings shared by every job."""
 
     data: str = field(default=PHANTOM, metadata={"expected": 'a folder or "phantom"'})
+    layout: str | None = field(default=None, metadata={"expected": "a layout name"})  # None: detected
+    card: str | None = field(default=None, metadata={"expected": "a file path"})  # a dataset card
     split: str | None = field(default=None, metadata={"expected": "a file path"})
     profile: str = field(default="quick", metadata={"expected": "a profile name"})
     seeds: tuple[int, ...] = field(default=(0,), metadata={"min": 0})  # default seeds of every [[grid]] entry
@@ -78,6 +81,12 @@ class BenchmarkTable:
     thresholds: tuple[Threshold, ...] = ("val_dice", "oracle_test")
 
     def validate(self) -> None:
+        from uasbench.data.layouts import LAYOUT_NAMES
+
+        if self.layout is not None and self.layout not in LAYOUT_NAMES:
+            raise Invalid("layout", f"invalid value {self.layout!r} (valid: {', '.join(LAYOUT_NAMES)})")
+        if self.layout is not None and self.card is not None:
+            raise Invalid("card", "give layout or card, not both (a card describes a layout of its own)")
         if not self.seeds:
             raise Invalid("seeds", "must be a non-empty list of non-negative integers")
         if self.device not in DEVICES and not re.fullmatch(r"cuda:\d+", self.device):
@@ -127,6 +136,8 @@ class BenchmarkConfig:
     data_text: str  # as written (before environment variables), for messages
     data_missing: str | None  # why ``data`` cannot be used (unset variable, no such folder), else None
     split: Path | None
+    layout: str | None  # None: detected (or the card's, or the phantom's)
+    card: Path | None
     profile: str
     device: str
     normalisation: str
@@ -196,6 +207,9 @@ def load_config(path: Path, *, data_override: Path | None = None, need_data: boo
         split = (path.parent / split_text).resolve() if not unset else None
         split_missing = (f"environment variable {unset} is not set" if unset
                          else None if split is not None and split.is_file() else f"no such file {split}")
+    card = (path.parent / bench.card).resolve() if bench.card is not None else None
+    if need_data and card is not None and not card.is_file():
+        raise _fail(path, "benchmark.card", f"no such file {card}", usage=False)
     if need_data and data_missing:
         raise _fail(path, "benchmark.data", f"{bench.data!r}: {data_missing} (\"phantom\" is the embedded "
                     "phantom; `--data PATH` overrides it)", usage=False)
@@ -230,7 +244,8 @@ def load_config(path: Path, *, data_override: Path | None = None, need_data: boo
               lambda: get_method(method).config_for(bench.profile, fields))
 
     return BenchmarkConfig(
-        path=path, data=data, data_text=bench.data, data_missing=data_missing, split=split, profile=bench.profile,
+        path=path, data=data, data_text=bench.data, data_missing=data_missing, split=split, layout=bench.layout, card=card,
+        profile=bench.profile,
         device=bench.device, normalisation=bench.normalisation, erode_brain=bench.erode_brain, median=bench.median,
         skip_bad_cases=bench.skip_bad_cases, thresholds=bench.thresholds, grid=tuple(grid),
         overrides={m: dict(top.overrides.get(m, {})) for m in all_methods},

@@ -103,13 +103,13 @@ def slice_counts(config: BenchmarkConfig) -> SliceCounts:
 
 
 def _subject_count(config: BenchmarkConfig) -> tuple[int, str]:
-    from uasbench.data.brats import discover_cases
+    from uasbench.data.benchmark_data import dataset_subjects
     from uasbench.data.phantom import DEFAULT_SUBJECTS
 
     if config.data is None and config.data_missing is None:
         return DEFAULT_SUBJECTS, f"the embedded phantom ({DEFAULT_SUBJECTS} subjects)"
     if config.data_missing is None and config.data is not None:
-        n = len(discover_cases(config.data)[1])
+        n = len(dataset_subjects(config.data, layout=config.layout, card=config.card))
         return n, f"{config.data} ({n} subjects)"
     return BRATS2021_SUBJECTS, (f"ASSUMED BraTS2021 ({BRATS2021_SUBJECTS} subjects), since benchmark.data "
                                 f"{config.data_text!r} is not available: {config.data_missing}")

@@ -64,8 +64,8 @@ class Job:
     def from_json(cls, text: str) -> "Job":
         raw = json.loads(text)
         spec = dict(raw["spec"])
-        for key in ("data_root", "split_file", "out"):
-            spec[key] = None if spec[key] is None else Path(spec[key])
+        for key in ("data_root", "card", "split_file", "out"):
+            spec[key] = None if spec.get(key) is None else Path(spec[key])
         spec.update(pair=Pair.parse(spec["pair"]), protocol=Protocol.from_dict(spec["protocol"]),
                     post=PostProcess.from_dict(spec["post"]))
         return cls(RunSpec(**spec), raw["identity"], Path(raw["log"]))
@@ -99,7 +99,8 @@ def specs(config: BenchmarkConfig, out: Path) -> list[RunSpec]:
                 for seed in entry.seeds:
                     seen.setdefault((method, pair, seed), RunSpec(
                         method=method, pair=Pair.parse(pair), profile=config.profile, seed=seed,
-                        device=config.device, data_root=config.data, split_file=config.split, out=out,
+                        device=config.device, data_root=config.data, layout=config.layout, card=config.card,
+                        split_file=config.split, out=out,
                         overrides=dict(config.overrides.get(method, {})), protocol=protocol, post=post,
                         on_bad_case="skip" if config.skip_bad_cases else "stop"))
     return list(seen.values())
@@ -110,10 +111,16 @@ def prepare_data(config: BenchmarkConfig) -> PreparedData:
     from uasbench.data.benchmark_data import dataset_split, open_dataset_cache
 
     _, cache = open_dataset_cache(config.data, Protocol(normalisation=config.normalisation),
-                                  on_bad_case="skip" if config.skip_bad_cases else "stop")
+                                  on_bad_case="skip" if config.skip_bad_cases else "stop", layout=config.layout,
+                                  card=config.card, modalities=_pair_modalities(config.pairs()))
     ids = cache.all_cases  # as load_benchmark_data splits them
     return PreparedData(cache.path.name, {seed: dataset_split(config.data, ids, seed, config.split).sha256
                                           for seed in config.seeds()})
+
+
+def _pair_modalities(pairs: list[str]) -> tuple[str, ...]:
+    """Every modality the grid's pairs use, so a pair the dataset lacks is refused before any case is read."""
+    return tuple(dict.fromkeys(m for p in pairs for m in (Pair.parse(p).input, Pair.parse(p).target)))
 
 
 def make_jobs(config: BenchmarkConfig, out: Path, data: PreparedData) -> list[Job]:

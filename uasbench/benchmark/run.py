@@ -49,6 +49,8 @@ class RunSpec:
     seed: int = 0
     device: str = "auto"
     data_root: Path | None = None  # None: the embedded phantom
+    layout: str | None = None  # the data folder's layout (None: detected, or its dataset.toml card)
+    card: Path | None = None  # a dataset card for the data folder
     split_file: Path | None = None
     out: Path = Path("results")
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -74,7 +76,7 @@ def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> tuple[Pa
 
     start = time.perf_counter()
     data = load_benchmark_data(spec.data_root, spec.pair, protocol=spec.protocol, split_file=spec.split_file,
-                               seed=spec.seed, on_bad_case=spec.on_bad_case)
+                               seed=spec.seed, on_bad_case=spec.on_bad_case, layout=spec.layout, card=spec.card)
     timings["data_s"] = time.perf_counter() - start
     log(f"data: {len(data.train)} training slices, {len(data.val)} validation, "
         f"{len(data.val_healthy)} healthy validation, {len(data.test)} test (split {data.split_sha256[:12]})")

@@ -2,15 +2,17 @@
 
 Slice roles (see ``uasbench.data.preprocess`` for the protocol itself):
 
-* ``train``: every tumour-free protocol slice (no label > 0 on the original grid) of training subjects,
-  with ``y`` = the target modality.
+* ``train``: every tumour-free protocol slice (no anomalous label on the original grid, and no ignored label
+  such as WMH's "other pathology") of training subjects, with ``y`` = the target modality. A healthy-only
+  dataset (IXI) has only such slices.
 * ``val`` / ``test``: per subject the protocol slice with the largest whole-tumour area (lowest z on
   ties), with ``seg``; subjects without tumour in the z range are left out and listed in the report.
 * ``val_healthy``: at most ``protocol.val_healthy_per_subject`` evenly spaced tumour-free slices of every
   validation subject (fully healthy ones included), with an all-false ``seg``.
 
 An empty validation set (e.g. two subjects split train/test) is allowed and noted in
-``report["warnings"]``; the evaluation layer decides what to do without one.
+``report["warnings"]``; the evaluation layer decides what to do without one. Scored sets carry ``ignore`` when
+the dataset's labels have ignored values.
 """
 from __future__ import annotations
 
@@ -19,11 +21,13 @@ from typing import Callable
 
 import numpy as np
 
-from uasbench.data.brats import Case, discover_cases
 from uasbench.data.cache import SliceCache, open_cache, open_phantom_cache, phantom_cache_exists
+from uasbench.data.layouts import open_dataset
+from uasbench.data.layouts.base import Dataset
 from uasbench.data.preprocess import Protocol, healthy_subset, largest_tumour_slice
 from uasbench.data.slices import BenchmarkData, SliceSet
 from uasbench.data.splits import Split, default_split, load_split, make_assignment
+from uasbench.errors import UasbenchError, UsageError
 from uasbench.modalities import Pair
 
 
@@ -37,7 +41,11 @@ def _slice_set(cache: SliceCache, pair: Pair, picks: list[tuple[str, int]], prot
     if with_y:
         fields["y"] = (lambda s: cache.image(s, pair.target), np.float32)
     if with_seg:
-        fields |= {"seg": (cache.seg, bool), "brain_t2": (lambda s: cache.brain(s, "t2"), bool)}
+        fields["seg"] = (cache.seg, bool)
+        if "t2" in cache.modalities:  # the official MMCCD evaluation's brain mask
+            fields["brain_t2"] = (lambda s: cache.brain(s, "t2"), bool)
+        if cache.has_ignore:
+            fields["ignore"] = (cache.ignore, bool)
     rows: dict[str, list[np.ndarray]] = {name: [] for name in fields}
     for s, i in picks:
         for name, (get, _) in fields.items():
@@ -47,12 +55,16 @@ def _slice_set(cache: SliceCache, pair: Pair, picks: list[tuple[str, int]], prot
     return SliceSet(
         x=arrays["x"], brain=arrays["brain"], subjects=tuple(s for s, _ in picks),
         z=np.array([protocol.z_start + i for _, i in picks], dtype=int),
-        y=arrays.get("y"), seg=arrays.get("seg"), brain_t2=arrays.get("brain_t2"),
+        y=arrays.get("y"), seg=arrays.get("seg"), brain_t2=arrays.get("brain_t2"), ignore=arrays.get("ignore"),
     )
 
 
 def _healthy(cache: SliceCache, subject: str) -> np.ndarray:
-    return np.flatnonzero(np.asarray(cache.area(subject)) == 0)
+    """Slices without anomalous voxels, nor ignored ones (another pathology is not healthy tissue)."""
+    healthy = np.asarray(cache.area(subject)) == 0
+    if cache.has_ignore:
+        healthy &= ~cache.ignore(subject).any(axis=(1, 2))
+    return np.flatnonzero(healthy)
 
 
 def _tumour_picks(cache: SliceCache, subjects: list[str], skipped: list[str]) -> list[tuple[str, int]]:
@@ -66,25 +78,42 @@ def _tumour_picks(cache: SliceCache, subjects: list[str], skipped: list[str]) ->
     return picks
 
 
-def dataset_cases(data_root: Path | None, *, progress: bool = True) -> tuple[Path, list[Case]]:
-    """The folder and cases of a BraTS dataset, or of the embedded phantom for None (its volumes are written
-    on first call: only commands that read case files need them)."""
+def _phantom_has_its_own_layout(layout: str | None, card: Path | None) -> None:
+    if layout is not None or card is not None:
+        raise UsageError("--layout and --card describe a data folder: give the folder too (the embedded phantom "
+                         "has its own layout)")
+
+
+def dataset(data_root: Path | None, *, layout: str | None = None, card: Path | None = None,
+            progress: bool = True) -> Dataset:
+    """A data folder read through its layout or card, or the embedded phantom for None (its volumes are
+    written on first call: only commands that read case files need them)."""
     if data_root is None:
+        _phantom_has_its_own_layout(layout, card)
         from uasbench.data.phantom import default_phantom_root
 
         data_root = default_phantom_root(progress=progress)
-    return Path(data_root), discover_cases(Path(data_root))[1]
+    return open_dataset(Path(data_root), layout, card)
 
 
 def open_dataset_cache(data_root: Path | None, protocol: Protocol, *, on_bad_case: str = "stop",
-                       progress: bool = True, workers: int | None = None) -> tuple[str, SliceCache]:
-    """(description, slice cache) of a BraTS folder, or of the embedded phantom for None, which is generated
-    straight into its cache on first use: its volumes are never needed for a run."""
+                       progress: bool = True, workers: int | None = None, layout: str | None = None,
+                       card: Path | None = None, modalities: tuple[str, ...] = ()) -> tuple[str, SliceCache]:
+    """(description, slice cache) of a data folder, or of the embedded phantom for None, which is generated
+    straight into its cache on first use: its volumes are never needed for a run. ``modalities`` (e.g. a run's
+    pair) are checked against the dataset's before any case is read."""
     if data_root is not None:
-        root, cases = dataset_cases(data_root, progress=progress)
-        return str(root), open_cache(cases, protocol, on_bad_case=on_bad_case, progress=progress, workers=workers)
-    from uasbench.data.phantom import DEFAULT_SUBJECTS, PHANTOM_VERSION
+        data = dataset(data_root, layout=layout, card=card, progress=progress)
+        data.require_modalities(modalities, "modalities " + ", ".join(modalities))
+        return f"{data.root} ({data.layout})", open_cache(data, protocol, on_bad_case=on_bad_case,
+                                                          progress=progress, workers=workers)
+    from uasbench.data.phantom import DEFAULT_SUBJECTS, IMAGE_MODALITIES, PHANTOM_VERSION
 
+    _phantom_has_its_own_layout(layout, card)
+    missing = [m for m in modalities if m not in IMAGE_MODALITIES]
+    if missing:
+        raise UasbenchError(f"modalities {', '.join(modalities)}: the embedded phantom has no {', '.join(missing)}; "
+                            f"it holds {', '.join(IMAGE_MODALITIES)} (give --data for other modalities)")
     label = f"embedded phantom v{PHANTOM_VERSION} ({DEFAULT_SUBJECTS} subjects, seed 0)"
     if progress and not phantom_cache_exists(DEFAULT_SUBJECTS, 0, protocol):
         from rich.console import Console
@@ -93,12 +122,13 @@ def open_dataset_cache(data_root: Path | None, protocol: Protocol, *, on_bad_cas
     return label, open_phantom_cache(DEFAULT_SUBJECTS, 0, protocol, progress=progress, workers=workers)
 
 
-def dataset_subjects(data_root: Path | None) -> list[str]:
-    """Subject IDs of a BraTS folder, or of the embedded phantom for None (known without generating it)."""
+def dataset_subjects(data_root: Path | None, *, layout: str | None = None, card: Path | None = None) -> list[str]:
+    """Subject IDs of a data folder, or of the embedded phantom for None (known without generating it)."""
     if data_root is not None:
-        return [c.id for c in dataset_cases(data_root)[1]]
+        return [c.id for c in dataset(data_root, layout=layout, card=card).cases]
     from uasbench.data.phantom import DEFAULT_SUBJECTS, case_id
 
+    _phantom_has_its_own_layout(layout, card)
     return [case_id(i) for i in range(DEFAULT_SUBJECTS)]
 
 
@@ -122,13 +152,15 @@ def dataset_split(data_root: Path | None, subjects: list[str], seed: int, split_
 
 def load_benchmark_data(data_root: Path | None, pair: Pair, *, protocol: Protocol = Protocol(),
                         split_file: Path | None = None, seed: int = 0, on_bad_case: str = "stop",
-                        progress: bool = True, workers: int | None = None) -> BenchmarkData:
+                        progress: bool = True, workers: int | None = None, layout: str | None = None,
+                        card: Path | None = None) -> BenchmarkData:
     """Discover, validate, preprocess (cached), split by subject and select slices for ``pair``.
 
     ``data_root=None`` uses the embedded phantom dataset. ``workers`` defaults to all cores.
     """
     source, cache = open_dataset_cache(data_root, protocol, on_bad_case=on_bad_case, progress=progress,
-                                       workers=workers)
+                                       workers=workers, layout=layout, card=card,
+                                       modalities=tuple(dict.fromkeys((pair.input, pair.target))))
     cases = cache.all_cases
     split = dataset_split(data_root, cases, seed, split_file)
     good = set(cache.subjects)

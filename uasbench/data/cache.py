@@ -1,16 +1,22 @@
 """On-disk cache of preprocessed slices, one folder per (data fingerprint, protocol fingerprint).
 
-All four modalities are cached, not only the requested pair: validating a case reads them anyway, and
-one cache then serves all twelve input/target pairs of a dataset (the paper reports several pairs).
-The data fingerprint hashes each case's ID, naming and, per file, its name, size and mtime (a stat, no
-read): an edited, replaced or added file changes it, so a stale cache is never reused; content is not
-hashed, since that would cost as much as the preprocessing it guards. The cache is built in a temporary
-folder and renamed into place, so a folder under ``slices/`` is always complete.
+Every modality the dataset holds is cached, not only the requested pair: validating a case reads them anyway,
+and one cache then serves every input/target pair of a dataset (the paper reports several pairs). Cases are
+read through the dataset's layout (``uasbench.data.layouts``) and brought onto the protocol's spatial standard
+(``uasbench.data.spatial``) before slicing.
+The data fingerprint hashes each case's ID, layout (``naming``) and, per file, its name, size and mtime (a stat,
+no read), plus the dataset card's digest when a card describes the data: an edited, replaced or added file
+changes it, so a stale cache is never reused; content is not hashed, since that would cost as much as the
+preprocessing it guards. The spatial standard is part of the protocol and so of its fingerprint. The cache is
+built in a temporary folder and renamed into place, so a folder under ``slices/`` is always complete.
 
-Layout of ``cache_root()/slices/<key>/``: ``meta.json`` and per good case ``<ID>.npz`` (uncompressed), the
-lossless packed form of: images (4, Z, S, S) float32 in ``MODALITIES`` order, brain masks (4, Z, S, S) bool
-(brain mask of each modality), whole-tumour mask (Z, S, S) bool, whole-tumour pixels per slice on the
-original grid (Z,). Packing (``pack``) keeps only the image pixels inside each modality's brain mask (outside
+Layout of ``cache_root()/slices/<key>/``: ``meta.json`` (with the cached ``modalities`` and, per case the
+spatial standard changed, its record under ``spatial``: reorientation, resampling, field of view, registration
+quality) and per good case
+``<ID>.npz`` (uncompressed), the lossless packed form of: images (M, Z, S, S) float32 in ``MODALITIES`` order
+of the M modalities the dataset holds, brain masks (M, Z, S, S) bool (brain mask of each modality), anomaly
+mask (Z, S, S) bool (BraTS: whole tumour; all false for a healthy-only dataset), anomalous pixels per slice on
+the original grid (Z,), and, when the dataset's labels have ignored values, the ignore mask (Z, S, S) bool. Packing (``pack``) keeps only the image pixels inside each modality's brain mask (outside
 it a normalised slice is one constant) and stores masks as bits: 3.2-3.4x fewer bytes than the plain
 arrays of format 1, with bit-identical arrays after ``unpack``.
 """
@@ -22,14 +28,14 @@ import os
 import shutil
 import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from uasbench.data.brats import BadCaseError, Case, read_case
+from uasbench.data.layouts.base import BadCaseError, Case, Dataset, read_case
 from uasbench.data.preprocess import (
     Protocol, axial_stack, prepare_slices, resize_mask, tumour_area,
 )
@@ -40,9 +46,9 @@ from uasbench.paths import cache_root
 CACHE_FORMAT = 2
 
 
-def data_fingerprint(cases: list[Case]) -> str:
-    """Hash of case IDs, namings and every file's name, size and mtime."""
-    entries = []
+def data_fingerprint(cases: list[Case] | tuple[Case, ...], card: str = "") -> str:
+    """Hash of case IDs, namings and every file's name, size and mtime, and of the dataset card if any."""
+    entries: list = [] if not card else [["card", card]]
     for case in cases:
         files = []
         for name, path in sorted(case.files.items()):
@@ -56,24 +62,30 @@ def cache_key(data_fp: str, protocol: Protocol) -> str:
     return hashlib.sha256(f"{CACHE_FORMAT}:{data_fp}:{protocol.fingerprint()}".encode()).hexdigest()[:16]
 
 
-def preprocess_volumes(case_id: str, images: dict[str, np.ndarray], seg: np.ndarray, protocol: Protocol,
-                       names: dict[str, str]) -> dict[str, np.ndarray]:
-    """The protocol's slices of one case, ready to store: images (4, Z, S, S) float32 in ``MODALITIES`` order,
-    brain masks (4, Z, S, S), whole-tumour mask (Z, S, S) and tumour area per slice. ``names`` are the file
-    names that problems (``BadCaseError``) mention."""
-    depth = seg.shape[2]
+def preprocess_volumes(case_id: str, images: dict[str, np.ndarray], seg: np.ndarray | None, protocol: Protocol,
+                       names: dict[str, str], ignore: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The protocol's slices of one case, ready to store: images (M, Z, S, S) float32 of the modalities in
+    ``images`` in ``MODALITIES`` order, brain masks (M, Z, S, S), anomaly mask (Z, S, S; ``seg > 0``, all false
+    when ``seg`` is None: a healthy case), anomalous pixels per slice and, with ``ignore``, the ignore mask.
+    ``names`` are the file names that problems (``BadCaseError``) mention."""
+    depth = next(iter(images.values())).shape[2]
     if depth < protocol.z_stop:
         raise BadCaseError(case_id, f"volumes have {depth} axial slices, the protocol needs z < {protocol.z_stop}")
+    if seg is None:
+        seg = np.zeros(next(iter(images.values())).shape, bool)
     stacks, brains = [], []
-    for m in MODALITIES:
+    for m in (m for m in MODALITIES if m in images):
         try:  # statistics of the whole volume, applied to the slab only: 8x less work
             img, brain = prepare_slices(images[m], m, protocol, range(protocol.z_start, protocol.z_stop))
         except ValueError as exc:
             raise BadCaseError(case_id, f"file {names[m]}: {exc}") from None
         stacks.append(img)
         brains.append(brain)
-    return {"img": np.stack(stacks), "brain": np.stack(brains),
-            "seg": resize_mask(axial_stack(seg, protocol) > 0, protocol.size), "area": tumour_area(seg, protocol)}
+    arrays = {"img": np.stack(stacks), "brain": np.stack(brains),
+              "seg": resize_mask(axial_stack(seg, protocol) > 0, protocol.size), "area": tumour_area(seg, protocol)}
+    if ignore is not None:
+        arrays["ignore"] = resize_mask(axial_stack(ignore, protocol), protocol.size)
+    return arrays
 
 
 def pack(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -89,8 +101,11 @@ def pack(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             dense[m] = not (outside == outside[0]).all()
     keep = brain.copy()
     keep[dense] = True
-    return {"values": img[keep], "fill": fill, "dense": dense, "shape": np.array(img.shape),
-            "brain": np.packbits(brain), "seg": np.packbits(arrays["seg"]), "area": arrays["area"]}
+    packed = {"values": img[keep], "fill": fill, "dense": dense, "shape": np.array(img.shape),
+              "brain": np.packbits(brain), "seg": np.packbits(arrays["seg"]), "area": arrays["area"]}
+    if "ignore" in arrays:
+        packed["ignore"] = np.packbits(arrays["ignore"])
+    return packed
 
 
 def unpack(stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -103,22 +118,38 @@ def unpack(stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     img = np.repeat(stored["fill"].astype(np.float32), n // shape[0]).reshape(shape)
     img[keep] = stored["values"]
     seg = np.unpackbits(stored["seg"], count=n // shape[0]).reshape(shape[1:]).astype(bool)
-    return {"img": img, "brain": brain, "seg": seg, "area": stored["area"]}
+    arrays = {"img": img, "brain": brain, "seg": seg, "area": stored["area"]}
+    if "ignore" in stored:
+        arrays["ignore"] = np.unpackbits(stored["ignore"], count=n // shape[0]).reshape(shape[1:]).astype(bool)
+    return arrays
 
 
-def prepare_case(case: Case, protocol: Protocol, out: Path) -> str | None:
-    """Read, validate and preprocess one case into ``out/<ID>.npz``; returns the problem line of a bad case.
-
-    Returns a message rather than raising so that it crosses the process boundary unchanged.
+def prepare_case(dataset: Dataset, case: Case, protocol: Protocol, out: Path) -> str | None:
+    """Read, validate, standardise and preprocess one case into ``out/<ID>.npz``; returns the problem line of a
+    bad case. Returns a message rather than raising so that it crosses the process boundary unchanged.
     """
     try:
-        vols = read_case(case)
-        arrays = preprocess_volumes(case.id, vols.images, vols.seg, protocol,
-                                    {m: case.files[m].name for m in MODALITIES})
+        vols = read_case(dataset, case, spatial=protocol.spatial)
+        labels = dataset.labels
+        anomaly = None if vols.seg is None or labels is None else labels.anomaly(vols.seg)
+        ignore = None if vols.seg is None or labels is None else labels.ignore(vols.seg)
+        arrays = preprocess_volumes(case.id, vols.images, anomaly, protocol,
+                                    {m: case.files[m].name for m in vols.images}, ignore=ignore)
     except BadCaseError as exc:
         return str(exc)
     write_entry(out, case.id, arrays)
+    if vols.spatial is not None and not _untouched(vols.spatial):
+        (out / f"{case.id}{SPATIAL_SUFFIX}").write_text(json.dumps(vols.spatial, default=lambda v: np.asarray(v).tolist()))
     return None
+
+
+SPATIAL_SUFFIX = ".spatial.json"  # a case's spatial record while the cache is built; meta.json keeps them
+
+
+def _untouched(record: dict) -> bool:
+    """Whether the spatial standard left a case as read (BraTS): nothing worth recording."""
+    return not record["reoriented"] and not record["resampled"] and not record["registration"] \
+        and all(v == 0 for pad in record["fov_shift"] for v in pad)
 
 
 def write_entry(out: Path, case_id: str, arrays: dict[str, np.ndarray]) -> None:
@@ -167,14 +198,43 @@ class SliceCache:
         path = self.path / f"{subject}.npz"
         return _read_entry(path, path.stat().st_mtime_ns)[name]
 
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The cached modalities (caches made before other datasets existed hold BraTS's four)."""
+        return tuple(self.meta.get("modalities", MODALITIES[:4]))
+
+    @property
+    def spatial(self) -> dict[str, dict]:
+        """Per case, what the spatial standard did (``SpatialRecord.to_dict()``); cases left as read are absent."""
+        return dict(self.meta.get("spatial", {}))
+
+    @property
+    def below_registration_floor(self) -> dict[str, float]:
+        """Registered cases whose quality figure (brain-mask Dice with the template) is below the floor."""
+        return {case: rec["registration"]["dice"] for case, rec in self.spatial.items()
+                if rec.get("registration") and rec["registration"].get("below_floor")}
+
+    @property
+    def has_ignore(self) -> bool:
+        """Whether the cases carry an ignore mask (the dataset's labels have ignored values)."""
+        return bool(self.meta.get("ignore", False))
+
+    def _index(self, modality: str) -> int:
+        if modality not in self.modalities:
+            raise UasbenchError(f"slice cache {self.path} holds {', '.join(self.modalities)}, not {modality}")
+        return self.modalities.index(modality)
+
     def image(self, subject: str, modality: str) -> np.ndarray:
-        return self._load(subject, "img")[MODALITIES.index(modality)]
+        return self._load(subject, "img")[self._index(modality)]
 
     def brain(self, subject: str, modality: str) -> np.ndarray:
-        return self._load(subject, "brain")[MODALITIES.index(modality)]
+        return self._load(subject, "brain")[self._index(modality)]
 
     def seg(self, subject: str) -> np.ndarray:
         return self._load(subject, "seg")
+
+    def ignore(self, subject: str) -> np.ndarray:
+        return self._load(subject, "ignore")
 
     def area(self, subject: str) -> np.ndarray:
         """Tumour pixels per protocol slice: read alone (stored as is), without unpacking the case."""
@@ -218,7 +278,7 @@ def _is_built(path: Path) -> bool:
 
 
 def _open(data_fp: str, jobs: dict[str, Callable[[Path], str | None]], protocol: Protocol, *, on_bad_case: str,
-          progress: bool, workers: int | None, action: str) -> SliceCache:
+          progress: bool, workers: int | None, action: str, info: dict | None = None) -> SliceCache:
     """The cache of ``data_fp`` and ``protocol``, built by running ``jobs`` (case ID -> writer) first if absent."""
     if on_bad_case not in ("stop", "skip"):
         raise UasbenchError(f"option on_bad_case={on_bad_case!r}: use 'stop' or 'skip'")
@@ -229,9 +289,15 @@ def _open(data_fp: str, jobs: dict[str, Callable[[Path], str | None]], protocol:
         try:
             n_workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
             bad = _build(jobs, tmp, on_bad_case, progress, n_workers, action)
+            spatial = {}
+            for record in sorted(tmp.glob(f"*{SPATIAL_SUFFIX}")):
+                spatial[record.name.removesuffix(SPATIAL_SUFFIX)] = json.loads(record.read_text())
+                record.unlink()
+            if spatial:
+                info = {**(info or {}), "spatial": spatial}
             meta = {
                 "format": CACHE_FORMAT, "data_fingerprint": data_fp, "protocol": protocol.to_dict(),
-                "cases": [c for c in jobs if c not in bad], "bad_cases": bad,
+                "cases": [c for c in jobs if c not in bad], "bad_cases": bad, **(info or {}),
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
             try:
@@ -249,12 +315,15 @@ def _open(data_fp: str, jobs: dict[str, Callable[[Path], str | None]], protocol:
     return SliceCache(path, meta)
 
 
-def open_cache(cases: list[Case], protocol: Protocol, *, on_bad_case: str = "stop", progress: bool = True,
+def open_cache(dataset: Dataset, protocol: Protocol, *, on_bad_case: str = "stop", progress: bool = True,
                workers: int | None = None) -> SliceCache:
-    """The cache for these cases and this protocol, built first if absent."""
-    jobs = {case.id: partial(prepare_case, case, protocol) for case in cases}
-    return _open(data_fingerprint(cases), jobs, protocol, on_bad_case=on_bad_case, progress=progress,
-                 workers=workers, action="Preparing")
+    """The cache for this dataset's cases and this protocol, built first if absent."""
+    light = replace(dataset, cases=())  # what each job needs, without every other case pickled along
+    jobs = {case.id: partial(prepare_case, light, case, protocol) for case in dataset.cases}
+    info = {"layout": dataset.layout, "modalities": list(dataset.modalities), "healthy_only": dataset.healthy_only,
+            "ignore": bool(dataset.labels and dataset.labels.ignored)}
+    return _open(data_fingerprint(dataset.cases, dataset.card), jobs, protocol, on_bad_case=on_bad_case,
+                 progress=progress, workers=workers, action="Preparing", info=info)
 
 
 def prepare_phantom_subject(index: int, seed: int, protocol: Protocol, out: Path) -> None:
@@ -263,7 +332,7 @@ def prepare_phantom_subject(index: int, seed: int, protocol: Protocol, out: Path
     from uasbench.data.phantom import generate_subject
 
     subject = generate_subject(index, seed)
-    names = {m: f"{subject.case_id}_{m}.nii.gz" for m in MODALITIES}
+    names = {m: f"{subject.case_id}_{m}.nii.gz" for m in subject.images}
     write_entry(out, subject.case_id, preprocess_volumes(subject.case_id, subject.images, subject.seg, protocol, names))
 
 

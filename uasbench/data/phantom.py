@@ -27,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any, Callable
 
 import nibabel as nib
 import numpy as np
@@ -589,8 +590,12 @@ def _init_worker() -> None:
 
 
 def write_phantom_dataset(out: Path, n_subjects: int, seed: int = 0, *, progress: bool = True,
-                          workers: int | None = None) -> Path:
-    """Write ``n_subjects`` phantom cases into ``out`` atomically (temp sibling folder, then one rename)."""
+                          workers: int | None = None, writer: Callable[[Path, int, int], Any] | None = None,
+                          indices: list[int] | None = None, finish: Callable[[Path], Any] | None = None) -> Path:
+    """Write ``n_subjects`` phantom cases into ``out`` atomically (temp sibling folder, then one rename).
+    ``writer(folder, index, seed)`` writes one subject (default: BraTS2021 files); ``indices`` picks which
+    subjects (default: 0..n-1), e.g. only healthy ones; ``finish(folder)`` completes the folder before it is
+    renamed into place (e.g. a dataset.json)."""
     out = Path(out)
     if n_subjects < 1:
         raise UasbenchError(f"--subjects must be at least 1 (got {n_subjects})")
@@ -605,15 +610,19 @@ def write_phantom_dataset(out: Path, n_subjects: int, seed: int = 0, *, progress
     try:
         with bar:
             task = bar.add_task("subjects", total=n_subjects)
+            chosen = list(range(n_subjects)) if indices is None else indices
+            writer = writer or write_subject
             if workers == 1:
-                for i in range(n_subjects):
-                    write_subject(tmp, i, seed)
+                for i in chosen:
+                    writer(tmp, i, seed)
                     bar.advance(task)
             else:
                 with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
-                    for fut in as_completed([pool.submit(write_subject, tmp, i, seed) for i in range(n_subjects)]):
+                    for fut in as_completed([pool.submit(writer, tmp, i, seed) for i in chosen]):
                         fut.result()
                         bar.advance(task)
+        if finish is not None:
+            finish(tmp)
         try:
             os.replace(tmp, out)
         except OSError as exc:

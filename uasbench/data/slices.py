@@ -14,7 +14,9 @@ class SliceSet:
     ``x`` is the input modality X, ``y`` the target modality Y (training only, and only when the method
     asks for it), ``seg`` the whole-tumour mask (label > 0), ``brain`` the brain mask of X.
     ``brain_t2`` is the brain mask of T2, which the official MMCCD evaluation uses whatever the input
-    (evaluation only: methods never see it). All arrays share the first axis (one entry per slice).
+    (evaluation only: methods never see it; None for a dataset without T2). ``ignore`` marks pixels whose
+    label the dataset says to leave out of scoring (WMH's "other pathology"); None when it has no such label.
+    All arrays share the first axis (one entry per slice).
     """
 
     x: np.ndarray  # (N, H, W) float32
@@ -24,10 +26,11 @@ class SliceSet:
     y: np.ndarray | None = None  # (N, H, W) float32
     seg: np.ndarray | None = None  # (N, H, W) bool
     brain_t2: np.ndarray | None = None  # (N, H, W) bool
+    ignore: np.ndarray | None = None  # (N, H, W) bool
 
     def __post_init__(self) -> None:
         n = len(self.x)
-        for name in ("brain", "z", "y", "seg", "brain_t2"):
+        for name in ("brain", "z", "y", "seg", "brain_t2", "ignore"):
             arr = getattr(self, name)
             if arr is not None and len(arr) != n:
                 raise ValueError(f"SliceSet.{name} has {len(arr)} entries, x has {n}")
@@ -39,7 +42,7 @@ class SliceSet:
 
     def unlabelled(self) -> "SliceSet":
         """What a method may see at test time: the input modality and its brain mask, nothing else."""
-        return replace(self, y=None, seg=None, brain_t2=None)
+        return replace(self, y=None, seg=None, brain_t2=None, ignore=None)
 
     def subset(self, index: np.ndarray | list[int]) -> "SliceSet":
         idx = np.asarray(index, dtype=int)
@@ -47,6 +50,7 @@ class SliceSet:
         return SliceSet(
             x=self.x[idx], brain=self.brain[idx], subjects=tuple(self.subjects[i] for i in idx),
             z=self.z[idx], y=pick(self.y), seg=pick(self.seg), brain_t2=pick(self.brain_t2),
+            ignore=pick(self.ignore),
         )
 
 
