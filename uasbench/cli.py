@@ -132,7 +132,7 @@ def run(
         validate_spec(spec)
         run_dir, result = run_benchmark(spec, log=lambda msg: console.print(msg, highlight=False))
         _print_summary(f"{method} {spec.pair} ({profile}, seed {seed})", result)
-        console.print(f"run directory: {run_dir}", highlight=False)
+        console.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True)
 
 
 class ExecutorKind(str, Enum):
@@ -208,7 +208,7 @@ def rescore(
         new_dir, result = rescore_run(run_dir, _parse_overrides(set_ or []), preset=preset, out=out, device=device,
                                       log=lambda msg: console.print(msg, highlight=False))
         _print_summary(f"{run_dir.name} (rescored)", result)
-        console.print(f"run directory: {new_dir}", highlight=False)
+        console.print(f"run directory: {new_dir}", highlight=False, soft_wrap=True)
 
 
 @app.command()

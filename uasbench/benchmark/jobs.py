@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import traceback
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from uasbench.benchmark.config import BenchmarkConfig
 from uasbench.benchmark.run import RunSpec, run_benchmark
 from uasbench.data.preprocess import Protocol
 from uasbench.errors import UasbenchError
+from uasbench.files import make_folder, open_in_place
 from uasbench.evaluation.postprocess import PostProcess
 from uasbench.modalities import Pair
 from uasbench.results import MANIFEST
@@ -148,12 +150,19 @@ def finished_runs(out: Path) -> dict[str, Path]:
 
 
 @contextlib.contextmanager
-def _job_log(path: Path) -> Iterator[Any]:
-    """Send the job's output (its messages, training bars, warnings) to its log file, appended per attempt."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+def _job_log(path: Path, results: Path) -> Iterator[Any]:
+    """Send the job's output (its messages, training bars, warnings) to its log file, appended per attempt;
+    the log and its folder are never opened through a link planted in the results folder."""
+    with open_log(path, results) as raw, io.TextIOWrapper(raw, encoding="utf-8", line_buffering=True) as log, \
+            contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         print(f"=== attempt started {datetime.now(timezone.utc).isoformat(timespec='seconds')}", flush=True)
         yield log
+
+
+def open_log(path: Path, results: Path) -> Any:
+    """A job's log, opened for appending inside ``results`` (no link in its path, no hard link)."""
+    make_folder(path.parent, results)
+    return open_in_place(path, append=True)
 
 
 def run_job(job: Job) -> Path:
@@ -165,7 +174,7 @@ def run_job(job: Job) -> Path:
     existing = finished_runs(job.spec.out).get(identity_key(job.identity))
     if existing is not None:
         return existing
-    with _job_log(job.log) as log:
+    with _job_log(job.log, job.spec.out) as log:
         try:
             run_dir, _ = run_benchmark(job.spec, log=lambda msg: print(msg, flush=True))
         except BaseException:
