@@ -81,6 +81,11 @@ def _print_error(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+def _warn(message: str) -> None:
+    """One line on stderr, printed as typed (no markup), never wrapped."""
+    err_console.print(escape(message), highlight=False, soft_wrap=True)
+
+
 def _parse_overrides(items: list[str]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for item in items:
@@ -311,7 +316,7 @@ def leaderboard(
             return
         if output is not None:
             check_output_file(output, "--output")
-        text = render(collect_runs(results_dir, protocol=protocol.value), table=table.value, fmt=format.value,
+        text = render(collect_runs(results_dir, protocol=protocol.value, warn=_warn), table=table.value, fmt=format.value,
                       threshold=threshold, spread=spread.value)
         if output is None:
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -332,7 +337,7 @@ def _write_page(results_dir: Path, output: Optional[Path], table: TableKind, thr
                          f"{', '.join(chosen)}")
     if output is None:
         raise UsageError("--format html writes a page: give --output DIR (for DIR/index.html) or --output FILE.html")
-    console.print(f"wrote {write_page(results_dir, output)}", highlight=False)
+    console.print(f"wrote {write_page(results_dir, output, warn=_warn)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
