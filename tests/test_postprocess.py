@@ -92,9 +92,11 @@ def test_median_filter_edges_sizes_and_slices() -> None:
 
 
 def test_error_messages_name_the_problem() -> None:
-    with pytest.raises(UasbenchError, match=r"^post-processing option erode_brain_px must be a non-negative integer, "
-                                            r"got -1$"):
+    with pytest.raises(UasbenchError, match=r"^invalid option erode_brain_px=-1 for post-processing \(--erode-brain\): "
+                                            r"expected an integer >= 0 and <= 64$"):
         PostProcess(erode_brain_px=-1)
+    with pytest.raises(UasbenchError, match=r"^invalid option median_size=100000 for post-processing \(--median\)"):
+        PostProcess(median_size=100000)
     with pytest.raises(UasbenchError, match=r"^post-processing option erode_brain_px needs brain_mask=True$"):
         PostProcess(brain_mask=False, erode_brain_px=2)
     with pytest.raises(UasbenchError, match=r"^score maps of shape \(1, 4, 5\) do not match brain masks of shape "

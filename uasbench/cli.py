@@ -12,21 +12,54 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from uasbench.errors import UasbenchError, UsageError
 
+try:  # recent typer carries its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - typer with click as a dependency
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+
 if TYPE_CHECKING:  # the CLI imports its layers lazily so that `uasbench --help` stays fast
     from uasbench.evaluation.protocol import EvaluationResult
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+class _OneLineUsageErrors(typer.core.TyperGroup):
+    """Typer's own usage errors (``--jobs 0``, an unknown option, a missing argument) as one ``error:`` line
+    and exit code 2, like every other bad input, instead of a boxed multi-line panel."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:  # a caller that handles click's exceptions itself
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click_errors.NoArgsIsHelpError as exc:  # `uasbench` alone: the help, as before
+            console.print(exc.ctx.get_help() if exc.ctx else str(exc), highlight=False)
+            sys.exit(2)
+        except click_errors.ClickException as exc:  # usage errors (exit 2) and unreadable files
+            _print_error(" ".join(exc.format_message().split()))
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            err_console.print("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=_OneLineUsageErrors,
                   help="Benchmark unsupervised anomaly segmentation methods on multi-modal brain MRI.")
 data_app = typer.Typer(no_args_is_help=True, help="Create and inspect datasets.")
 app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
+# Upper bounds of the CLI's own size options (checked by typer before any work; a method's and the
+# post-processing's sizes are bounded in their dataclasses' field metadata, see uasbench.config_check).
+MAX_JOBS = 1024  # --jobs: worker processes at once
+MAX_EXAMPLES = 50  # figure --examples: rows of one figure
+MAX_SUBJECTS = 5000  # data phantom --subjects: a few MB each (BraTS 2021 has 1251)
+MAX_TFLOPS = 1e6  # --gpu-tflops: far above any accelerator
 
 
 class Normalisation(str, Enum):
@@ -151,34 +184,36 @@ def benchmark(
     config: Annotated[Path, typer.Argument(help="Benchmark file (TOML), e.g. benchmarks/paper-table1.toml.")],
     out: Annotated[Optional[Path], typer.Option(help="Results folder; default: results/<file name>.")] = None,
     executor: Annotated[ExecutorKind, typer.Option(help="serial (this process), local (--jobs N workers) or slurm.")] = ExecutorKind.serial,
-    jobs: Annotated[int, typer.Option(help="Jobs at once with --executor local.", min=1)] = 1,
+    jobs: Annotated[int, typer.Option(help="Jobs at once with --executor local.", min=1, max=MAX_JOBS)] = 1,
     dry_run: Annotated[bool, typer.Option(help="List the jobs and their estimated cost; run nothing.")] = False,
     report_only: Annotated[bool, typer.Option(help="Only write the leaderboards and figures of finished runs.")] = False,
     data: Annotated[Optional[Path], typer.Option(help="BraTS folder, instead of the file's benchmark.data.")] = None,
     gpu_tflops: Annotated[float, typer.Option(help="Dense bf16 TFLOP/s for the dry run's GPU-hours (H100: 989).")] = 989.0,
     partition: Annotated[Optional[str], typer.Option(help="slurm: partition (overrides slurm.partition).")] = None,
-    time_min: Annotated[Optional[int], typer.Option("--time", help="slurm: time limit per job in minutes.", min=1)] = None,
-    gpus_per_job: Annotated[Optional[int], typer.Option(help="slurm: GPUs per job.", min=0)] = None,
-    array_parallelism: Annotated[Optional[int], typer.Option(help="slurm: jobs of the array running at once.", min=1)] = None,
+    time_min: Annotated[Optional[int], typer.Option("--time", help="slurm: time limit per job in minutes.")] = None,
+    gpus_per_job: Annotated[Optional[int], typer.Option(help="slurm: GPUs per job.")] = None,
+    array_parallelism: Annotated[Optional[int], typer.Option(help="slurm: jobs of the array running at once.")] = None,
 ) -> None:
     """Run a grid of methods x pairs x seeds from one file; rerun it to complete only what is missing."""
-    import dataclasses
-
     from uasbench.benchmark import grid
-    from uasbench.benchmark.config import load_config
+    from uasbench.benchmark.config import load_config, slurm_settings
     from uasbench.benchmark.cost import cost_table, grid_costs
     from uasbench.benchmark.executors import make_executor
+
+    from uasbench.files import check_output_folder
 
     with _user_errors():
         if dry_run and report_only:
             raise UsageError("choose --dry-run or --report-only, not both")
-        if gpu_tflops <= 0:
-            raise UsageError(f"--gpu-tflops must be positive, got {gpu_tflops}")
+        if not (math.isfinite(gpu_tflops) and 0 < gpu_tflops <= MAX_TFLOPS):
+            raise UsageError(f"invalid --gpu-tflops {gpu_tflops}: expected a number > 0 and <= {MAX_TFLOPS:g}")
         bench = load_config(config, data_override=data, need_data=not dry_run)
-        slurm = dataclasses.replace(bench.slurm, **{k: v for k, v in (
+        slurm = slurm_settings(bench.slurm, {k: v for k, v in (
             ("partition", partition), ("timeout_min", time_min), ("gpus_per_job", gpus_per_job),
-            ("array_parallelism", array_parallelism)) if v is not None})
+            ("array_parallelism", array_parallelism)) if v is not None}, "the command line")
         folder = out or grid.default_out(bench)
+        if not dry_run:
+            check_output_folder(folder, "--out")  # before any data is prepared
         if dry_run:
             costs, counts = grid_costs(bench, folder)
             console.print(f"{config}: {len(costs)} jobs; scored slices per run: {counts.val} validation, "
@@ -345,7 +380,7 @@ def figure(
     results_dir: Annotated[Path, typer.Argument(help="Folder holding run directories.")],
     pair: Annotated[str, typer.Option(help="Which modality pair to show.")] = "fl-t2",
     output: Annotated[Path, typer.Option(help="PNG file to write.")] = Path("comparison.png"),
-    examples: Annotated[int, typer.Option(help="Number of test slices to show.")] = 3,
+    examples: Annotated[int, typer.Option(help="Number of test slices to show.", max=MAX_EXAMPLES)] = 3,
 ) -> None:
     """The paper's Fig. 3: input and ground truth, then each method's anomaly map and segmentation."""
     from uasbench.files import check_output_file
@@ -391,7 +426,8 @@ def predict(
 @data_app.command("phantom")
 def data_phantom(
     out: Annotated[Path, typer.Option(help="Folder to create (BraTS2021 layout).")],
-    subjects: Annotated[int, typer.Option(help="Number of subjects (72: the embedded benchmark's).", min=1)] = 72,
+    subjects: Annotated[int, typer.Option(help="Number of subjects (72: the embedded benchmark's).", min=1,
+                                          max=MAX_SUBJECTS)] = 72,
     seed: Annotated[int, typer.Option(help="Dataset seed.")] = 0,
 ) -> None:
     """Write a synthetic multi-modal brain dataset with tumours in the exact BraTS2021 layout."""

@@ -3,8 +3,9 @@
 A config field's type hint says what it takes (``int``, ``float``, ``bool``, ``str``, ``X | None``,
 ``Literal[...]``, ``tuple[X, ...]`` or ``tuple[X, Y]``, ``list[X]``); optional bounds live in the field's
 metadata: ``dataclasses.field(default=..., metadata={"min": 1})`` with the keys ``min`` and ``max``
-(inclusive) and ``above`` (exclusive lower bound), applied to a number or to every number of a tuple. The
-same metadata dict may carry other keys (e.g. ``test_time``). Checking happens when the config is built
+(inclusive) and ``above`` (exclusive lower bound), applied to a number or to every number of a tuple; an
+``option`` key names the command-line option that sets the field, for the message. The same metadata dict
+may carry other keys (e.g. ``test_time``). Checking happens when the config is built
 (``AnomalyMethod.config_for``), before any data is read, so ``--set iterations=abc`` or ``iterations=0``
 is one line naming the field, the value and what is allowed instead of a crash or an empty run after the
 data has loaded. Values are converted where that is lossless: ``1e5`` -> ``100000`` for an int, ``3`` ->
@@ -25,13 +26,16 @@ class _Invalid(Exception):
     """The value does not fit the hint (caught and reported with the field's name)."""
 
 
-def checked_values(config_cls: type, values: dict[str, Any], method: str) -> dict[str, Any]:
+def checked_values(config_cls: type, values: dict[str, Any], method: str, *, owner: str | None = None
+                   ) -> dict[str, Any]:
     """``values`` (field name -> value) checked against ``config_cls``'s fields and converted; UsageError
-    naming the first unknown field or the first value that does not fit its type or bounds."""
+    naming the first unknown field or the first value that does not fit its type or bounds. Messages say
+    "for method METHOD", or "for OWNER" when given (settings that are not a method's, e.g. post-processing)."""
+    whose = owner or f"method {method!r}"
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise UsageError(f"unknown config option(s) {', '.join(unknown)} for method {method!r} "
+        raise UsageError(f"unknown config option(s) {', '.join(unknown)} for {whose} "
                          f"(valid: {', '.join(sorted(fields))})")
     try:
         hints = typing.get_type_hints(config_cls)
@@ -43,7 +47,9 @@ def checked_values(config_cls: type, values: dict[str, Any], method: str) -> dic
         try:
             checked[name] = _convert(hints.get(name, Any), value, bounds)
         except _Invalid:
-            raise UsageError(f"invalid option {name}={_show(value)} for method {method!r}: expected "
+            option = fields[name].metadata.get("option")  # the command-line option that sets it, if any
+            raise UsageError(f"invalid option {name}={_show(value)} for {whose}"
+                             f"{f' ({option})' if option else ''}: expected "
                              f"{_describe(hints[name], bounds)}") from None
     return checked
 

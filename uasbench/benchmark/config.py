@@ -27,7 +27,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from uasbench.config_check import checked_values
 from uasbench.errors import UasbenchError, UsageError
+from uasbench.evaluation.postprocess import PostProcess
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,11 +47,13 @@ class SlurmSettings:
     """What `--executor slurm` asks the scheduler for, per job of the array."""
 
     partition: str | None = None
-    timeout_min: int = 24 * 60
-    gpus_per_job: int = 1
-    cpus_per_job: int = 8
-    mem_gb: int = 32
-    array_parallelism: int = 64
+    timeout_min: int = dataclasses.field(default=24 * 60, metadata={"min": 1, "max": 366 * 24 * 60,
+                                                                      "option": "--time"})
+    gpus_per_job: int = dataclasses.field(default=1, metadata={"min": 0, "max": 64, "option": "--gpus-per-job"})
+    cpus_per_job: int = dataclasses.field(default=8, metadata={"min": 1, "max": 4096})
+    mem_gb: int = dataclasses.field(default=32, metadata={"min": 1, "max": 65536})
+    array_parallelism: int = dataclasses.field(default=64, metadata={"min": 1, "max": 100_000,
+                                                                     "option": "--array-parallelism"})
     account: str | None = None
     qos: str | None = None
     constraint: str | None = None
@@ -240,8 +244,8 @@ def load_config(path: Path, *, data_override: Path | None = None, need_data: boo
         path=path, data=data, data_text=data_text, data_missing=data_missing, split=split, profile=profile,
         device=device,
         normalisation=check.choice(bench.get("normalisation", "paper"), "benchmark.normalisation", NORMALISATIONS),
-        erode_brain=check.count(bench.get("erode_brain", 0), "benchmark.erode_brain"),
-        median=check.count(bench.get("median", 0), "benchmark.median"),
+        erode_brain=_post(check, "erode_brain", bench.get("erode_brain", 0)),
+        median=_post(check, "median", bench.get("median", 0)),
         skip_bad_cases=check.typed(bench.get("skip_bad_cases", False), "benchmark.skip_bad_cases", bool, "true or false"),
         thresholds=thresholds, grid=tuple(grid), overrides={m: dict(overrides.get(m, {})) for m in all_methods},
         slurm=_slurm(check, raw.get("slurm", {})),
@@ -271,6 +275,17 @@ def _wrap(check: _Checker, key: str, call: Any) -> Any:
         raise check.fail(key, str(exc)) from None
 
 
+def _post(check: _Checker, key: str, value: Any) -> int:
+    """A post-processing size, checked against PostProcess's own bounds (as the CLI's options are)."""
+    field = {"erode_brain": "erode_brain_px", "median": "median_size"}[key]
+    return getattr(_wrap(check, f"benchmark.{key}", lambda: PostProcess(**{field: value})), field)
+
+
+def slurm_settings(base: SlurmSettings, changes: dict[str, Any], owner: str) -> SlurmSettings:
+    """``base`` with ``changes``, each checked against SlurmSettings' types and bounds (field metadata)."""
+    return dataclasses.replace(base, **checked_values(SlurmSettings, changes, "", owner=owner))
+
+
 def _slurm(check: _Checker, raw: Any) -> SlurmSettings:
     fields = {f.name: f for f in dataclasses.fields(SlurmSettings)}
     table = check.table(raw, "slurm", tuple(fields))
@@ -282,5 +297,5 @@ def _slurm(check: _Checker, raw: Any) -> SlurmSettings:
         elif name == "setup":
             values[name] = check.string_list(value, key)
         else:
-            values[name] = check.count(value, key, minimum=0 if name == "gpus_per_job" else 1)
-    return SlurmSettings(**values)
+            values[name] = value
+    return _wrap(check, "slurm", lambda: slurm_settings(SlurmSettings(), values, "the slurm settings"))

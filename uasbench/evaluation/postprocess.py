@@ -5,13 +5,18 @@ The official MMCCD code multiplies its maps by the brain mask and by the brain m
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
+from uasbench.config_check import checked_values
 from uasbench.errors import UasbenchError
+
+#: The largest erosion radius and median window: a 128 x 128 slice has nothing left beyond them, and larger
+#: values only allocate memory for hours (checked before any work starts, on the CLI and in benchmark files).
+MAX_FILTER_PX = 64
 
 
 @dataclass(frozen=True)
@@ -19,14 +24,14 @@ class PostProcess:
     """Settings of the shared post-processing; ``to_dict()`` goes into every result file."""
 
     brain_mask: bool = True
-    erode_brain_px: int = 0
-    median_size: int = 0
+    erode_brain_px: int = field(default=0, metadata={"min": 0, "max": MAX_FILTER_PX, "option": "--erode-brain"})
+    median_size: int = field(default=0, metadata={"min": 0, "max": MAX_FILTER_PX, "option": "--median"})
 
     def __post_init__(self) -> None:
-        for name in ("erode_brain_px", "median_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise UasbenchError(f"post-processing option {name} must be a non-negative integer, got {value!r}")
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values = {k: int(v) if isinstance(v, np.integer) else v for k, v in values.items()}
+        for name, value in checked_values(type(self), values, "", owner="post-processing").items():
+            object.__setattr__(self, name, value)
         if self.erode_brain_px and not self.brain_mask:
             raise UasbenchError("post-processing option erode_brain_px needs brain_mask=True")
 
