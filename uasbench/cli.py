@@ -114,6 +114,12 @@ def _print_error(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+def _say(message: str) -> None:
+    """One line on stdout, printed as typed: a case ID or path holding ``[red]`` stays literal, and a long
+    line is never wrapped (scripts read ``run directory: ...``)."""
+    console.print(escape(message), highlight=False, soft_wrap=True)
+
+
 def _warn(message: str) -> None:
     """One line on stderr, printed as typed (no markup), never wrapped."""
     err_console.print(escape(message), highlight=False, soft_wrap=True)
@@ -168,9 +174,9 @@ def run(
                        post=PostProcess(erode_brain_px=erode_brain, median_size=median),
                        on_bad_case="skip" if skip_bad_cases else "stop")
         validate_spec(spec)
-        run_dir, result = run_benchmark(spec, log=lambda msg: console.print(msg, highlight=False))
+        run_dir, result = run_benchmark(spec, log=_say)
         _print_summary(f"{method} {spec.pair} ({profile}, seed {seed})", result)
-        console.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True)
+        _say(f"run directory: {run_dir}")
 
 
 class ExecutorKind(str, Enum):
@@ -216,9 +222,8 @@ def benchmark(
             check_output_folder(folder, "--out")  # before any data is prepared
         if dry_run:
             costs, counts = grid_costs(bench, folder)
-            console.print(f"{config}: {len(costs)} jobs; scored slices per run: {counts.val} validation, "
-                          f"{counts.val_healthy} healthy validation, {counts.test} test (upper bounds) from "
-                          f"{counts.source}", highlight=False, soft_wrap=True)
+            _say(f"{config}: {len(costs)} jobs; scored slices per run: {counts.val} validation, "
+                 f"{counts.val_healthy} healthy validation, {counts.test} test (upper bounds) from {counts.source}")
             console.print(cost_table(costs, gpu_tflops))
             return
         screen = Console(file=sys.stdout)  # bound now: a serial job sends sys.stdout to its log while it runs
@@ -228,7 +233,7 @@ def benchmark(
             runner = make_executor(executor.value, jobs=jobs, slurm=slurm, folder=folder / ".submitit",
                                    name=f"uasbench-{bench.name}")
             written = grid.run_grid(bench, folder, runner, screen)
-        console.print(f"wrote {len(written)} report files to {folder / grid.REPORT}", highlight=False, soft_wrap=True)
+        _say(f"wrote {len(written)} report files to {folder / grid.REPORT}")
 
 
 @app.command()
@@ -246,9 +251,9 @@ def rescore(
         if not run_dir.is_dir():
             raise UsageError(f"RUN_DIR {run_dir}: no such folder")
         new_dir, result = rescore_run(run_dir, _parse_overrides(set_ or []), preset=preset, out=out, device=device,
-                                      log=lambda msg: console.print(msg, highlight=False))
+                                      log=_say)
         _print_summary(f"{run_dir.name} (rescored)", result)
-        console.print(f"run directory: {new_dir}", highlight=False, soft_wrap=True)
+        _say(f"run directory: {new_dir}")
 
 
 @app.command()
@@ -264,7 +269,7 @@ def methods() -> None:
                       " + ".join(info.cls.test_modalities), ", ".join(sorted(info.cls.profiles)))
     console.print(table)
     for reason in broken_plugins().values():
-        err_console.print(f"warning: {reason}", highlight=False)
+        _warn(f"warning: {reason}")
 
 
 @app.command()
@@ -321,7 +326,7 @@ def _evaluate_official(run_dir: Path, manifest: dict[str, Any]) -> None:
     console.print(NOTE, highlight=False, soft_wrap=True)
     if result["empty_predictions"]:
         console.print("empty predictions: " + ", ".join(result["empty_predictions"]), highlight=False, soft_wrap=True)
-    console.print(f"wrote {path}", highlight=False)
+    _say(f"wrote {path}")
 
 
 @app.command()
@@ -357,7 +362,7 @@ def leaderboard(
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
         else:
             write_text_atomic(output, text)
-            console.print(f"wrote {output}", highlight=False)
+            _say(f"wrote {output}")
 
 
 def _write_page(results_dir: Path, output: Optional[Path], table: TableKind, threshold: Optional[str],
@@ -372,7 +377,7 @@ def _write_page(results_dir: Path, output: Optional[Path], table: TableKind, thr
                          f"{', '.join(chosen)}")
     if output is None:
         raise UsageError("--format html writes a page: give --output DIR (for DIR/index.html) or --output FILE.html")
-    console.print(f"wrote {write_page(results_dir, output, warn=_warn)}", highlight=False, soft_wrap=True)
+    _say(f"wrote {write_page(results_dir, output, warn=_warn)}")
 
 
 @app.command()
@@ -392,7 +397,7 @@ def figure(
             raise UsageError(f"invalid --examples {examples}: show at least 1 test slice")
         check_output_file(output, "--output")
         path = figure_from_runs(results_dir, str(Pair.parse(pair)), output, n_examples=examples)
-        console.print(f"wrote {path}", highlight=False)
+        _say(f"wrote {path}")
 
 
 @app.command()
@@ -411,14 +416,17 @@ def predict(
     from uasbench.predict import predict as predict_cases
 
     with _user_errors():
+        if data.is_dir() and out.resolve().is_relative_to(data.resolve()):
+            raise UsageError(f"--out {out} is inside --data {data}: a rerun would read the maps it wrote as scans; "
+                             "write them outside the data folder")
         ids = [i for item in cases or [] for i in item.split(",") if i]
         summaries = predict_cases(run_dir, data, out, cases=ids, slices=slices, threshold=threshold,
-                                  device=device, log=lambda msg: console.print(msg, highlight=False, soft_wrap=True))
-        table = Table(title=f"uasbench predict: {len(summaries)} case(s) written to {out}")
+                                  device=device, log=_say)
+        table = Table(title=escape(f"uasbench predict: {len(summaries)} case(s) written to {out}"))
         for column in ("case", "slices", "flagged voxels", "Dice (scored slices)", "seconds"):
             table.add_column(column, justify="left" if column == "case" else "right")
         for s in summaries:
-            table.add_row(s.case, str(s.slices), str(s.flagged_voxels),
+            table.add_row(escape(s.case), str(s.slices), str(s.flagged_voxels),
                           "no label" if s.dice is None else f"{s.dice:.4f}", f"{s.seconds:.1f}")
         console.print(table)
 
@@ -437,7 +445,7 @@ def data_phantom(
     with _user_errors():
         check_output_folder(out, "--out")
         path = write_phantom_dataset(out, subjects, seed)
-        console.print(f"wrote {subjects} subjects to {path}", highlight=False)
+        _say(f"wrote {subjects} subjects to {path}")
 
 
 @data_app.command("prepare")
@@ -453,9 +461,9 @@ def data_prepare(
     with _user_errors():
         _, cache = open_dataset_cache(data, Protocol(normalisation=normalisation.value),
                                       on_bad_case="skip" if skip_bad_cases else "stop")
-        console.print(f"slice cache {cache.path}: {len(cache.subjects)} cases ready", highlight=False, soft_wrap=True)
+        _say(f"slice cache {cache.path}: {len(cache.subjects)} cases ready")
         for problem in cache.bad_cases.values():
-            err_console.print(f"skipped: {problem}", highlight=False, soft_wrap=True)
+            _warn(f"skipped: {problem}")
 
 
 @data_app.command("split")
@@ -514,7 +522,7 @@ SUMMARY_LABELS = {"auroc": "auroc (threshold-free, brain pixels)", "auprc": "aup
 
 def _print_summary(title: str, result: EvaluationResult) -> None:
     """One leaderboard row, printed as a two-column table so it fits any terminal width."""
-    table = Table(title=title)
+    table = Table(title=escape(title))
     table.add_column("metric (test; at the validation-tuned threshold unless named)")
     table.add_column("value", justify="right")
     for key, value in result.headline().items():
@@ -523,7 +531,7 @@ def _print_summary(title: str, result: EvaluationResult) -> None:
     console.print(table)
     headline = result.thresholds["val_dice"]
     if not headline.defined:
-        console.print(f"headline threshold undefined: {headline.reason}", highlight=False)
+        _say(f"headline threshold undefined: {headline.reason}")
 
 
 if __name__ == "__main__":

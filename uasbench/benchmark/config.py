@@ -296,6 +296,7 @@ def _slurm(check: _Checker, raw: Any) -> SlurmSettings:
             values[name] = check.typed(value, key, str, "a string")
         elif name == "setup":
             values[name] = check.string_list(value, key)
-        else:
-            values[name] = value
-    return _wrap(check, "slurm", lambda: slurm_settings(SlurmSettings(), values, "the slurm settings"))
+        else:  # numbers: type and bounds from the field's metadata
+            values[name] = getattr(_wrap(check, key, lambda: slurm_settings(SlurmSettings(), {name: value},
+                                                                              "the slurm settings")), name)
+    return SlurmSettings(**values)

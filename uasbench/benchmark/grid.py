@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from uasbench.benchmark.config import BenchmarkConfig
 from uasbench.benchmark.executors import Executor
@@ -58,7 +59,7 @@ def run_grid(config: BenchmarkConfig, out: Path, executor: Executor, console: Co
 
 def _run_grid(config: BenchmarkConfig, out: Path, executor: Executor, console: Console) -> list[Path]:
     jobs, finished = plan(config, out)
-    console.print(f"{config.path}: {len(jobs)} jobs, {len(finished)} already finished, results in {out}",
+    console.print(escape(f"{config.path}: {len(jobs)} jobs, {len(finished)} already finished, results in {out}"),
                   highlight=False, soft_wrap=True)
     board = Board(jobs, finished, executor.parallel, console)
     with live(board):

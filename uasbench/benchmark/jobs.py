@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import json
 import traceback
@@ -118,14 +119,25 @@ def prepare_data(config: BenchmarkConfig) -> PreparedData:
                                           for seed in config.seeds()})
 
 
-def make_jobs(config: BenchmarkConfig, out: Path, data: PreparedData) -> list[Job]:
+def method_config(spec: RunSpec) -> Any:
+    """The method config of a job; built once per (method, profile, overrides), so expanding a grid of tens of
+    thousands of jobs does not look the method up and check its config once per job."""
+    return _method_config(spec.method, spec.profile, json.dumps(spec.overrides, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=None)
+def _method_config(method: str, profile: str, overrides_json: str) -> Any:
     from uasbench.registry import get_method
 
+    return get_method(method).config_for(profile, json.loads(overrides_json))
+
+
+def make_jobs(config: BenchmarkConfig, out: Path, data: PreparedData) -> list[Job]:
     jobs = []
     for spec in specs(config, out):
-        method_config = get_method(spec.method).config_for(spec.profile, spec.overrides)
+        cfg = method_config(spec)
         identity = {"method": spec.method, "pair": str(spec.pair), "profile": spec.profile, "seed": spec.seed,
-                    "overrides": spec.overrides, "config": dataclasses.asdict(method_config),
+                    "overrides": spec.overrides, "config": dataclasses.asdict(cfg),
                     "data_fingerprint": data.fingerprint, "split_sha256": data.split_sha256[spec.seed],
                     "protocol": spec.protocol.to_dict(), "postprocess": spec.post.to_dict()}
         jobs.append(Job(spec, _normalised(identity), out / LOGS / f"{job_name(spec)}.log"))
