@@ -357,3 +357,34 @@ def test_a_dry_run_of_a_huge_grid_prices_each_network_once(tmp_path, monkeypatch
     networks = sum(len(cost._method_costs(m, json.dumps(dataclasses.asdict(jobs._method_config(m, "quick", "{}")),
                                                         sort_keys=True)) or ()) for m in methods)
     assert calls["flops"] == networks  # once per distinct network, not per job
+
+
+def test_subjects_with_tumour_are_spread_over_validation_and_test_first():
+    from uasbench.data.splits import make_assignment
+
+    subjects = [f"S{i:02d}" for i in range(30)]
+    for seed in range(5):
+        tumour = set(subjects[seed::10])  # 3 subjects
+        assignment = make_assignment(subjects, seed, tumour=tumour)
+        roles = sorted(assignment[s] for s in tumour)
+        assert roles == ["test", "test", "val"]  # test, val, test: every split that scores gets tumour
+        assert sorted(assignment.values()) == sorted(make_assignment(subjects, seed).values())  # same sizes
+
+
+@pytest.mark.slow
+def test_a_small_phantom_gets_a_defined_validation_threshold(tmp_path):
+    data = tmp_path / "phantom8"
+    assert cli("data", "phantom", "--out", str(data), "--subjects", "8").returncode == 0
+    env = {"UASBENCH_CACHE_DIR": str(tmp_path / "cache")}
+    split = cli("data", "split", "--data", str(data), "--out", str(tmp_path / "split.csv"), env=env)
+    assert split.returncode == 0 and "1 val, 1 test" in split.stdout, split.stderr
+    proc = cli("run", "--method", "intensity", "--data", str(data), "--out", str(tmp_path / "results"),
+               "--device", "cpu", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "headline threshold undefined" not in proc.stdout
+    (manifest,) = manifest_paths(tmp_path / "results")
+    run = json.loads(manifest.read_text())
+    assert run["counts"]["val"] >= 1
+    assert f"sha256 {run['split_sha256'][:12]}" in split.stdout  # `data split` writes the split `run` uses
+    metrics = json.loads((manifest.parent / METRICS_JSON).read_text())
+    assert metrics["thresholds"]["val_dice"]["value"] is not None

@@ -478,7 +478,8 @@ def data_split(
     val_rest: Annotated[bool, typer.Option(help="Validation = the dataset's subjects in no list.")] = False,
 ) -> None:
     """Write a split file: the seeded default split of a dataset (as `run` uses it), or one made from subject lists."""
-    from uasbench.data.benchmark_data import dataset_subjects, seeded_rule
+    from uasbench.data.benchmark_data import dataset_subjects, open_dataset_cache, seeded_rule
+    from uasbench.data.preprocess import Protocol
     from uasbench.data.splits import assignment_from_lists, write_split_csv
     from uasbench.files import check_output_file
 
@@ -490,7 +491,8 @@ def data_split(
         if data is not None or train_list is None:
             subjects = dataset_subjects(data)
         if train_list is None:
-            assignment = seeded_rule(data)[0](subjects, seed)
+            cache = open_dataset_cache(data, Protocol())[1] if data is not None else None  # as `run` splits
+            assignment = seeded_rule(data, cache)[0](subjects, seed)
         else:
             assignment = assignment_from_lists(train_list, test_list, val=val_list, val_last=val_last,
                                                dataset=subjects, val_rest=val_rest)

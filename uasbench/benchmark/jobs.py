@@ -115,7 +115,7 @@ def prepare_data(config: BenchmarkConfig) -> PreparedData:
     _, cache = open_dataset_cache(config.data, Protocol(normalisation=config.normalisation),
                                   on_bad_case="skip" if config.skip_bad_cases else "stop")
     ids = cache.all_cases  # as load_benchmark_data splits them
-    return PreparedData(cache.path.name, {seed: dataset_split(config.data, ids, seed, config.split).sha256
+    return PreparedData(cache.path.name, {seed: dataset_split(config.data, ids, seed, config.split, cache).sha256
                                           for seed in config.seeds()})
 
 
