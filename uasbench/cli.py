@@ -388,7 +388,7 @@ def figure(
     examples: Annotated[int, typer.Option(help="Number of test slices to show.", max=MAX_EXAMPLES)] = 3,
 ) -> None:
     """The paper's Fig. 3: input and ground truth, then each method's anomaly map and segmentation."""
-    from uasbench.files import check_output_file
+    from uasbench.files import check_output_file, writing
     from uasbench.report.figures import figure_from_runs
     from uasbench.modalities import Pair
 
@@ -396,7 +396,8 @@ def figure(
         if examples < 1:
             raise UsageError(f"invalid --examples {examples}: show at least 1 test slice")
         check_output_file(output, "--output")
-        path = figure_from_runs(results_dir, str(Pair.parse(pair)), output, n_examples=examples)
+        with writing(output):  # a full disk: one line naming the figure
+            path = figure_from_runs(results_dir, str(Pair.parse(pair)), output, n_examples=examples)
         _say(f"wrote {path}")
 
 

@@ -17,6 +17,7 @@ from uasbench.benchmark.config import SlurmSettings
 from uasbench.benchmark.jobs import Job, open_log, run_job
 from uasbench.benchmark.progress import Board
 from uasbench.errors import UasbenchError, UsageError
+from uasbench.files import describe_os_error
 
 EXECUTORS = ("serial", "local", "slurm")
 
@@ -29,6 +30,8 @@ class Executor(Protocol):
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError):  # e.g. a full disk while the job wrote its log: say so in words
+        return describe_os_error(exc)
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[-1] if text else ''}".rstrip(": ")
 
