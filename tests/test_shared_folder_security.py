@@ -69,10 +69,12 @@ def victim(tmp_path: Path) -> Path:
 
 
 def planted_work(tiny: dict[str, Path], tmp_path: Path) -> tuple[Path, Path]:
-    """A fresh results folder whose work folder for the AE job exists (empty); returns (results, work)."""
+    """A fresh results folder whose work folder for the AE job exists with its genuine identity (as a job
+    that was interrupted before its first checkpoint leaves it); returns (results, work)."""
     out = tmp_path / "results"
     work = out / ".work" / tiny["key"]
     work.mkdir(parents=True)
+    shutil.copy(tiny["base"] / ".work" / tiny["key"] / "run_identity.json", work)
     return out, work
 
 
