@@ -268,7 +268,7 @@ def writing(path: Path) -> Iterator[None]:
                 cause = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             else:
                 raise
-        named = OSError(cause.errno, cause.strerror, cause.filename or str(path))
+        named = OSError(cause.errno, cause.strerror, str(path))  # the target, not its hidden temporary name
         raise UasbenchError(describe_os_error(named)) from None
 
 

@@ -66,6 +66,9 @@ MARKS_NOTE = (f"Bold: best mean. †: not significantly worse than the best (pai
               f"no mark: significantly worse.")
 
 
+_REPORTED: set[tuple[str, str]] = set()  # skipped runs already reported by this process
+
+
 def collect_runs(results_dir: Path, protocol: str = "project",
                  warn: Callable[[str], None] | None = None) -> pd.DataFrame:
     """One row per (run, threshold, metric) for every complete run found at any depth, with the run's
@@ -77,7 +80,7 @@ def collect_runs(results_dir: Path, protocol: str = "project",
     ``df.attrs["ignored"]`` (their folders in ``df.attrs["ignored_runs"]``). Runs that fail
     ``uasbench.report.validation``'s checks (and links to run folders) are skipped: one warning line each,
     and ``df.attrs["skipped"]`` lists (run, reason). ``warn`` receives those lines (default: this module's
-    logger).
+    logger), each once per process.
     """
     if protocol not in PROTOCOLS:
         raise UsageError(f"unknown --protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
@@ -121,7 +124,9 @@ def collect_runs(results_dir: Path, protocol: str = "project",
     if ignored:
         log.warning("ignored %d incomplete run(s) under %s", len(ignored), results_dir)
     for run, reason in skipped:
-        (warn or log.warning)(f"skipped run {run}: {reason}")
+        if (run, reason) not in _REPORTED:  # the page and the grid's figures read the same runs again
+            _REPORTED.add((run, reason))
+            (warn or log.warning)(f"skipped run {run}: {reason}")
     df = pd.DataFrame(rows, columns=["method", "pair", "profile", "variant", "seed", "run", "input_only", "benchmark",
                                      "split", "empty_predictions", "threshold", "threshold_value", "metric",
                                      "value", "subjects", "subject_values"])
