@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from uasbench.choices import DEVICES, NORMALISATIONS, THRESHOLDS
-from uasbench.config_check import Invalid, checked_table
+from uasbench.config_check import Invalid, checked_table, checked_values
 from uasbench.errors import UasbenchError, UsageError
+from uasbench.evaluation.postprocess import PostProcess
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -52,11 +53,13 @@ class SlurmSettings:
     """What `--executor slurm` asks the scheduler for, per job of the array (the ``[slurm]`` table)."""
 
     partition: str | None = None
-    timeout_min: int = field(default=24 * 60, metadata={"min": 1})
-    gpus_per_job: int = field(default=1, metadata={"min": 0})
-    cpus_per_job: int = field(default=8, metadata={"min": 1})
-    mem_gb: int = field(default=32, metadata={"min": 1})
-    array_parallelism: int = field(default=64, metadata={"min": 1})
+    timeout_min: int = field(default=24 * 60, metadata={"min": 1, "max": 366 * 24 * 60,
+                                                                      "option": "--time"})
+    gpus_per_job: int = field(default=1, metadata={"min": 0, "max": 64, "option": "--gpus-per-job"})
+    cpus_per_job: int = field(default=8, metadata={"min": 1, "max": 4096})
+    mem_gb: int = field(default=32, metadata={"min": 1, "max": 65536})
+    array_parallelism: int = field(default=64, metadata={"min": 1, "max": 100_000,
+                                                                     "option": "--array-parallelism"})
     account: str | None = None
     qos: str | None = None
     constraint: str | None = None
@@ -246,7 +249,8 @@ def load_config(path: Path, *, data_override: Path | None = None, need_data: boo
     return BenchmarkConfig(
         path=path, data=data, data_text=bench.data, data_missing=data_missing, split=split, layout=bench.layout, card=card,
         profile=bench.profile,
-        device=bench.device, normalisation=bench.normalisation, erode_brain=bench.erode_brain, median=bench.median,
+        device=bench.device, normalisation=bench.normalisation, erode_brain=_post(path, "erode_brain", bench.erode_brain),
+        median=_post(path, "median", bench.median),
         skip_bad_cases=bench.skip_bad_cases, thresholds=bench.thresholds, grid=tuple(grid),
         overrides={m: dict(top.overrides.get(m, {})) for m in all_methods},
         slurm=checked_table(SlurmSettings, top.slurm, source=source, key="slurm"),
@@ -279,3 +283,15 @@ def _wrap(path: Path, key: str, call: Any) -> Any:
         raise type(exc)(f"{path}: {key}: {exc}") from None
     except (TypeError, ValueError) as exc:  # a plugin's config dataclass given a value of the wrong kind
         raise _fail(path, key, str(exc)) from None
+
+
+def _post(path: Path, key: str, value: int) -> int:
+    """A post-processing size, checked against PostProcess's own bounds (as the CLI's options are)."""
+    name = {"erode_brain": "erode_brain_px", "median": "median_size"}[key]
+    return getattr(_wrap(path, f"benchmark.{key}", lambda: PostProcess(**{name: value})), name)
+
+
+def slurm_settings(base: SlurmSettings, changes: dict[str, Any], owner: str) -> SlurmSettings:
+    """``base`` with ``changes``, each checked against SlurmSettings' types and bounds (field metadata)."""
+    return dataclasses.replace(base, **checked_values(SlurmSettings, changes, "", owner=owner))
+
