@@ -4,7 +4,9 @@ floors of merely reading the same NIfTI files with nibabel, all on the same numb
     python benchmarks/data_preparation.py --subjects 8 --workers 2
     python benchmarks/data_preparation.py --phantom          # the embedded phantom instead of real copies
 
-By default the two real sample cases are copied N/2 times under new IDs into a temporary folder.
+By default the two real sample cases are copied N/2 times under new IDs into a temporary folder: those of
+the in-repository fixture (only their protocol slabs hold values, so they decompress faster than whole
+cases) unless `--real DIR` names a folder of whole BraTS-layout cases, as the README's figures used.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-brats"
+REAL = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "real-brats"
 
 
 def copy_real_cases(real: Path, out: Path, n: int) -> Path:
@@ -50,6 +52,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--repeat", type=int, default=3, help="interleaved repetitions; the best of each counts")
     parser.add_argument("--phantom", action="store_true", help="use the embedded phantom (first N subjects)")
+    parser.add_argument("--real", type=Path, default=REAL, help="BraTS-layout cases to copy (default: the fixture)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="uasbench-bench-") as tmp:
@@ -63,8 +66,8 @@ def main() -> None:
             _, cases = dataset_cases(None)
             cases, source = cases[: args.subjects], "phantom"
         else:
-            _, cases = discover_cases(copy_real_cases(REAL, Path(tmp) / "data", args.subjects))
-            source = f"copies of the real cases in {REAL}"
+            _, cases = discover_cases(copy_real_cases(args.real, Path(tmp) / "data", args.subjects))
+            source = f"copies of the real cases in {args.real}"
         folders = [c.folder for c in cases]
         times: dict[str, list[float]] = {"read_float": [], "read_raw": [], "prepare": []}
         with ProcessPoolExecutor(args.workers) as pool:

@@ -4,6 +4,8 @@ A network trained on healthy slices reproduces healthy tissue; what it cannot re
 residual. ``ReconstructionMethod`` holds what AE, VAE and DAE share: the internal grid, training through
 ``uasbench.nn.training``, scoring as ``|x - reconstruction|`` and persistence; subclasses supply the network
 and the training loss.
+
+Notes on the paper, the official code, every deviation, the profiles and the cost: docs/methods/ae.md.
 """
 from __future__ import annotations
 
