@@ -8,10 +8,13 @@ UASBENCH_REQUIRE_SHARED_DATA=1 (set by CI), which turns the skip into a failure.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -23,6 +26,16 @@ FIXTURES = REPO_ROOT / "tests" / "fixtures"
 REAL_DATASETS = ("brats", "ixi", "mslub", "isles22")
 SHARED_DATA = Path(os.environ.get("UASBENCH_SHARED_DATA") or REPO_ROOT.parent / "shared" / "data")
 REQUIRE_SHARED_DATA = os.environ.get("UASBENCH_REQUIRE_SHARED_DATA") == "1"
+
+
+def load_script(name: str) -> ModuleType:
+    """A script of scripts/ (not a package) imported as a module, for the tests of its functions."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import sys
 from typer.testing import CliRunner
 
 import uasbench
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_script
 from uasbench.cli import app
 
 if sys.version_info >= (3, 11):
@@ -21,3 +21,17 @@ def test_version_has_one_source_read_by_the_metadata_and_the_cli():
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "uasbench.__version__"}
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output == f"uasbench {uasbench.__version__}\n"
+
+
+def test_the_readme_has_exactly_two_setup_lines_and_the_second_runs_the_tests():
+    lines = load_script("readme_setup").setup_lines((REPO_ROOT / "README.md").read_text(encoding="utf-8"))
+    assert len(lines) == 2
+    assert all(line.startswith("python3 -m venv .venv && . .venv/bin/activate") for line in lines)
+    assert lines[1].endswith("&& python -m pytest")
+
+
+def test_setup_lines_stop_at_the_next_heading_and_read_through_comments():
+    readme = ("# Tool\n## Set-up (fresh machine)\nInstall:\n```bash\npip install tool\n```\n### Details\n"
+              "```bash\n# a comment, not a heading\ntool --check\n```\n## Usage\n```bash\ntool run\n```\n")
+    expected = ["pip install tool", "# a comment, not a heading\ntool --check"]
+    assert load_script("readme_setup").setup_lines(readme) == expected
