@@ -1,8 +1,10 @@
-"""Packaging: one version source, `uasbench --version`."""
+"""Packaging: one version source, `uasbench --version`, the entry points, the README's set-up lines."""
 from __future__ import annotations
 
+import runpy
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 import uasbench
@@ -35,3 +37,16 @@ def test_setup_lines_stop_at_the_next_heading_and_read_through_comments():
               "```bash\n# a comment, not a heading\ntool --check\n```\n## Usage\n```bash\ntool run\n```\n")
     expected = ["pip install tool", "# a comment, not a heading\ntool --check"]
     assert load_script("readme_setup").setup_lines(readme) == expected
+
+
+def test_python_dash_m_uasbench_is_the_cli(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["uasbench", "--version"])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_module("uasbench", run_name="__main__")
+    assert stop.value.code == 0 and capsys.readouterr().out == f"uasbench {uasbench.__version__}\n"
+
+
+def test_the_grid_worker_entry_point_needs_exactly_one_job(capsys):
+    from uasbench.benchmark.worker import main
+
+    assert main([]) == 2 and "usage: python -m uasbench.benchmark.worker JOB_JSON" in capsys.readouterr().err

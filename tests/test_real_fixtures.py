@@ -24,6 +24,7 @@ def test_fixtures_are_small_and_each_names_its_source_and_licence():
         assert licences[name] in readme and "scripts/make_test_fixtures.py" in readme
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", REAL_DATASETS)
 def test_the_script_reproduces_the_fixture_from_the_whole_cases(name, whole_real_data, tmp_path):
     """Same files, headers and voxels as a fresh cut (compared decoded: gzip bytes may differ across zlibs)."""
@@ -43,6 +44,7 @@ def test_the_script_reproduces_the_fixture_from_the_whole_cases(name, whole_real
             assert (fixture / rel).read_bytes() == (source / rel).read_bytes()
 
 
+@pytest.mark.slow
 def test_whole_brats_cases_have_the_tumour_extents_the_fixture_relies_on(whole_real_data):
     _, cases = discover_cases(whole_real_data("brats"))
     segs = {c.id: read_case(c).seg for c in cases}
