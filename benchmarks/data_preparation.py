@@ -5,10 +5,13 @@ floors of merely reading the same NIfTI files with nibabel, all on the same numb
     python benchmarks/data_preparation.py --phantom          # the embedded phantom instead of real copies
     python benchmarks/data_preparation.py --spatial          # the spatial standard on the real shared cases
 
-By default the two real sample cases are copied N/2 times under new IDs into a temporary folder.
+By default the two real sample cases are copied N/2 times under new IDs into a temporary folder: those of
+the in-repository fixture (only their protocol slabs hold values, so they decompress faster than whole
+cases) unless `--real DIR` names a folder of whole BraTS-layout cases, as the README's figures used.
 
 ``--spatial`` times, on one core and interleaved (best of ``--repeat``), for every real shared case present
-(BraTS, IXI, MSLUB, ISLES'22; ``$UASBENCH_SHARED_DATA`` or ../shared/data): a bare nibabel read of the case's
+(BraTS, IXI, MSLUB, ISLES'22, in the folder ``--shared DIR`` or ``$UASBENCH_SHARED_DATA`` names, holding
+``real-brats/``, ``real-ixi/``, ``real-mslub/`` and ``real-isles22/``): a bare nibabel read of the case's
 files against reading them and preparing them without registration (the spatial standard, then the
 protocol's slices of every image: normalise, slice, resize), target at most 2x; and the seconds that
 registration to the MNI152 template takes per case, target at most 10 s.
@@ -26,8 +29,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-SHARED = Path(os.environ.get("UASBENCH_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-REAL = SHARED / "real-brats"
+REAL = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "real-brats"
 # Real shared case -> (folder, glob of each image in reference-first order, glob of its label or None).
 SPATIAL_CASES = {
     "brats TCGA-FG-6692": ("real-brats/TCGA-FG-6692", {m: f"*_{m}.nii.gz" for m in ("flair", "t1", "t1ce", "t2")},
@@ -89,7 +91,7 @@ def prepare_case(images: dict[str, Path], label: Path | None, standard) -> objec
     return std
 
 
-def spatial_benchmark(repeat: int) -> None:
+def spatial_benchmark(shared: Path, repeat: int) -> None:
     """The spatial standard on the real shared cases, one core (see the module docstring)."""
     import SimpleITK as sitk
     import torch
@@ -98,11 +100,11 @@ def spatial_benchmark(repeat: int) -> None:
 
     torch.set_num_threads(1)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    print(f"spatial standard on the real shared cases in {SHARED}, one core, best of {repeat}")
+    print(f"spatial standard on the real cases in {shared}, one core, best of {repeat}")
     print(f"{'case':<18} {'bare read':>9} {'prepare':>9} {'ratio':>6}  {'register':>9} {'Dice':>6}  what preparation did")
     for name, (sub, images, label) in SPATIAL_CASES.items():
         try:
-            files, label_file = _spatial_files(SHARED / sub, images, label)
+            files, label_file = _spatial_files(shared / sub, images, label)
         except (FileNotFoundError, StopIteration):
             print(f"{name:<18} absent, skipped")
             continue
@@ -130,10 +132,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--repeat", type=int, default=3, help="interleaved repetitions; the best of each counts")
     parser.add_argument("--phantom", action="store_true", help="use the embedded phantom (first N subjects)")
-    parser.add_argument("--spatial", action="store_true", help="only the spatial standard on the real shared cases")
+    parser.add_argument("--spatial", action="store_true", help="only the spatial standard on the real cases of --shared")
+    parser.add_argument("--shared", type=Path, default=os.environ.get("UASBENCH_SHARED_DATA"),
+                        help="folder of the whole real cases (real-brats/, real-ixi/, ...) for --spatial")
+    parser.add_argument("--real", type=Path, default=REAL, help="BraTS-layout cases to copy (default: the fixture)")
     args = parser.parse_args()
     if args.spatial:
-        spatial_benchmark(args.repeat)
+        if args.shared is None:
+            parser.error("--spatial needs --shared DIR (or UASBENCH_SHARED_DATA): the folder of the whole real cases")
+        spatial_benchmark(Path(args.shared), args.repeat)
         return
 
     with tempfile.TemporaryDirectory(prefix="uasbench-bench-") as tmp:
@@ -149,8 +156,8 @@ def main() -> None:
             cases = dataset(None).cases
             cases, source = cases[: args.subjects], "phantom"
         else:
-            cases = open_dataset(copy_real_cases(REAL, Path(tmp) / "data", args.subjects)).cases
-            source = f"copies of the real cases in {REAL}"
+            cases = open_dataset(copy_real_cases(args.real, Path(tmp) / "data", args.subjects)).cases
+            source = f"copies of the real cases in {args.real}"
         folders = [c.folder for c in cases]
         times: dict[str, list[float]] = {"read_float": [], "read_raw": [], "prepare": []}
         with ProcessPoolExecutor(args.workers) as pool:

@@ -40,7 +40,8 @@ def load_real(case: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--real", type=Path, default=REPO.parent / "shared" / "data" / "real-brats")
+    parser.add_argument("--real", type=Path, default=REPO / "tests" / "fixtures" / "real-brats",
+                        help="BraTS-layout cases (default: the in-repository fixture; its slabs only)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "figures" / "phantom_vs_real.png")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--subjects", default="0,2,3,1,7")

@@ -77,7 +77,8 @@ def draw(scan: np.ndarray, labels: np.ndarray | None, anomaly: np.ndarray, segme
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--real", type=Path, default=REPO.parent / "shared" / "data" / "real-brats")
+    parser.add_argument("--real", type=Path, default=REPO / "tests" / "fixtures" / "real-brats",
+                        help="BraTS-layout cases (default: the in-repository fixture; its slabs only)")
     parser.add_argument("--case", default="TCGA-FG-6692")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "figures" / "predict_overlay.png")
     parser.add_argument("--threshold", default="val_dice")

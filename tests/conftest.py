@@ -3,15 +3,19 @@
 Real data: tests read the small real-data fixtures inside the repository (tests/fixtures/real-<name>/, cut
 from the full cases by scripts/make_test_fixtures.py; see each folder's README.md). The few tests that need
 the WHOLE real cases ask ``whole_real_data(name)``: it finds them in the folder UASBENCH_SHARED_DATA names
-(default: ``shared/data`` beside the clone) and skips with the reason when they are absent, unless
+(holding real-brats/, real-ixi/, ...; nothing is assumed when it is unset) and skips with the reason when they
+are absent, unless
 UASBENCH_REQUIRE_SHARED_DATA=1 (set by CI), which turns the skip into a failure.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -21,8 +25,18 @@ os.environ["UASBENCH_CACHE_DIR"] = _SESSION_CACHE
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
 REAL_DATASETS = ("brats", "ixi", "mslub", "isles22")
-SHARED_DATA = Path(os.environ.get("UASBENCH_SHARED_DATA") or REPO_ROOT.parent / "shared" / "data")
+SHARED_DATA = Path(os.environ["UASBENCH_SHARED_DATA"]) if os.environ.get("UASBENCH_SHARED_DATA") else None
 REQUIRE_SHARED_DATA = os.environ.get("UASBENCH_REQUIRE_SHARED_DATA") == "1"
+
+
+def load_script(name: str) -> ModuleType:
+    """A script of scripts/ (not a package) imported as a module, for the tests of its functions."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")
@@ -56,9 +70,10 @@ def whole_real_data() -> Callable[[str], Path]:
     def find(name: str) -> Path:
         if name not in REAL_DATASETS:
             raise ValueError(f"unknown real dataset {name!r}; one of {', '.join(REAL_DATASETS)}")
-        folder = SHARED_DATA / f"real-{name}"
-        if not folder.is_dir():
-            reason = f"whole real-{name} cases not found at {folder} (set UASBENCH_SHARED_DATA)"
+        folder = SHARED_DATA / f"real-{name}" if SHARED_DATA is not None else None
+        if folder is None or not folder.is_dir():
+            reason = (f"whole real-{name} cases not found at {folder}" if folder is not None else
+                      f"whole real-{name} cases: UASBENCH_SHARED_DATA is not set (the folder holding real-{name}/)")
             if REQUIRE_SHARED_DATA:
                 pytest.fail(f"{reason}; UASBENCH_REQUIRE_SHARED_DATA=1 makes them mandatory")
             pytest.skip(reason)

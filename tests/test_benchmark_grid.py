@@ -131,6 +131,7 @@ def test_missing_benchmark_file(tmp_path):
     assert result.exit_code == 1 and "none.toml does not exist" in result.stderr
 
 
+@pytest.mark.slow
 def test_shipped_paper_files_validate_and_price_without_the_data(monkeypatch):
     monkeypatch.delenv("BRATS", raising=False)
     one = cli.invoke(app, ["benchmark", str(BENCHMARKS / "paper-table1.toml"), "--dry-run"])
@@ -148,6 +149,7 @@ def test_shipped_paper_files_validate_and_price_without_the_data(monkeypatch):
     assert "dae_fl-t1" not in text  # single-modality methods run once per input modality
 
 
+@pytest.mark.slow
 def test_phantom_quick_file_is_valid_apart_from_methods_merged_later(monkeypatch):
     """Its method list names itermask2, anoddpm and pddpm, which arrive in another branch: stand-ins with
     their names let everything else in the file be validated here."""
@@ -170,6 +172,7 @@ def test_phantom_quick_file_is_valid_apart_from_methods_merged_later(monkeypatch
 
 # -- running ------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_serial_grid_end_to_end_then_a_rerun_skips_everything(bench_dir, tmp_path):
     config = _config(bench_dir)
     out = tmp_path / "out"
@@ -194,6 +197,7 @@ def test_serial_grid_end_to_end_then_a_rerun_skips_everything(bench_dir, tmp_pat
     assert _runs(out) == runs  # nothing redone
 
 
+@pytest.mark.slow
 def test_a_failing_job_does_not_stop_the_others(bench_dir, tmp_path):
     text = TINY.replace("image_size = 32", "image_size = 48")  # 48 / 4 is no power of two: fails in fit
     out = tmp_path / "out"
@@ -214,6 +218,7 @@ def test_a_failing_job_does_not_stop_the_others(bench_dir, tmp_path):
     assert set(table["method"]) == {"intensity"}
 
 
+@pytest.mark.slow
 def test_a_killed_grid_completes_on_rerun_without_redoing_finished_runs(bench_dir, tmp_path):
     text = TINY.replace("iterations = 2", "iterations = 100").replace("checkpoint_every = 1", "checkpoint_every = 10")
     config = _config(bench_dir, text, "killed.toml")
@@ -238,6 +243,7 @@ def test_a_killed_grid_completes_on_rerun_without_redoing_finished_runs(bench_di
     assert log.count("attempt started") == 2  # the killed job ran again, from its checkpoint
 
 
+@pytest.mark.slow
 def test_local_executor_runs_two_jobs_at_once_in_worker_processes(bench_dir, tmp_path):
     out = tmp_path / "out"
     config = _config(bench_dir, ONLY_INTENSITY, "intensity.toml")
@@ -260,6 +266,7 @@ def test_local_workers_are_pinned_to_one_gpu_each_and_share_the_cores(monkeypatc
     assert {e["OMP_NUM_THREADS"] for e in envs} == {"4"}
 
 
+@pytest.mark.slow
 def test_slurm_executor_through_submitits_local_executor(bench_dir, tmp_path):
     config = load_config(_config(bench_dir, ONLY_INTENSITY, "intensity.toml"))
     out = tmp_path / "out"
@@ -269,6 +276,7 @@ def test_slurm_executor_through_submitits_local_executor(bench_dir, tmp_path):
     assert (out / grid.REPORT / "leaderboard_metrics_val_dice.md") in written
 
 
+@pytest.mark.slow
 def test_slurm_array_script_carries_the_settings(bench_dir, tmp_path, monkeypatch):
     """The same submission against a stand-in sbatch: the array script asks SLURM for what the file says."""
     fake = tmp_path / "bin"
@@ -291,6 +299,7 @@ def test_slurm_array_script_carries_the_settings(bench_dir, tmp_path, monkeypatc
         assert line in script, line
 
 
+@pytest.mark.slow
 def test_slurm_without_a_cluster_is_one_line(bench_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no srun here
     result = cli.invoke(app, ["benchmark", str(_config(bench_dir)), "--out", str(tmp_path / "out"),
@@ -300,6 +309,7 @@ def test_slurm_without_a_cluster_is_one_line(bench_dir, tmp_path, monkeypatch):
 
 # -- cost model and progress --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_flop_counts_match_the_networks_and_unknown_methods_say_so():
     mmccd = get_method("mmccd")
     f, g = mmccd.network_costs(mmccd.config_for("paper"))
@@ -329,6 +339,7 @@ def test_flop_counts_match_the_networks_and_unknown_methods_say_so():
     assert "unknown" in text and "total (2 jobs, 1 unknown and not counted)" in text
 
 
+@pytest.mark.slow
 def test_every_built_in_method_prices_both_profiles():
     counts = SliceCounts(val=1, val_healthy=4, test=1, source="test")
     for name in ("intensity", "ae", "vae", "dae", "ddpm", "cyclic_unet", "mmccd"):
@@ -338,6 +349,7 @@ def test_every_built_in_method_prices_both_profiles():
             assert cost.known and (name == "intensity") == (cost.flops == 0), (name, profile)
 
 
+@pytest.mark.slow
 def test_the_estimate_of_time_left_uses_each_methods_own_durations(bench_dir, tmp_path):
     config = load_config(_config(bench_dir))
     jobs, _ = grid.plan(config, tmp_path)

@@ -158,6 +158,7 @@ def test_packing_is_lossless_bit_for_bit():
         assert back[name].dtype == a.dtype and back[name].tobytes() == a.tobytes()
 
 
+@pytest.mark.slow
 def test_phantom_generated_straight_into_the_cache_equals_its_files(tmp_path, cache_dir):
     """The embedded benchmark never writes volumes: its cache must hold what the NIfTI route gives."""
     root = write_phantom_dataset(tmp_path / "ph", 1, seed=3, progress=False, workers=1)

@@ -61,6 +61,7 @@ def test_inspect_empty_folder(tmp_path):
     _fails(["data", "inspect", str(tmp_path)], 1, str(tmp_path.name))
 
 
+@pytest.mark.slow
 def test_real_process_prints_no_traceback():
     """The installed entry point, not just the test runner, turns errors into one line."""
     proc = subprocess.run([sys.executable, "-m", "uasbench", "run", "--method", "nope"], capture_output=True,

@@ -28,6 +28,7 @@ def disks(n: int, seed: int, tumour: bool = False) -> SliceSet:
     return disk_slices(n, 128, seed, lesion=(slice(40, 60), slice(50, 70)) if tumour else None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SHORT))
 def test_paper_profile_runs_at_full_size(name: str) -> None:
     method = create_method(name, "paper", overrides=SHORT[name], seed=0)

@@ -23,6 +23,7 @@ def plugin_env(tmp_path_factory) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_plugin_is_listed_with_its_source_package(plugin_env):
     out = subprocess.run([sys.executable, "-m", "uasbench", "methods"], env=plugin_env, capture_output=True,
                          text=True, check=True, timeout=300).stdout
@@ -31,6 +32,7 @@ def test_plugin_is_listed_with_its_source_package(plugin_env):
     assert "intensity" in out  # the built-ins are still there
 
 
+@pytest.mark.slow
 def test_plugin_fits_scores_and_round_trips(plugin_env, tmp_path):
     script = f"""
 import numpy as np

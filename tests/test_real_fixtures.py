@@ -1,25 +1,15 @@
 """The in-repository real-data fixtures: small, attributed, and exactly what the script cuts from the whole cases."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import FIXTURES, REAL_DATASETS, REPO_ROOT
+from conftest import FIXTURES, REAL_DATASETS, load_script
 from uasbench.data.layouts import open_dataset
 from uasbench.data.layouts.base import read_case
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("make_test_fixtures", REPO_ROOT / "scripts" / "make_test_fixtures.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def _files(root: Path) -> list[str]:
@@ -35,11 +25,12 @@ def test_fixtures_are_small_and_each_names_its_source_and_licence():
         assert licences[name] in readme and "scripts/make_test_fixtures.py" in readme
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", REAL_DATASETS)
 def test_the_script_reproduces_the_fixture_from_the_whole_cases(name, whole_real_data, tmp_path):
     """Same files, headers and voxels as a fresh cut (compared decoded: gzip bytes may differ across zlibs)."""
     source = whole_real_data(name)
-    script = _script()
+    script = load_script("make_test_fixtures")
     script.make_fixture(source, tmp_path, script.CUTS[name])
     fixture = FIXTURES / f"real-{name}"
     assert _files(tmp_path) == _files(fixture)
@@ -54,6 +45,7 @@ def test_the_script_reproduces_the_fixture_from_the_whole_cases(name, whole_real
             assert (fixture / rel).read_bytes() == (source / rel).read_bytes()
 
 
+@pytest.mark.slow
 def test_whole_brats_cases_have_the_tumour_extents_the_fixture_relies_on(whole_real_data):
     data = open_dataset(whole_real_data("brats"))
     segs = {c.id: read_case(data, c).seg for c in data.cases}

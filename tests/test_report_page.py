@@ -120,6 +120,7 @@ def _expected_means(results: Path, key: str, metric: str) -> dict[str, float]:
     return {m: float(np.mean([np.mean(v) for v in subjects.values()])) for m, subjects in values.items()}
 
 
+@pytest.mark.slow
 def test_page_renders_in_chromium_without_console_errors(site: tuple[Path, Path], tmp_path: Path) -> None:
     _, page = site
     broken = tmp_path / "broken.html"  # the harness must see a console error when there is one

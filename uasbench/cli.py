@@ -116,6 +116,22 @@ def _warn(message: str) -> None:
     err_console.print(escape(message), highlight=False, soft_wrap=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from uasbench import __version__
+
+        console.print(f"uasbench {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Benchmark unsupervised anomaly segmentation methods on multi-modal brain MRI."""
+
+
 def _parse_overrides(items: list[str]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for item in items:

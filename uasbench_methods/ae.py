@@ -2,6 +2,8 @@
 
 The network and the shared reconstruction machinery live in ``uasbench.nn.reconstruction`` (VAE and DAE use
 them too); this plugin names the method and its profiles.
+
+Notes on the paper, the official code, every deviation, the profiles and the cost: docs/methods/ae.md.
 """
 from __future__ import annotations
 

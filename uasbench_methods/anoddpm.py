@@ -6,7 +6,7 @@ noise and denoised back with lambda ancestral DDPM steps (posterior mean of the 
 sqrt(beta_t) times a fresh simplex field); coarse simplex noise hides a whole lesion, which the model then
 replaces by healthy tissue. Map: (x - x_hat)^2. Cost: lambda network passes per slice (200-250).
 
-Follows the official code (shared/reference/new-methods.md section 3) at the benchmark's 128x128 protocol:
+Follows the official code (notes: docs/methods/anoddpm.md) at the benchmark's 128x128 protocol:
 - Network: the official UNet is built for 256x256 slices (multipliers (1, 1, 2, 2, 4, 4), 131.6 M
   parameters); at 128x128 its own code picks (1, 1, 2, 3, 4) (99.9 M), which we use: 128 channels, 2 residual
   blocks, attention at 32, 16 and 8 px and in the middle, GroupNorm 32, no dropout. Ours conditions on t by

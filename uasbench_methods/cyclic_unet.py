@@ -13,6 +13,8 @@ Deviations / choices:
 - ``quick`` profile (``uasbench.nn.unet.QUICK_NET``, shared by the UNet methods): a 0.2 M-parameter UNet at 32x32
   (channels 8/16/32, one residual block per level, attention at 8x8; maps bilinearly resized to the input
   grid), 300 Adam steps of batch 32 at lr 1e-3.
+
+Notes on the paper, the official code, every deviation, the profiles and the cost: docs/methods/cyclic_unet.md.
 """
 from __future__ import annotations
 

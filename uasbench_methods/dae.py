@@ -3,6 +3,8 @@
 Trained to undo smooth, low-frequency Gaussian noise added inside the brain, the UNet learns to map
 anything unusual back to healthy-looking tissue; at test time it sees the clean slice and the residual
 ``|x - f(x)|`` marks what it "repaired" (the tumour).
+
+Notes on the paper, the official code, every deviation, the profiles and the cost: docs/methods/dae.md.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from uasbench.method import MethodConfig
 from uasbench.nn.reconstruction import ReconstructionConfig, ReconstructionMethod
 
 # Brain 99th percentile over the healthy-brain standard deviation, in scanner units: median over the real
-# BraTS cases in shared/data/real-brats (2 cases x 4 modalities, slices 70-89); see DenoisingAutoEncoder.
+# BraTS cases of tests/fixtures/real-brats (2 cases x 4 modalities, slices 70-89); see DenoisingAutoEncoder.
 P99_PER_STD = 5.4
 
 

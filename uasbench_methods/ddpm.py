@@ -14,6 +14,8 @@ Deviations / choices (the paper gives no details of its DDPM baseline):
   compete with the benchmark's threshold tuning. With one grid value no validation data is needed.
 - The noise is keyed by (seed, slice), so a slice's map does not depend on batching.
 - ``quick`` profile: the small UNet of ``QUICK_NET`` at 32x32, 10-step respacing, t in {100, 300, 500}.
+
+Notes on the paper, the official code, every deviation, the profiles and the cost: docs/methods/ddpm.md.
 """
 from __future__ import annotations
 

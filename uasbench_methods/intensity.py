@@ -9,6 +9,8 @@ its input; ``paper`` and ``quick`` are the same.
 Choices: equalisation is per slice (the method sees one slice at a time in the paper protocol; Meissen
 equalised per volume), with ``n_bins`` histogram bins like scikit-image's ``equalize_hist``. On inputs
 where tumours are dark (T1) the score stays "bright = anomalous", exactly as the original baseline.
+
+Notes on the paper, the official code, every deviation, the profiles and the cost: docs/methods/intensity.md.
 """
 from __future__ import annotations
 

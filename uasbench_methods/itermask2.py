@@ -9,7 +9,7 @@ shrinks by less than 1 % per iteration. A healthy pixel is reconstructed well fr
 leaves the mask; a lesion is not and stays. Map: (x - x_hat)^2 inside the brain, x_hat the raw g output of
 the last pass. Cost: 1 + K passes per slice, K data-dependent (capped by ``max_iters``).
 
-Follows the official code (shared/reference/new-methods.md section 1):
+Follows the official code (notes: docs/methods/itermask2.md):
 - Networks: the ADM UNet of MMCCD (base 32, multipliers (1, 1, 2, 3, 4), attention at 32/16/8 px and in the
   middle, dropout 0.1) with BatchNorm, as theirs, and without the unused time-embedding weights.
 - High-pass image: the centred 2-D spectrum's magnitude set to 1 (phase kept) inside a disk of radius 15

@@ -27,6 +27,8 @@ Deviations / choices (the official code where the paper is silent):
   slower per pair there (``benchmarks/mmccd_inference.py``). ``engine``: ``auto`` (``AUTO_ENGINE``: eager, as
   nothing was measured faster consistently), or ``eager``, ``channels_last``, ``compile``,
   ``compile+channels_last`` (same maps within 1e-4 relative, tested).
+
+Notes on the paper, the official code, every deviation, the profiles and the cost: docs/methods/mmccd.md.
 """
 from __future__ import annotations
 

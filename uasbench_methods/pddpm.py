@@ -6,7 +6,7 @@ counts only the patch. At test time every grid patch in turn is noised to t_test
 clean slice and reconstructed in ONE network pass; the patches of the predictions are stitched into the
 reconstruction and the map is |x - x_hat|. Cost: one pass per patch (4 at the paper's 2x2 grid).
 
-Follows the official code (shared/reference/new-methods.md section 2) at the benchmark's 128x128 protocol:
+Follows the official code (notes: docs/methods/pddpm.md) at the benchmark's 128x128 protocol:
 - Network: its UNet (128 channels, multipliers (1, 2, 2), 3 residual blocks per level, no dropout, GroupNorm
   32, scale-shift time conditioning, attention only in the middle block since its configured attention
   resolutions match no level). Ours is single-head there (theirs 4 heads of 64 channels).

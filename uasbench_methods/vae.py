@@ -1,4 +1,7 @@
-"""Variational auto-encoder baseline (Baur et al., MedIA 2021): the AE with a Gaussian latent and a KL term."""
+"""Variational auto-encoder baseline (Baur et al., MedIA 2021): the AE with a Gaussian latent and a KL term.
+
+Notes on the paper, the official code, every deviation, the profiles and the cost: docs/methods/vae.md.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

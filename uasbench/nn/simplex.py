@@ -10,7 +10,7 @@ the field's generator, so a field depends only on its generator and not on the b
 The fields are statistically like the official ones, not identical to them (different lattice and
 kernel): each octave is divided by its measured standard deviation and the fractal sum rescaled so that
 the field has the standard deviation ``std`` that the official fields have (AnoDDPM 0.50, pDDPM 0.60; see
-shared/reference/new-methods.md section 4), since their networks learn that scale of noise.
+docs/methods/anoddpm.md and pddpm.md), since their networks learn that scale of noise.
 """
 from __future__ import annotations
 
