@@ -63,7 +63,7 @@ def _type_name(param: Any) -> str:
     name = {int: "integer", float: "number", bool: "boolean", Path: "path", str: "text"}.get(kind, str(kind))
     low, high = _bound(param, "min"), _bound(param, "max")
     bounds = [f">= {low}" if low is not None else "", f"<= {high}" if high is not None else ""]
-    return " ".join([name, *(b for b in bounds if b)])
+    return " ".join([name, " and ".join(b for b in bounds if b)]).strip()
 
 
 def _default(param: Any) -> str:

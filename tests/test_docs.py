@@ -63,7 +63,7 @@ def test_cli_reference_covers_every_command_and_option(generator) -> None:
             for opt in getattr(param, "opts", []):
                 if opt.startswith("-"):
                     assert f"`{opt}`" in page, (path, opt)
-    assert "| `--jobs` | integer >= 1 | `1` |" in page  # type with bounds and default
+    assert "| `--jobs` | integer >= 1 and <= 1024 | `1` |" in page  # type with bounds and default
     assert "`serial` \\| `local` \\| `slurm`" in page  # an enum's choices
 
 
