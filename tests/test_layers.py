@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("nn", ("uasbench.nn",)),
     ("methods", ("uasbench.registry", "uasbench.testing", PLUGINS)),
     ("evaluation", ("uasbench.evaluation",)),
-    ("results", ("uasbench.results", "uasbench.benchmark", "uasbench.predict")),
+    ("results", ("uasbench.results", "uasbench.manifest", "uasbench.benchmark", "uasbench.predict")),
     ("report", ("uasbench.report",)),
     ("cli", ("uasbench.cli", "uasbench.__main__", "uasbench")),  # the package root re-exports the public API
 ]

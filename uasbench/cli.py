@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover - typer with click as a dependency
 
 if TYPE_CHECKING:  # the CLI imports its layers lazily so that `uasbench --help` stays fast
     from uasbench.evaluation.protocol import EvaluationResult
+    from uasbench.manifest import RunManifest
 
 class _OneLineUsageErrors(typer.core.TyperGroup):
     """Typer's own usage errors (``--jobs 0``, an unknown option, a missing argument) as one ``error:`` line
@@ -285,23 +286,23 @@ def evaluate(
                                  "(its T2 brain mask and disk(4) erosion are fixed)")
             _evaluate_official(run_dir, manifest)
             return
-        post = PostProcess.from_dict(manifest["postprocess"])
+        post = PostProcess.from_dict(manifest.postprocess or {})
         changes = {k: v for k, v in (("erode_brain_px", erode_brain), ("median_size", median)) if v is not None}
         post = dataclasses.replace(post, **changes)
         result = evaluate_scores(ScoredSplits.load(run_dir / SCORES), post, n_bootstrap=1000,
-                                 seed=manifest["seed"])
+                                 seed=manifest.seed)
         write_metrics(run_dir, result)
-        write_json(run_dir / MANIFEST, {**manifest, "postprocess": post.to_dict()})
-        _print_summary(f"{manifest['method']} {manifest['pair']} (re-evaluated)", result)
+        write_json(run_dir / MANIFEST, dataclasses.replace(manifest, postprocess=post.to_dict()).to_dict())
+        _print_summary(f"{manifest.method} {manifest.pair} (re-evaluated)", result)
 
 
-def _evaluate_official(run_dir: Path, manifest: dict[str, Any]) -> None:
+def _evaluate_official(run_dir: Path, manifest: RunManifest) -> None:
     """The official MMCCD evaluation of one run: written beside metrics.json, printed as an ORACLE."""
     from uasbench.evaluation.official import KEY, NOTE
     from uasbench.results import write_official_metrics
 
     path, result = write_official_metrics(run_dir, manifest)
-    table = Table(title=f"{manifest['method']} {manifest['pair']}: official MMCCD evaluation (ORACLE, test-tuned)")
+    table = Table(title=f"{manifest.method} {manifest.pair}: official MMCCD evaluation (ORACLE, test-tuned)")
     table.add_column("metric (mean over test slices)")
     table.add_column("value", justify="right")
     for metric, summary in result["metrics"][KEY].items():

@@ -27,7 +27,8 @@ from uasbench.errors import UasbenchError
 from uasbench.files import make_folder, open_in_place
 from uasbench.evaluation.postprocess import PostProcess
 from uasbench.modalities import Pair
-from uasbench.results import MANIFEST
+from uasbench.manifest import read_manifest_file
+from uasbench.results import manifest_paths, read_manifest
 
 LOGS = "logs"
 #: The manifest fields that together say "this run is that job".
@@ -152,19 +153,17 @@ def make_jobs(config: BenchmarkConfig, out: Path, data: PreparedData) -> list[Jo
 
 
 def finished_runs(out: Path) -> dict[str, Path]:
-    """Identity key -> run folder of every complete run under ``out`` (the newest when repeated)."""
+    """Identity key -> run folder of every complete run under ``out`` (the newest when repeated); a manifest
+    that cannot be read or does not check is no finished run (its job runs again)."""
     found: dict[str, Path] = {}
     if not out.is_dir():
         return found
-    for manifest_path in sorted(out.rglob(MANIFEST)):
-        if any(part.startswith(".") for part in manifest_path.relative_to(out).parts):
-            continue  # staging folders and work folders are never finished runs
+    for manifest_path in manifest_paths(out):  # staging and work folders are hidden: never finished runs
         try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, json.JSONDecodeError):
+            manifest = read_manifest_file(manifest_path)
+        except UasbenchError:
             continue
-        if manifest.get("complete") is True:
-            found[identity_key(manifest)] = manifest_path.parent
+        found[identity_key(manifest.to_dict())] = manifest_path.parent
     return found
 
 
@@ -199,8 +198,8 @@ def run_job(job: Job) -> Path:
         except BaseException:
             traceback.print_exc(file=log)
             raise
-        manifest = json.loads((run_dir / MANIFEST).read_text())
-        if identity_key(manifest) != identity_key(job.identity):
+        manifest = read_manifest(run_dir)
+        if identity_key(manifest.to_dict()) != identity_key(job.identity):
             raise UasbenchError(f"run {run_dir} does not match its job {job.name} (did the data or split "
                                 "change while the benchmark ran?)")
         print(f"run directory: {run_dir}", flush=True)

@@ -21,7 +21,8 @@ import pandas as pd
 from uasbench.choices import EVALUATION_PROTOCOLS as PROTOCOLS
 from uasbench.choices import FORMATS, SPREADS, TABLES, THRESHOLDS
 from uasbench.errors import UasbenchError, UsageError
-from uasbench.results import manifest_paths, official_metrics
+from uasbench.manifest import MANIFEST, RunManifest
+from uasbench.results import METRICS_JSON, manifest_paths, official_metrics
 from uasbench.evaluation.metrics import Summary, summarize
 from uasbench.evaluation.official import KEY as OFFICIAL_KEY
 from uasbench.evaluation.official import NOTE as OFFICIAL_NOTE
@@ -92,24 +93,25 @@ def collect_runs(results_dir: Path, protocol: str = "project",
     for manifest_path in manifest_paths(results_dir):  # hidden staging folders hold no finished run
         run_dir = manifest_path.parent
         try:
-            manifest = read_json(manifest_path)
+            stored = read_json(manifest_path)
         except UasbenchError as exc:
             skipped.append((str(run_dir), str(exc)))
             continue
-        if manifest.get("complete") is not True or not (run_dir / "metrics.json").is_file():
+        if stored.get("complete") is not True or not (run_dir / METRICS_JSON).is_file():
             ignored.append(str(run_dir))
             continue
         try:
+            manifest = RunManifest.from_dict(stored, MANIFEST)
             metrics = _checked_run(run_dir, manifest, protocol)
         except UasbenchError as exc:
             skipped.append((str(run_dir), str(exc)))
             continue
-        base = {k: manifest[k] for k in ("method", "pair", "profile", "seed")} | {"run": str(run_dir)}
-        base["variant"] = variant_label(manifest["profile"], manifest.get("overrides") or {})
-        base["input_only"] = manifest.get("train_modalities") == ["input"]
-        base["benchmark"] = json.dumps([manifest.get("data_fingerprint"), manifest.get("postprocess")],
-                                       sort_keys=True)
-        base["split"] = manifest.get("split_sha256")
+        base = {"method": manifest.method, "pair": manifest.pair, "profile": manifest.profile,
+                "seed": manifest.seed, "run": str(run_dir)}
+        base["variant"] = variant_label(manifest.profile, manifest.override_values)
+        base["input_only"] = manifest.train_modalities == ["input"]
+        base["benchmark"] = json.dumps([manifest.data_fingerprint, manifest.postprocess], sort_keys=True)
+        base["split"] = manifest.split_sha256
         base["empty_predictions"] = len(metrics.get("empty_predictions", []))
         subjects = tuple(metrics.get("subjects", ()))
         for threshold, per_metric in metrics["metrics"].items():
@@ -137,7 +139,7 @@ def collect_runs(results_dir: Path, protocol: str = "project",
     return df
 
 
-def _checked_run(run_dir: Path, manifest: dict[str, Any], protocol: str) -> dict[str, Any]:
+def _checked_run(run_dir: Path, manifest: RunManifest, protocol: str) -> dict[str, Any]:
     """The run's metrics after ``validation``'s checks of its manifest, checkpoint and metrics; UasbenchError
     with the reason to skip it otherwise."""
     problem = validation.manifest_problem(manifest, run_dir) or validation.checkpoint_problem(manifest, run_dir)
@@ -146,11 +148,11 @@ def _checked_run(run_dir: Path, manifest: dict[str, Any], protocol: str) -> dict
     if protocol == OFFICIAL:
         metrics = official_metrics(run_dir, manifest)
     else:
-        metrics = read_json(run_dir / "metrics.json")
+        metrics = read_json(run_dir / METRICS_JSON)
         if "metrics" not in metrics:
-            raise UasbenchError(f"{run_dir / 'metrics.json'} lacks metrics")
+            raise UasbenchError(f"{run_dir / METRICS_JSON} lacks metrics")
         if "per_subject" not in metrics or "subjects" not in metrics:
-            raise UasbenchError(f"{run_dir / 'metrics.json'} has no per-subject values (older format): "
+            raise UasbenchError(f"{run_dir / METRICS_JSON} has no per-subject values (older format): "
                                 f"run `uasbench evaluate {run_dir}` to rewrite it")
     problem = validation.metrics_problem(metrics)
     if problem:

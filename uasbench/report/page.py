@@ -25,11 +25,13 @@ import pandas as pd
 from uasbench.errors import UasbenchError
 from uasbench.evaluation.official import PROTOCOL as OFFICIAL
 from uasbench.files import write_text_atomic
+from uasbench.manifest import RunManifest
 from uasbench.report import leaderboard as lb
 from uasbench.report import statistics as st
+from uasbench.results import CHECKPOINT, MANIFEST, METRICS_CSV, METRICS_JSON, SCORES
 
 PAGE_NAME = "index.html"
-RUN_FILES = ("manifest.json", "metrics.json", "metrics.csv", "scores.npz", "checkpoint.pt")
+RUN_FILES = (MANIFEST, METRICS_JSON, METRICS_CSV, SCORES, CHECKPOINT)
 GRID_NOTE = ("Thresholds are searched over 1000 quantiles of each method's in-mask scores (the official code "
              "uses k/1000 for k < 100 on min-max normalised maps, reproduced in its own section). Tumour "
              "outside the evaluation mask counts as missed.")
@@ -189,7 +191,7 @@ def _read_loss(path: Path) -> pd.DataFrame | None:
 
 def _provenance(df: pd.DataFrame, page_dir: Path) -> str:
     runs = lb.labelled(df).drop_duplicates("run").sort_values(["pair", "sort", "seed"])
-    rows = [_provenance_row(Path(r.run), lb.read_json(Path(r.run) / "manifest.json"), page_dir)
+    rows = [_provenance_row(Path(r.run), RunManifest.from_dict(lb.read_json(Path(r.run) / MANIFEST)), page_dir)
             for r in runs.itertuples()]
     header = ["Run", "Method", "Pair", "Seed", "Settings", "Data fingerprint", "Split SHA-256", "Code revision",
               "Device", "Wall time (s)", "Versions", "Files"]
@@ -199,24 +201,27 @@ def _provenance(df: pd.DataFrame, page_dir: Path) -> str:
             '<p class="note">Links are relative to this page: keep it beside the results folder it was made from.</p>')
 
 
-def _provenance_row(run: Path, manifest: dict[str, Any], page_dir: Path) -> list[str]:
+def _provenance_row(run: Path, manifest: RunManifest, page_dir: Path) -> list[str]:
     def esc(value: Any) -> str:
         return html.escape(str(value))
 
     def link(target: Path, text: str) -> str:
         return f'<a href="{quote(os.path.relpath(target.resolve(), page_dir))}">{esc(text)}</a>'
 
-    device = manifest.get("device", {})
+    def known(value: str | None) -> str:
+        return "unknown" if value is None else value
+
+    device = manifest.device or {}
     device_text = " ".join(str(device[k]) for k in ("type", "gpu", "cpu") if device.get(k))
     if device.get("torch_threads"):
         device_text += f", {device['torch_threads']} threads"
-    times = ", ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in manifest.get("wall_times_s", {}).items())
-    versions = ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items())
+    times = ", ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in (manifest.wall_times_s or {}).items())
+    versions = ", ".join(f"{k} {v}" for k, v in (manifest.versions or {}).items())
     present = [run / name for name in RUN_FILES if (run / name).is_file()] + sorted(run.glob("loss_*.csv"))
-    split = str(manifest.get("split_sha256", ""))
-    return [link(run, run.name), esc(manifest.get("method")), esc(manifest.get("pair")), esc(manifest.get("seed")),
-            esc(lb.variant_label(manifest.get("profile", ""), manifest.get("overrides") or {})),
-            f"<code>{esc(manifest.get('data_fingerprint', 'unknown'))}</code>",
+    split = manifest.split_sha256 or ""
+    return [link(run, run.name), esc(manifest.method), esc(manifest.pair), esc(manifest.seed),
+            esc(lb.variant_label(manifest.profile, manifest.override_values)),
+            f"<code>{esc(known(manifest.data_fingerprint))}</code>",
             f'<code title="{esc(split)}">{esc(split[:12])}</code>',
-            f"<code>{esc(manifest.get('code_revision', 'unknown'))}</code>", esc(device_text), esc(times),
+            f"<code>{esc(known(manifest.code_revision))}</code>", esc(device_text), esc(times),
             esc(versions), " ".join(link(f, f.name) for f in present)]
