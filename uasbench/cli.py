@@ -193,6 +193,7 @@ def benchmark(
     from uasbench.benchmark.config import load_config, slurm_settings
     from uasbench.benchmark.cost import cost_table, grid_costs
     from uasbench.benchmark.executors import make_executor
+    from uasbench.report.grid_report import write_grid_report
 
     from uasbench.files import check_output_folder
 
@@ -216,11 +217,11 @@ def benchmark(
             return
         screen = Console(file=sys.stdout)  # bound now: a serial job sends sys.stdout to its log while it runs
         if report_only:
-            written = grid.report_only(bench, folder, screen)
+            written = grid.report_only(bench, folder, screen, write_grid_report)
         else:
             runner = make_executor(executor.value, jobs=jobs, slurm=slurm, folder=folder / ".submitit",
                                    name=f"uasbench-{bench.name}")
-            written = grid.run_grid(bench, folder, runner, screen)
+            written = grid.run_grid(bench, folder, runner, screen, write_grid_report)
         _say(f"wrote {len(written)} report files to {folder / grid.REPORT}")
 
 

@@ -20,7 +20,7 @@ from uasbench.checkpoints import load_checkpoint
 from uasbench.errors import UasbenchError
 from uasbench.manifest import RunManifest
 from uasbench.modalities import Pair
-from uasbench.results import CHECKPOINT
+from uasbench.results import CHECKPOINT, METRICS_JSON
 
 #: Each metric's allowed range (inclusive); a metric not listed must only be finite.
 METRIC_RANGES: dict[str, tuple[float, float]] = {
@@ -77,23 +77,23 @@ def metrics_problem(metrics: dict[str, Any]) -> str | None:
     range (Dice, Jaccard, precision, recall, AUROC, AUPRC in [0, 1]; ASSD >= 0), or None. Undefined values
     are stored as null and stay allowed."""
     if not isinstance(metrics.get("metrics"), dict):
-        return "metrics.json lacks metrics"
+        return f"{METRICS_JSON} lacks metrics"
     for threshold, per_metric in metrics["metrics"].items():
         if not isinstance(per_metric, dict):
-            return f"metrics.json: metrics.{threshold} is not an object"
+            return f"{METRICS_JSON}: metrics.{threshold} is not an object"
         for metric, summary in per_metric.items():
             if not isinstance(summary, dict):
-                return f"metrics.json: {threshold}/{metric} is not an object"
+                return f"{METRICS_JSON}: {threshold}/{metric} is not an object"
             values = [summary.get(k) for k in _SUMMARY_VALUES if k in summary]
             per_subject = (metrics.get("per_subject") or {}).get(threshold, {}).get(metric, [])
             if not isinstance(per_subject, list):
-                return f"metrics.json: per-subject {threshold}/{metric} is not a list"
+                return f"{METRICS_JSON}: per-subject {threshold}/{metric} is not a list"
             for value in values[:1] + values[2:] + per_subject:  # the std has no upper bound of its own
                 problem = _value_problem(metric, value)
                 if problem:
-                    return f"metrics.json: {threshold}/{metric} {problem}"
+                    return f"{METRICS_JSON}: {threshold}/{metric} {problem}"
             if len(values) > 1 and values[1] is not None and not _finite_number(values[1]):
-                return f"metrics.json: {threshold}/{metric} std {values[1]!r} is not a finite number"
+                return f"{METRICS_JSON}: {threshold}/{metric} std {values[1]!r} is not a finite number"
     return None
 
 
