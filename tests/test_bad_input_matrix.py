@@ -20,7 +20,7 @@ import torch
 
 from test_brats_loader import write_case
 from test_layouts import CARD_ERRORS
-from uasbench.benchmark.run import RunSpec, run_benchmark
+from uasbench.benchmark.run import RunSpec, run_one
 from uasbench.modalities import Pair
 from uasbench.results import MANIFEST, METRICS_JSON, SCORES, manifest_paths
 
@@ -61,9 +61,9 @@ def world(tmp_path_factory) -> World:
     healthy = root / "healthy_test.csv"
     healthy.write_text("subject,split\nSYN_000,train\nSYN_001,train\nSYN_003,val\nSYN_005,test\n")
     common = dict(pair=Pair.parse("fl-t2"), device="cpu", data_root=data, split_file=split, n_bootstrap=20)
-    run, _ = run_benchmark(RunSpec(method="intensity", out=root / "results", **common), log=lambda _: None)
+    run, _ = run_one(RunSpec(method="intensity", out=root / "results", **common), log=lambda _: None)
     trained = root / "trained"
-    run_benchmark(RunSpec(method="ae", out=trained, overrides={"iterations": 2}, **common), log=lambda _: None)
+    run_one(RunSpec(method="ae", out=trained, overrides={"iterations": 2}, **common), log=lambda _: None)
     readonly = root / "readonly"
     readonly.mkdir()
     readonly.chmod(0o555)

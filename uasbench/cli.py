@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - typer with click as a dependency
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
 if TYPE_CHECKING:  # the CLI imports its layers lazily so that `uasbench --help` stays fast
-    from uasbench.evaluation.protocol import EvaluationResult
+    from uasbench.evaluation.evaluate import EvaluationResult
     from uasbench.manifest import RunManifest
 
 class _OneLineUsageErrors(typer.core.TyperGroup):
@@ -150,10 +150,10 @@ def run(
     preset: Annotated[Optional[str], typer.Option(help="A named set of test-time fields, e.g. fast (README).")] = None,
 ) -> None:
     """Train a method on healthy slices, score validation and test slices, evaluate, write a run directory."""
-    from uasbench.data.preprocess import Protocol
+    from uasbench.data.preprocess import Preparation
     from uasbench.evaluation.postprocess import PostProcess
     from uasbench.modalities import Pair
-    from uasbench.benchmark.run import RunSpec, run_benchmark, validate_spec
+    from uasbench.benchmark.run import RunSpec, run_one, validate_spec
     from uasbench.registry import get_method
 
     with _user_errors():
@@ -164,11 +164,11 @@ def run(
             overrides = {**get_method(method).preset_overrides(preset, profile), **overrides}
         spec = RunSpec(method=method, pair=Pair.parse(pair), profile=profile, seed=seed, device=device,
                        data_root=data, layout=layout, card=card, split_file=split, out=out, overrides=overrides,
-                       protocol=Protocol(normalisation=normalisation.value),
+                       protocol=Preparation(normalisation=normalisation.value),
                        post=PostProcess(erode_brain_px=erode_brain, median_size=median),
                        on_bad_case="skip" if skip_bad_cases else "stop")
         validate_spec(spec)
-        run_dir, result = run_benchmark(spec, log=_say)
+        run_dir, result = run_one(spec, log=_say)
         _print_summary(f"{method} {spec.pair} ({profile}, seed {seed})", result)
         _say(f"run directory: {run_dir}")
 
@@ -335,7 +335,8 @@ def leaderboard(
     """Aggregate finished runs into the paper's Table 1 or Table 2 layout, with per-subject CIs and significance
     marks, or publish them all as one self-contained HTML page (--format html)."""
     from uasbench.files import check_output_file, write_text_atomic
-    from uasbench.report.leaderboard import collect_runs, render
+    from uasbench.report.leaderboard import render
+    from uasbench.report.runs import collect_runs
 
     with _user_errors():
         if not results_dir.is_dir():
@@ -451,10 +452,10 @@ def data_prepare(
 ) -> None:
     """Build the preprocessed slice cache once (e.g. before a cluster array job), as `run` would on first use."""
     from uasbench.data.benchmark_data import open_dataset_cache
-    from uasbench.data.preprocess import Protocol
+    from uasbench.data.preprocess import Preparation
 
     with _user_errors():
-        _, cache = open_dataset_cache(data, Protocol(normalisation=normalisation.value),
+        _, cache = open_dataset_cache(data, Preparation(normalisation=normalisation.value),
                                       on_bad_case="skip" if skip_bad_cases else "stop", layout=layout, card=card)
         _say(f"slice cache {cache.path}: {len(cache.subjects)} cases ready")
         for problem in cache.bad_cases.values():
@@ -478,7 +479,7 @@ def data_split(
 ) -> None:
     """Write a split file: the seeded default split of a dataset (as `run` uses it), or one made from subject lists."""
     from uasbench.data.benchmark_data import dataset_subjects, open_dataset_cache, seeded_rule
-    from uasbench.data.preprocess import Protocol
+    from uasbench.data.preprocess import Preparation
     from uasbench.data.splits import assignment_from_lists, write_split_csv
     from uasbench.files import check_output_file
 
@@ -490,7 +491,7 @@ def data_split(
         if data is not None or train_list is None:
             subjects = dataset_subjects(data, layout=layout, card=card)
         if train_list is None:
-            cache = open_dataset_cache(data, Protocol())[1] if data is not None else None  # as `run` splits
+            cache = open_dataset_cache(data, Preparation())[1] if data is not None else None  # as `run` splits
             assignment = seeded_rule(data, cache)[0](subjects, seed)
         else:
             assignment = assignment_from_lists(train_list, test_list, val=val_list, val_last=val_last,

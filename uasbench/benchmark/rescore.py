@@ -20,7 +20,7 @@ from typing import Any
 from uasbench.benchmark.run import evaluate_scores, provenance, read_loss_logs, score_splits, write_run_directory
 from uasbench.errors import UasbenchError, UsageError
 from uasbench.evaluation.postprocess import PostProcess
-from uasbench.evaluation.protocol import EvaluationResult
+from uasbench.evaluation.evaluate import EvaluationResult
 from uasbench.files import check_output_folder
 from uasbench.manifest import MANIFEST, MANIFEST_VERSION, RunManifest
 from uasbench.method import AnomalyMethod, MethodConfig, resolve_device, test_time_fields, training_fields

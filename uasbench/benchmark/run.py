@@ -23,11 +23,11 @@ from typing import Any
 import torch
 
 from uasbench.data.benchmark_data import load_benchmark_data
-from uasbench.data.preprocess import Protocol
+from uasbench.data.preprocess import Preparation
 from uasbench.data.slices import BenchmarkData, SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.evaluation.postprocess import PostProcess
-from uasbench.evaluation.protocol import EvaluationResult, evaluate
+from uasbench.evaluation.evaluate import EvaluationResult, evaluate
 from uasbench.files import (atomic_write, check_output_folder, locked, make_folder, write_bytes_atomic,
                             write_text_atomic)
 from uasbench.manifest import MANIFEST_VERSION, RunManifest
@@ -56,7 +56,7 @@ class RunSpec:
     split_file: Path | None = None
     out: Path = Path("results")
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
-    protocol: Protocol = Protocol()
+    protocol: Preparation = Preparation()
     post: PostProcess = PostProcess()
     on_bad_case: str = "stop"
     n_bootstrap: int = 1000
@@ -71,7 +71,7 @@ def validate_spec(spec: RunSpec) -> tuple[type[AnomalyMethod], Any, torch.device
     return method_cls, config, device
 
 
-def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> tuple[Path, EvaluationResult]:
+def run_one(spec: RunSpec, log: Callable[[str], None] = print) -> tuple[Path, EvaluationResult]:
     """Run one method end to end and write a complete run directory; return its path and the result."""
     method_cls, config, device = validate_spec(spec)
     timings: dict[str, float] = {}

@@ -25,7 +25,7 @@ import torch
 import nibabel as nib
 
 from uasbench.data.brats import BadCaseError, Scan, open_scan
-from uasbench.data.preprocess import Protocol, prepare_slices, resize
+from uasbench.data.preprocess import Preparation, prepare_slices, resize
 from uasbench.data.slices import SliceSet
 from uasbench.data.spatial import SpatialRecord, standard_shape, standardise
 from uasbench.errors import UasbenchError, UsageError
@@ -50,7 +50,7 @@ class TrainedRun:
     path: Path
     manifest: RunManifest
     pair: Pair
-    protocol: Protocol
+    protocol: Preparation
     post: PostProcess
     thresholds: dict[str, dict[str, Any]]
 
@@ -88,15 +88,15 @@ class TrainedRun:
         return get_method(self.manifest.method).load(self.path / CHECKPOINT, device=resolve_device(device))
 
 
-def _recorded_protocol(manifest: RunManifest, run_dir: Path) -> Protocol:
+def _recorded_protocol(manifest: RunManifest, run_dir: Path) -> Preparation:
     if manifest.preparation is None:
         raise UasbenchError(f"run {run_dir}: its manifest records no preprocessing protocol; it was not written "
                             "by `uasbench run`")
     try:
-        protocol = Protocol.from_dict(manifest.preparation)
+        protocol = Preparation.from_dict(manifest.preparation)
     except TypeError as exc:
         raise UasbenchError(f"run {run_dir}: its preprocessing protocol is not one this uasbench knows ({exc})") from None
-    current = Protocol()
+    current = Preparation()
     if (protocol.name, protocol.version) != (current.name, current.version):
         raise UasbenchError(f"run {run_dir} used protocol {protocol.name} v{protocol.version}; this uasbench "
                             f"implements {current.name} v{current.version}: train the run again")
@@ -117,7 +117,7 @@ def parse_threshold(text: str) -> str | float:
     return value
 
 
-def slices_to_score(slices: str, protocol: Protocol, depth: int) -> range:
+def slices_to_score(slices: str, protocol: Preparation, depth: int) -> range:
     """The axial slices to score: the protocol's slab or every slice of the scan."""
     return protocol.z_values if slices == "protocol" else range(depth)
 
@@ -172,7 +172,7 @@ def to_scan_grid(maps: np.ndarray, brain: np.ndarray, scan_brain: np.ndarray,
     return np.where(inside, resize(processed, shape, mode="bilinear"), 0).astype(np.float32), inside
 
 
-def standard_depth(scan: Scan, protocol: Protocol) -> int:
+def standard_depth(scan: Scan, protocol: Preparation) -> int:
     """How many axial slices the scan has once on the run's spatial standard (headers only)."""
     return standard_shape({scan.modality: scan.image}, protocol.spatial)[2]
 

@@ -15,7 +15,8 @@ def write_grid_report(config: BenchmarkConfig, out: Path, runs: list[Path], fold
     """Leaderboards in every format (Table 1 per pair; Table 2 when there are several pairs) for each of the
     benchmark's thresholds, and the comparison figure of each pair, into ``folder`` (inside ``out``)."""
     from uasbench.report.figures import figure_from_runs  # matplotlib: only when a report is written
-    from uasbench.report.leaderboard import collect_runs, render
+    from uasbench.report.leaderboard import render
+    from uasbench.report.runs import collect_runs
 
     frame = collect_runs(out)
     frame = frame[frame["run"].isin({str(r) for r in runs})]
