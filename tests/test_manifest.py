@@ -59,3 +59,11 @@ def test_reading_a_file_checks_the_complete_flag_and_required_keys(tmp_path):
     path.write_text(json.dumps({k: v for k, v in OLD.items() if k != "postprocess"}))
     with pytest.raises(UasbenchError, match="lacks postprocess"):
         read_manifest_file(path, required=("postprocess",))
+
+
+def test_every_field_has_its_place_in_the_stored_order():
+    from dataclasses import fields
+
+    from uasbench.manifest import _ORDER
+
+    assert set(_ORDER) == {f.name for f in fields(RunManifest)} - {"extra", "complete"}

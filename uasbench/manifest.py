@@ -28,6 +28,11 @@ MANIFEST_VERSION = 2
 #: Attribute -> stored key, where the two differ.
 _STORED_AS = {"preparation": "protocol"}
 _ATTRIBUTE = {key: name for name, key in _STORED_AS.items()}
+#: The order of the stored keys (as runs wrote them before the type existed), then ``extra``, then ``complete``.
+_ORDER = ("manifest_version", "method", "method_source", "profile", "overrides", "config", "pair", "train_modalities",
+          "test_modalities", "seed", "data_root", "data_fingerprint", "split_file", "split_sha256", "preparation",
+          "postprocess", "data_report", "counts", "versions", "code_revision", "device", "wall_times_s", "created",
+          "workdir", "rescored_from", "rescored_fields")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,12 +76,7 @@ class RunManifest:
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest as stored: ``manifest_version`` first, ``complete`` last, unset fields left out."""
-        stored: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("extra", "complete") or value is None:
-                continue
-            stored[_STORED_AS.get(f.name, f.name)] = value
+        stored = {_STORED_AS.get(name, name): getattr(self, name) for name in _ORDER if getattr(self, name) is not None}
         return {**stored, **self.extra, "complete": self.complete}
 
     @classmethod
