@@ -181,7 +181,7 @@ CASES = [
     ("evaluate-readonly-run", _evaluate_readonly_run, 1, "is not writable (permission denied)"),
     ("evaluate-manifest-list", _evaluate_broken_manifest("list", "[1, 2]"), 1, "holds a JSON list, not a run manifest"),
     ("evaluate-manifest-no-postprocess", _evaluate_broken_manifest(
-        "no-postprocess", json.dumps({"complete": True, "method": "intensity", "pair": "fl-t2", "seed": 0})), 1,
+        "no-postprocess", json.dumps({"complete": True, "method": "intensity", "pair": "fl-t2", "profile": "quick", "seed": 0})), 1,
      "lacks postprocess"),
     ("evaluate-random-scores", _evaluate_random_scores, 1, "not a .npz archive"),
     ("figure-examples-0", lambda w: (["figure", str(w.intensity_run.parent), "--examples", "0",
