@@ -78,10 +78,10 @@ def bare_read(images: dict[str, Path], label: Path | None) -> None:
 
 def prepare_case(images: dict[str, Path], label: Path | None, standard) -> object:
     """Read, bring onto the spatial standard, and cut the protocol's slices of every image."""
-    from uasbench.data.preprocess import Protocol, prepare_slices
+    from uasbench.data.preprocess import Preparation, prepare_slices
     from uasbench.data.spatial import standardise
 
-    protocol = Protocol(spatial=standard)
+    protocol = Preparation(spatial=standard)
     std = standardise({m: nib.load(p) for m, p in images.items()}, nib.load(label) if label else None, None,
                       standard)
     depth = next(iter(std.images.values())).shape[2]
@@ -148,7 +148,7 @@ def main() -> None:
 
         from uasbench.data.cache import open_cache
         from uasbench.data.layouts import open_dataset
-        from uasbench.data.preprocess import Protocol
+        from uasbench.data.preprocess import Preparation
 
         if args.phantom:
             from uasbench.data.benchmark_data import dataset
@@ -170,7 +170,7 @@ def main() -> None:
                 os.environ["UASBENCH_CACHE_DIR"] = str(Path(tmp) / f"cache{rep}")  # cold, never the user's
                 start = time.perf_counter()
                 data = open_dataset(folders[0].parent)
-                open_cache(dataclasses.replace(data, cases=data.cases[: len(folders)]), Protocol(), progress=False,
+                open_cache(dataclasses.replace(data, cases=data.cases[: len(folders)]), Preparation(), progress=False,
                            workers=args.workers)
                 times["prepare"].append(time.perf_counter() - start)
         best = {name: min(t) for name, t in times.items()}

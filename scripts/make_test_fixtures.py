@@ -43,7 +43,7 @@ class Cut:
 
 
 CUTS = {
-    # The protocol's slices (uasbench.data.preprocess.Protocol) and one slice above them with tumour in both
+    # The protocol's slices (uasbench.data.preprocess.Preparation) and one slice above them with tumour in both
     # cases, so that `predict --slices all` has real tissue outside the protocol.
     "brats": Cut("slab", z_slabs=((70, 90), (100, 101))),
     "ixi": Cut("stride", step=2),

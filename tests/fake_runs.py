@@ -10,7 +10,7 @@ import numpy as np
 
 from uasbench.data.slices import SliceSet
 from uasbench.evaluation.postprocess import PostProcess
-from uasbench.evaluation.protocol import evaluate
+from uasbench.evaluation.evaluate import evaluate
 from uasbench.results import ScoredSplits
 
 SIZE = 32

@@ -20,7 +20,7 @@ import torch
 
 from test_brats_loader import write_case
 from test_layouts import CARD_ERRORS
-from uasbench.benchmark.run import RunSpec, run_benchmark
+from uasbench.benchmark.run import RunSpec, run_one
 from uasbench.modalities import Pair
 from uasbench.results import MANIFEST, METRICS_JSON, SCORES, manifest_paths
 
@@ -61,9 +61,9 @@ def world(tmp_path_factory) -> World:
     healthy = root / "healthy_test.csv"
     healthy.write_text("subject,split\nSYN_000,train\nSYN_001,train\nSYN_003,val\nSYN_005,test\n")
     common = dict(pair=Pair.parse("fl-t2"), device="cpu", data_root=data, split_file=split, n_bootstrap=20)
-    run, _ = run_benchmark(RunSpec(method="intensity", out=root / "results", **common), log=lambda _: None)
+    run, _ = run_one(RunSpec(method="intensity", out=root / "results", **common), log=lambda _: None)
     trained = root / "trained"
-    run_benchmark(RunSpec(method="ae", out=trained, overrides={"iterations": 2}, **common), log=lambda _: None)
+    run_one(RunSpec(method="ae", out=trained, overrides={"iterations": 2}, **common), log=lambda _: None)
     readonly = root / "readonly"
     readonly.mkdir()
     readonly.chmod(0o555)
@@ -181,7 +181,7 @@ CASES = [
     ("evaluate-readonly-run", _evaluate_readonly_run, 1, "is not writable (permission denied)"),
     ("evaluate-manifest-list", _evaluate_broken_manifest("list", "[1, 2]"), 1, "holds a JSON list, not a run manifest"),
     ("evaluate-manifest-no-postprocess", _evaluate_broken_manifest(
-        "no-postprocess", json.dumps({"complete": True, "method": "intensity", "pair": "fl-t2", "seed": 0})), 1,
+        "no-postprocess", json.dumps({"complete": True, "method": "intensity", "pair": "fl-t2", "profile": "quick", "seed": 0})), 1,
      "lacks postprocess"),
     ("evaluate-random-scores", _evaluate_random_scores, 1, "not a .npz archive"),
     ("figure-examples-0", lambda w: (["figure", str(w.intensity_run.parent), "--examples", "0",

@@ -17,6 +17,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from uasbench.benchmark import grid
+from uasbench.report.grid_report import write_grid_report
 from uasbench.benchmark.config import SlurmSettings, load_config
 from uasbench.benchmark.cost import SliceCounts, cost_table, forward_flops, grid_costs, job_cost
 from uasbench.benchmark.executors import LocalExecutor, SlurmExecutor
@@ -271,7 +272,7 @@ def test_slurm_executor_through_submitits_local_executor(bench_dir, tmp_path):
     config = load_config(_config(bench_dir, ONLY_INTENSITY, "intensity.toml"))
     out = tmp_path / "out"
     executor = SlurmExecutor(SlurmSettings(gpus_per_job=0), out / ".submitit", cluster="local", poll_s=0.2)
-    written = grid.run_grid(config, out, executor, Console(file=open(os.devnull, "w")))
+    written = grid.run_grid(config, out, executor, Console(file=open(os.devnull, "w")), write_grid_report)
     assert sorted(_runs(out)) == ["intensity_fl-t2_quick_s0", "intensity_fl-t2_quick_s1"]
     assert (out / grid.REPORT / "leaderboard_metrics_val_dice.md") in written
 

@@ -13,11 +13,11 @@ from uasbench.data.benchmark_data import load_benchmark_data
 from uasbench.data.layouts import open_dataset
 from uasbench.data.phantom import write_phantom_dataset
 from uasbench.data.cache import data_fingerprint, open_cache, open_phantom_cache, pack, phantom_cache_exists, unpack
-from uasbench.data.preprocess import Protocol
+from uasbench.data.preprocess import Preparation
 from uasbench.errors import UasbenchError
 from uasbench.modalities import Pair
 
-SMALL = Protocol(size=8)
+SMALL = Preparation(size=8)
 PAIR = Pair("flair", "t2")
 
 
@@ -47,7 +47,7 @@ def test_real_cases_with_a_user_split(tmp_path, cache_dir, real_brats_root):
     assert len(data.val) == 0 and len(data.val_healthy) == 0 and data.val.x.shape == (0, 128, 128)
     assert data.report["warnings"] == ["val set is empty"]
     assert data.split_path == str(split) and len(data.split_sha256) == 64
-    assert data.protocol == Protocol().to_dict()
+    assert data.protocol == Preparation().to_dict()
     # paper normalisation: brain z-scored around 0, background exactly 0
     x, brain = data.test.x[0], data.test.brain[0]
     assert abs(float(x[brain].mean())) < 1.0 and np.all(x[~brain] == 0)
@@ -89,7 +89,7 @@ def test_cache_is_memory_mapped_and_reused(tmp_path, cache_dir):
 def test_changed_protocol_or_data_never_reuses_a_stale_cache(tmp_path, cache_dir):
     root = _dataset(tmp_path / "d", 3)
     first = load_benchmark_data(root, PAIR, protocol=SMALL, progress=False)
-    official = load_benchmark_data(root, PAIR, protocol=Protocol(size=8, normalisation="official"), progress=False)
+    official = load_benchmark_data(root, PAIR, protocol=Preparation(size=8, normalisation="official"), progress=False)
     assert official.fingerprint != first.fingerprint
     assert np.allclose(official.train.x[~official.train.brain], -3)
     # rewrite one file with different content: size/mtime change, so the cache is rebuilt from it
@@ -165,7 +165,7 @@ def test_phantom_generated_straight_into_the_cache_equals_its_files(tmp_path, ca
     from_files = open_cache(open_dataset(root), SMALL, progress=False, workers=1)
     assert not phantom_cache_exists(1, 3, SMALL)  # what decides whether "Preparing ... (first use only)" shows
     direct = open_phantom_cache(1, 3, SMALL, progress=False, workers=1)
-    assert phantom_cache_exists(1, 3, SMALL) and not phantom_cache_exists(1, 3, Protocol())
+    assert phantom_cache_exists(1, 3, SMALL) and not phantom_cache_exists(1, 3, Preparation())
     assert direct.path != from_files.path and direct.subjects == from_files.subjects == ["UASPH_00000"]
     for name in ("img", "brain", "seg", "area"):
         assert direct._load("UASPH_00000", name).tobytes() == from_files._load("UASPH_00000", name).tobytes()

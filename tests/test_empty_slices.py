@@ -12,7 +12,7 @@ from sklearn.metrics import f1_score
 from uasbench.data.slices import SliceSet
 from uasbench.evaluation.metrics import overlap, pooled_ranking_metrics, ranking_metrics, segmentation_metrics
 from uasbench.evaluation.postprocess import PostProcess, apply_postprocess
-from uasbench.evaluation.protocol import evaluate
+from uasbench.evaluation.evaluate import evaluate
 from uasbench.evaluation.thresholds import candidate_grid, dice_curve, dice_optimal
 
 SIZE = 8

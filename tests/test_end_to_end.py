@@ -17,8 +17,8 @@ from uasbench.cli import app
 from uasbench.data.phantom import write_phantom_dataset
 from uasbench.modalities import Pair
 from uasbench.results import CHECKPOINT, MANIFEST, METRICS_CSV, METRICS_JSON, SCORES, ScoredSplits
-from uasbench.benchmark.run import RunSpec, run_benchmark
-from uasbench.evaluation.protocol import evaluate
+from uasbench.benchmark.run import RunSpec, run_one
+from uasbench.evaluation.evaluate import evaluate
 
 pytestmark = pytest.mark.slow
 cli = CliRunner()
@@ -96,7 +96,7 @@ def test_every_method_runs_end_to_end(tiny_phantom, tmp_path, method, pair):
     data, split = tiny_phantom
     spec = RunSpec(method=method, pair=Pair.parse(pair), profile="quick", device="cpu", data_root=data,
                    split_file=split, out=tmp_path, overrides={"iterations": 4}, n_bootstrap=50)
-    run_dir, result = run_benchmark(spec, log=lambda msg: None)
+    run_dir, result = run_one(spec, log=lambda msg: None)
     scored = ScoredSplits.load(run_dir / SCORES)
     assert scored.test_maps.shape == scored.test.x.shape
     assert np.isfinite(scored.test_maps).all() and np.isfinite(scored.val_maps).all()
@@ -138,14 +138,14 @@ def test_data_prepare_builds_the_cache_runs_reuse_and_reports_bad_cases(tmp_path
 
     from uasbench.data.cache import open_cache
     from uasbench.data.layouts import open_dataset
-    from uasbench.data.preprocess import Protocol
+    from uasbench.data.preprocess import Preparation
 
     data = tmp_path / "data"
     shutil.copytree(real_brats_root, data, ignore=shutil.ignore_patterns("*.md", "SHA256SUMS"))
     made = cli.invoke(app, ["data", "prepare", str(data), "--normalisation", "official"])
     assert made.exit_code == 0, made.output
     assert "2 cases ready" in made.output
-    cache = open_cache(open_dataset(data), Protocol(normalisation="official"), progress=False)
+    cache = open_cache(open_dataset(data), Preparation(normalisation="official"), progress=False)
     assert str(cache.path) in made.output  # a run finds the cache the command built
     (data / "TCGA-DU-7294" / "TCGA-DU-7294_t1.nii.gz").unlink()
     stopped = cli.invoke(app, ["data", "prepare", str(data)])

@@ -12,7 +12,7 @@ import pytest
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.evaluation.postprocess import PostProcess
-from uasbench.evaluation.protocol import evaluate
+from uasbench.evaluation.evaluate import evaluate
 from uasbench.report.figures import comparison_figure, figure_from_runs, pick_examples
 from uasbench.results import ScoredSplits
 

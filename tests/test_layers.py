@@ -23,17 +23,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("nn", ("uasbench.nn",)),
     ("methods", ("uasbench.registry", "uasbench.testing", PLUGINS)),
     ("evaluation", ("uasbench.evaluation",)),
-    ("results", ("uasbench.results", "uasbench.benchmark", "uasbench.predict")),
+    ("results", ("uasbench.results", "uasbench.manifest", "uasbench.benchmark", "uasbench.predict")),
     ("report", ("uasbench.report",)),
     ("cli", ("uasbench.cli", "uasbench.__main__", "uasbench")),  # the package root re-exports the public API
 ]
 
 #: Imports that break the order today, each with the change that removes it. Every entry must still exist
 #: (the test fails when one is gone, so the list only shrinks).
-KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    ("uasbench.benchmark.grid", "uasbench.report.figures"): "the grid writes its report: move to the report layer",
-    ("uasbench.benchmark.grid", "uasbench.report.leaderboard"): "the grid writes its report: move to the report layer",
-}
+KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {}
 
 
 def _module_name(path: Path) -> str:

@@ -19,7 +19,7 @@ from uasbench.data.inspect import inspect_dataset, looks_skull_stripped
 from uasbench.data.layouts import LAYOUT_NAMES, open_dataset
 from uasbench.data.layouts.base import BadCaseError, read_case
 from uasbench.data.phantom_layouts import _dataset_json, _files, write_phantom_in_layout
-from uasbench.data.preprocess import Protocol
+from uasbench.data.preprocess import Preparation
 from uasbench.errors import UasbenchError, UsageError
 from uasbench.modalities import MODALITIES, Pair
 
@@ -310,7 +310,7 @@ def test_real_non_brats_cases_are_prepared(tmp_path, real_ixi_root, real_mslub_r
         data = open_dataset(roots[name])
         out = tmp_path / name
         out.mkdir()
-        assert prepare_case(data, data.cases[0], Protocol(), out) is None
+        assert prepare_case(data, data.cases[0], Preparation(), out) is None
         with np.load(out / f"{data.cases[0].id}.npz") as stored:
             arrays = unpack(dict(stored))
         assert arrays["img"].shape == (modalities, 20, 128, 128) and arrays["brain"][0].any()
@@ -349,7 +349,7 @@ def _prepared(root: Path, normalisation: str, out: Path) -> dict[str, str]:
     out.mkdir()
     digests = {}
     for case in data.cases:
-        assert prepare_case(data, case, Protocol(normalisation=normalisation), out) is None
+        assert prepare_case(data, case, Preparation(normalisation=normalisation), out) is None
         with np.load(out / f"{case.id}.npz") as stored:
             digests[case.id] = _digest(unpack(dict(stored)))
     return digests
@@ -377,7 +377,7 @@ def test_real_brats_preparation_is_byte_identical_to_main(tmp_path, normalisatio
 def native_phantom(tmp_path_factory):
     """Two phantom subjects (0 healthy, 1 with a tumour) in BraTS2021 files, prepared: the reference."""
     root, _ = write_phantom_in_layout(tmp_path_factory.mktemp("native") / "ph", 2, 0, progress=False, workers=1)
-    return open_cache(open_dataset(root), Protocol(), progress=False, workers=1)
+    return open_cache(open_dataset(root), Preparation(), progress=False, workers=1)
 
 
 @pytest.mark.slow
@@ -393,7 +393,7 @@ def test_phantom_in_every_layout_and_orientation_prepares_to_the_same_slices(tmp
     data = open_dataset(root)
     assert data.layout == layout and written == n
     assert {"".join(nib.aff2axcodes(nib.load(p).affine)) for c in data.cases for p in c.files.values()} == {"RAS"}
-    cache = open_cache(data, Protocol(), progress=False, workers=1)
+    cache = open_cache(data, Preparation(), progress=False, workers=1)
     assert cache.modalities == EXPECTED[layout][0] and not cache.bad_cases
     for case, ref in zip(cache.subjects, native.subjects):
         for m in cache.modalities:
@@ -451,7 +451,7 @@ def test_ignored_labels_reach_the_slice_sets_and_never_the_training_set(tmp_path
         nib.save(nib.Nifti1Image(seg, np.eye(4)), tmp_path / "d" / label)
     split = tmp_path / "split.csv"
     split.write_text("subject,split\nUtrecht-0,train\nUtrecht-1,train\nUtrecht-2,val\nUtrecht-3,test\n")
-    protocol = Protocol(z_start=1, z_stop=5, size=6, spatial=SpatialStandard(orientation="RAS", fov_mm=(12.0, 12.0)))
+    protocol = Preparation(z_start=1, z_stop=5, size=6, spatial=SpatialStandard(orientation="RAS", fov_mm=(12.0, 12.0)))
     data = load_benchmark_data(tmp_path / "d", Pair.parse("fl-t1"), protocol=protocol, split_file=split,
                                progress=False, workers=1)
     assert sorted(zip(data.train.subjects, data.train.z.tolist())) == [

@@ -11,7 +11,9 @@ import pytest
 
 from uasbench.errors import UasbenchError, UsageError
 from uasbench.evaluation.metrics import summarize
-from uasbench.report.leaderboard import collect_runs, method_sort_key, render
+from uasbench.report.columns import method_sort_key
+from uasbench.report.leaderboard import render
+from uasbench.report.runs import collect_runs
 
 
 def _summary(mean: float | None) -> dict:

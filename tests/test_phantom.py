@@ -248,11 +248,11 @@ def test_default_data_footprint(subjects, tmp_path: Path) -> None:
     """The embedded benchmark keeps no volumes, only its slice cache: bytes per subject (largest of a healthy,
     a low-grade and a glioblastoma subject) times 72 stay under 400 MB, and 3x under the format-1 arrays."""
     from uasbench.data.cache import preprocess_volumes, write_entry
-    from uasbench.data.preprocess import Protocol
+    from uasbench.data.preprocess import Preparation
 
     sizes, plain = [], []
     for s in subjects.values():
-        arrays = preprocess_volumes(s.case_id, s.images, s.seg, Protocol(), {})
+        arrays = preprocess_volumes(s.case_id, s.images, s.seg, Preparation(), {})
         write_entry(tmp_path, s.case_id, arrays)
         sizes.append((tmp_path / f"{s.case_id}.npz").stat().st_size)
         plain.append(sum(a.nbytes for a in arrays.values()))

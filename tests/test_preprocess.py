@@ -10,7 +10,7 @@ from monai.transforms import Resize
 from uasbench.data.layouts import open_dataset
 from uasbench.data.layouts.base import read_case
 from uasbench.data.preprocess import (
-    Protocol, axial_stack, healthy_subset, largest_tumour_slice, normalise, resize, resize_mask, tumour_area,
+    Preparation, axial_stack, healthy_subset, largest_tumour_slice, normalise, resize, resize_mask, tumour_area,
 )
 from uasbench.errors import UasbenchError
 
@@ -22,16 +22,16 @@ def real(real_brats_root):
 
 
 def test_protocol_defaults_follow_the_official_code():
-    p = Protocol()
+    p = Preparation()
     assert list(p.z_values) == list(range(70, 90)) and p.size == 128 and p.normalisation == "paper"
     assert p.to_dict()["paper_flair_percentiles"] == [2.0, 90.0]
 
 
 def test_fingerprint_is_stable_and_tracks_every_field():
-    assert Protocol().fingerprint() == Protocol().fingerprint()
-    changed = [Protocol(normalisation="official"), Protocol(z_stop=89), Protocol(size=64),
-               Protocol(val_healthy_per_subject=2), Protocol(version=2), Protocol(paper_background=-1.0)]
-    prints = {p.fingerprint() for p in changed} | {Protocol().fingerprint()}
+    assert Preparation().fingerprint() == Preparation().fingerprint()
+    changed = [Preparation(normalisation="official"), Preparation(z_stop=89), Preparation(size=64),
+               Preparation(val_healthy_per_subject=2), Preparation(version=2), Preparation(paper_background=-1.0)]
+    prints = {p.fingerprint() for p in changed} | {Preparation().fingerprint()}
     assert len(prints) == len(changed) + 1
 
 
@@ -41,7 +41,7 @@ def test_fingerprint_is_stable_and_tracks_every_field():
 ])
 def test_bad_protocol_option_names_it(option):
     with pytest.raises(UasbenchError, match=next(iter(option))):
-        Protocol(**option)
+        Preparation(**option)
 
 
 @pytest.mark.parametrize("modality,hi", [("flair", 90), ("t1", 98), ("t2", 98)])
@@ -52,7 +52,7 @@ def test_paper_normalisation_matches_numpy(real, modality, hi):
     lo_v, hi_v = np.percentile(v, 2), np.percentile(v, hi)
     sel = v[(v >= lo_v) & (v <= hi_v)]
     expected = np.where(brain, (vol - sel.mean()) / sel.std(), 0.0)
-    out = normalise(vol, modality, Protocol())
+    out = normalise(vol, modality, Preparation())
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, expected, atol=1e-4)
     assert abs(out[brain].mean()) < 0.5  # roughly centred on the brain
@@ -60,7 +60,7 @@ def test_paper_normalisation_matches_numpy(real, modality, hi):
 
 def test_official_normalisation_matches_numpy_and_the_authors_formula(real):
     vol = real["TCGA-FG-6692"].images["flair"]
-    out = normalise(vol, "flair", Protocol(normalisation="official"))
+    out = normalise(vol, "flair", Preparation(normalisation="official"))
     upper = np.quantile(vol[vol > 0].astype(np.float64), 0.9)
     np.testing.assert_allclose(out, vol * 6 / upper - 3, atol=1e-4)
     assert np.allclose(out[vol == 0], -3) and out.max() > 3  # background -3, no clipping
@@ -86,12 +86,12 @@ def test_resize_is_monai_area_and_masks_dilate_slightly():
 def test_axial_stack_takes_the_third_axis():
     vol = np.zeros((4, 5, 100), np.float32)
     vol[:, :, 75] = 1
-    stack = axial_stack(vol, Protocol())
+    stack = axial_stack(vol, Preparation())
     assert stack.shape == (20, 4, 5) and stack[5].all() and stack.sum() == 20
 
 
 def test_slice_selection_on_real_cases(real):
-    p = Protocol()
+    p = Preparation()
     area = tumour_area(real["TCGA-FG-6692"].seg, p)
     assert p.z_start + largest_tumour_slice(area) == 87
     assert largest_tumour_slice(tumour_area(real["TCGA-DU-7294"].seg, p)) is None
@@ -106,7 +106,7 @@ def test_ties_pick_lowest_z_and_healthy_subset_is_even():
 
 def test_protocol_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
-        Protocol().size = 64  # type: ignore[misc]
+        Preparation().size = 64  # type: ignore[misc]
 
 
 def test_resize_area_down_bilinear_up_rectangular_and_same_size():

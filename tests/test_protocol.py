@@ -10,7 +10,7 @@ import pytest
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.evaluation.postprocess import PostProcess
-from uasbench.evaluation.protocol import EvaluationResult, evaluate
+from uasbench.evaluation.evaluate import EvaluationResult, evaluate
 
 SIZE = 24
 

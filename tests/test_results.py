@@ -24,9 +24,10 @@ def test_interrupted_write_leaves_nothing_that_looks_finished(tmp_path):
 def test_successful_write_appears_at_once(tmp_path):
     final = tmp_path / "run"
     with atomic_directory(final) as staging:
-        write_json(staging / MANIFEST, {"complete": True, "seed": 1})
+        write_json(staging / MANIFEST, {"complete": True, "method": "ae", "pair": "fl-t2", "profile": "quick",
+                                        "seed": 1})
         assert not final.exists()  # nothing visible until the block ends
-    assert read_manifest(final)["seed"] == 1
+    assert read_manifest(final).seed == 1
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
 
 

@@ -15,11 +15,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from uasbench.benchmark.run import RunSpec, run_benchmark
-from uasbench.data.preprocess import Protocol
+from uasbench.benchmark.run import RunSpec, run_one
+from uasbench.data.preprocess import Preparation
 from uasbench.data.slices import SliceSet
 from uasbench.evaluation.postprocess import PostProcess, apply_postprocess
-from uasbench.evaluation.protocol import EvaluationResult
+from uasbench.evaluation.evaluate import EvaluationResult
 from uasbench.evaluation.thresholds import validation_thresholds
 from uasbench.method import AnomalyMethod, MethodConfig
 from uasbench.data.spatial import SpatialStandard
@@ -30,7 +30,7 @@ from uasbench.results import METRICS_JSON, SCORES, ScoredSplits, read_manifest
 SIDE, DEPTH = 24, 6
 # 2x2 area blocks: resizing is a block mean here. The volumes are stored RAS (identity affine) on a 24 mm field
 # of view, and this spatial standard says that is the standard: the slices are the arrays as written.
-PROTOCOL = Protocol(z_start=1, z_stop=5, size=SIDE // 2,
+PROTOCOL = Preparation(z_start=1, z_stop=5, size=SIDE // 2,
                     spatial=SpatialStandard(orientation="RAS", fov_mm=(float(SIDE), float(SIDE))))
 SPLIT = {"train": ["A", "B", "C"], "val": ["D", "E"], "test": ["F", "G"]}
 BRAIN_RADIUS = {"flair": 9.0, "t1": 8.0, "t1ce": 9.5, "t2": 10.5}  # each modality its own brain mask
@@ -126,7 +126,7 @@ def _run(dataset: tuple[Path, Path], out: Path, method: str, pair: str = "fl-t2"
     root, split = dataset
     spec = RunSpec(method=method, pair=Pair.parse(pair), device="cpu", data_root=root, split_file=split, out=out,
                    protocol=PROTOCOL, overrides=overrides, n_bootstrap=20)
-    return run_benchmark(spec, log=lambda msg: None)
+    return run_one(spec, log=lambda msg: None)
 
 
 @pytest.mark.parametrize("pair", ["fl-t2", "t2-t1"])

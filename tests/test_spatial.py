@@ -12,7 +12,7 @@ from scipy import ndimage as ndi
 
 from uasbench.data import registration
 from uasbench.data.phantom import BRATS_AFFINE
-from uasbench.data.preprocess import Protocol
+from uasbench.data.preprocess import Preparation
 from uasbench.data.spatial import SpatialStandard, plan, standardise, to_grid
 from uasbench.errors import UasbenchError
 
@@ -85,7 +85,7 @@ def test_real_brats_case_is_byte_identical(real_brats_root):
     case = sorted(p for p in folder.iterdir() if p.is_dir())[0]
     files = {m: nib.load(next(case.glob(f"*_{m}.nii*"))) for m in ("flair", "t1", "t1ce", "t2")}
     seg = nib.load(next(case.glob("*_seg.nii*")))
-    result = standardise(files, seg, None, Protocol().spatial)
+    result = standardise(files, seg, None, Preparation().spatial)
     assert result.record.untouched
     for m, img in files.items():
         stored = np.asanyarray(img.dataobj)
@@ -94,14 +94,14 @@ def test_real_brats_case_is_byte_identical(real_brats_root):
 
 
 def test_protocol_records_the_standard_and_old_records_read_as_the_default():
-    p = Protocol()
+    p = Preparation()
     assert p.to_dict()["spatial"] == SpatialStandard().to_dict()
-    assert Protocol.from_dict(p.to_dict()) == p
+    assert Preparation.from_dict(p.to_dict()) == p
     old = {k: v for k, v in p.to_dict().items() if k != "spatial"}
-    assert Protocol.from_dict(old) == p
-    registered = Protocol(spatial=SpatialStandard(register="mni152"))
+    assert Preparation.from_dict(old) == p
+    registered = Preparation(spatial=SpatialStandard(register="mni152"))
     assert registered.fingerprint() != p.fingerprint()
-    assert Protocol.from_dict(registered.to_dict()).spatial.register == "mni152"
+    assert Preparation.from_dict(registered.to_dict()).spatial.register == "mni152"
 
 
 @pytest.mark.parametrize("kwargs, key", [({"orientation": "LLS"}, "orientation"), ({"orientation": "XYZ"}, "orientation"),

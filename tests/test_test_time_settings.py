@@ -11,13 +11,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from uasbench.benchmark.run import RunSpec, run_benchmark
+from uasbench.benchmark.run import RunSpec, run_one
 from uasbench.cli import app
 from uasbench.data.phantom import write_phantom_dataset
 from uasbench.method import test_time_fields
 from uasbench.modalities import Pair
 from uasbench.registry import get_method
-from uasbench.report.leaderboard import collect_runs
+from uasbench.report.runs import collect_runs
 from uasbench.results import MANIFEST, SCORES, ScoredSplits
 
 pytestmark = pytest.mark.slow
@@ -49,7 +49,7 @@ def _run(data: tuple[Path, Path], out: Path, method: str, **overrides) -> Path:
     root, split = data
     spec = RunSpec(method=method, pair=Pair.parse("fl-t2"), profile="quick", device="cpu", data_root=root,
                    split_file=split, out=out, overrides={**TINY, **overrides}, n_bootstrap=20)
-    return run_benchmark(spec, log=lambda msg: None)[0]
+    return run_one(spec, log=lambda msg: None)[0]
 
 
 @pytest.fixture(scope="module")

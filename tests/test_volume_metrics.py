@@ -13,9 +13,9 @@ from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.evaluation.lesions import LesionRule
 from uasbench.evaluation.postprocess import PostProcess
-from uasbench.evaluation.protocol import THRESHOLD_FREE, evaluate
+from uasbench.evaluation.evaluate import THRESHOLD_FREE, evaluate
 from uasbench.evaluation.strata import kind_groups, size_terciles
-from uasbench.evaluation.volume_protocol import VolumeEvaluationResult, evaluate_volumes
+from uasbench.evaluation.evaluate_volumes import VolumeEvaluationResult, evaluate_volumes
 from uasbench.evaluation.volumes import (
     healthy_false_positives,
     postprocess_volume,

@@ -26,7 +26,8 @@ except ImportError:  # pragma: no cover - typer with click as a dependency
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
 if TYPE_CHECKING:  # the CLI imports its layers lazily so that `uasbench --help` stays fast
-    from uasbench.evaluation.protocol import EvaluationResult
+    from uasbench.evaluation.evaluate import EvaluationResult
+    from uasbench.manifest import RunManifest
 
 class _OneLineUsageErrors(typer.core.TyperGroup):
     """Typer's own usage errors (``--jobs 0``, an unknown option, a missing argument) as one ``error:`` line
@@ -165,10 +166,10 @@ def run(
     preset: Annotated[Optional[str], typer.Option(help="A named set of test-time fields, e.g. fast (README).")] = None,
 ) -> None:
     """Train a method on healthy slices, score validation and test slices, evaluate, write a run directory."""
-    from uasbench.data.preprocess import Protocol
+    from uasbench.data.preprocess import Preparation
     from uasbench.evaluation.postprocess import PostProcess
     from uasbench.modalities import Pair
-    from uasbench.benchmark.run import RunSpec, run_benchmark, validate_spec
+    from uasbench.benchmark.run import RunSpec, run_one, validate_spec
     from uasbench.registry import get_method
 
     with _user_errors():
@@ -179,11 +180,11 @@ def run(
             overrides = {**get_method(method).preset_overrides(preset, profile), **overrides}
         spec = RunSpec(method=method, pair=Pair.parse(pair), profile=profile, seed=seed, device=device,
                        data_root=data, layout=layout, card=card, split_file=split, out=out, overrides=overrides,
-                       protocol=Protocol(normalisation=normalisation.value),
+                       protocol=Preparation(normalisation=normalisation.value),
                        post=PostProcess(erode_brain_px=erode_brain, median_size=median),
                        on_bad_case="skip" if skip_bad_cases else "stop")
         validate_spec(spec)
-        run_dir, result = run_benchmark(spec, log=_say)
+        run_dir, result = run_one(spec, log=_say)
         _print_summary(f"{method} {spec.pair} ({profile}, seed {seed})", result)
         _say(f"run directory: {run_dir}")
 
@@ -208,6 +209,7 @@ def benchmark(
     from uasbench.benchmark.config import load_config, slurm_settings
     from uasbench.benchmark.cost import cost_table, grid_costs
     from uasbench.benchmark.executors import make_executor
+    from uasbench.report.grid_report import write_grid_report
 
     from uasbench.files import check_output_folder
 
@@ -231,11 +233,11 @@ def benchmark(
             return
         screen = Console(file=sys.stdout)  # bound now: a serial job sends sys.stdout to its log while it runs
         if report_only:
-            written = grid.report_only(bench, folder, screen)
+            written = grid.report_only(bench, folder, screen, write_grid_report)
         else:
             runner = make_executor(executor.value, jobs=jobs, slurm=slurm, folder=folder / ".submitit",
                                    name=f"uasbench-{bench.name}")
-            written = grid.run_grid(bench, folder, runner, screen)
+            written = grid.run_grid(bench, folder, runner, screen, write_grid_report)
         _say(f"wrote {len(written)} report files to {folder / grid.REPORT}")
 
 
@@ -301,23 +303,23 @@ def evaluate(
                                  "(its T2 brain mask and disk(4) erosion are fixed)")
             _evaluate_official(run_dir, manifest)
             return
-        post = PostProcess.from_dict(manifest["postprocess"])
+        post = PostProcess.from_dict(manifest.postprocess or {})
         changes = {k: v for k, v in (("erode_brain_px", erode_brain), ("median_size", median)) if v is not None}
         post = dataclasses.replace(post, **changes)
         result = evaluate_scores(ScoredSplits.load(run_dir / SCORES), post, n_bootstrap=1000,
-                                 seed=manifest["seed"])
+                                 seed=manifest.seed)
         write_metrics(run_dir, result)
-        write_json(run_dir / MANIFEST, {**manifest, "postprocess": post.to_dict()})
-        _print_summary(f"{manifest['method']} {manifest['pair']} (re-evaluated)", result)
+        write_json(run_dir / MANIFEST, dataclasses.replace(manifest, postprocess=post.to_dict()).to_dict())
+        _print_summary(f"{manifest.method} {manifest.pair} (re-evaluated)", result)
 
 
-def _evaluate_official(run_dir: Path, manifest: dict[str, Any]) -> None:
+def _evaluate_official(run_dir: Path, manifest: RunManifest) -> None:
     """The official MMCCD evaluation of one run: written beside metrics.json, printed as an ORACLE."""
     from uasbench.evaluation.official import KEY, NOTE
     from uasbench.results import write_official_metrics
 
     path, result = write_official_metrics(run_dir, manifest)
-    table = Table(title=f"{manifest['method']} {manifest['pair']}: official MMCCD evaluation (ORACLE, test-tuned)")
+    table = Table(title=f"{manifest.method} {manifest.pair}: official MMCCD evaluation (ORACLE, test-tuned)")
     table.add_column("metric (mean over test slices)")
     table.add_column("value", justify="right")
     for metric, summary in result["metrics"][KEY].items():
@@ -349,7 +351,8 @@ def leaderboard(
     """Aggregate finished runs into the paper's Table 1 or Table 2 layout, with per-subject CIs and significance
     marks, or publish them all as one self-contained HTML page (--format html)."""
     from uasbench.files import check_output_file, write_text_atomic
-    from uasbench.report.leaderboard import collect_runs, render
+    from uasbench.report.leaderboard import render
+    from uasbench.report.runs import collect_runs
 
     with _user_errors():
         if not results_dir.is_dir():
@@ -465,10 +468,10 @@ def data_prepare(
 ) -> None:
     """Build the preprocessed slice cache once (e.g. before a cluster array job), as `run` would on first use."""
     from uasbench.data.benchmark_data import open_dataset_cache
-    from uasbench.data.preprocess import Protocol
+    from uasbench.data.preprocess import Preparation
 
     with _user_errors():
-        _, cache = open_dataset_cache(data, Protocol(normalisation=normalisation.value),
+        _, cache = open_dataset_cache(data, Preparation(normalisation=normalisation.value),
                                       on_bad_case="skip" if skip_bad_cases else "stop", layout=layout, card=card)
         _say(f"slice cache {cache.path}: {len(cache.subjects)} cases ready")
         for problem in cache.bad_cases.values():
@@ -492,7 +495,7 @@ def data_split(
 ) -> None:
     """Write a split file: the seeded default split of a dataset (as `run` uses it), or one made from subject lists."""
     from uasbench.data.benchmark_data import dataset_subjects, open_dataset_cache, seeded_rule
-    from uasbench.data.preprocess import Protocol
+    from uasbench.data.preprocess import Preparation
     from uasbench.data.splits import assignment_from_lists, write_split_csv
     from uasbench.files import check_output_file
 
@@ -504,7 +507,7 @@ def data_split(
         if data is not None or train_list is None:
             subjects = dataset_subjects(data, layout=layout, card=card)
         if train_list is None:
-            cache = open_dataset_cache(data, Protocol())[1] if data is not None else None  # as `run` splits
+            cache = open_dataset_cache(data, Preparation())[1] if data is not None else None  # as `run` splits
             assignment = seeded_rule(data, cache)[0](subjects, seed)
         else:
             assignment = assignment_from_lists(train_list, test_list, val=val_list, val_last=val_last,

@@ -29,8 +29,8 @@ import numpy as np
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.files import atomic_write, make_folder, write_text_atomic
+from uasbench.manifest import MANIFEST, RunManifest, read_manifest_file
 
-MANIFEST = "manifest.json"
 SCORES = "scores.npz"
 METRICS_JSON = "metrics.json"
 METRICS_OFFICIAL_JSON = "metrics_mmccd_official.json"  # `uasbench evaluate --protocol mmccd-official`
@@ -187,24 +187,11 @@ class ScoredSplits:
                 ("test", self.test_maps, self.test)]
 
 
-def read_manifest(run_dir: Path, required: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The manifest of a finished run; a missing, unfinished or malformed one (not a JSON object, or
-    without one of the ``required`` keys) is a clear error naming it."""
-    path = Path(run_dir) / MANIFEST
-    if not path.is_file():
-        raise UasbenchError(f"{run_dir} is not a run directory (no {MANIFEST})")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UasbenchError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(manifest, dict):
-        raise UasbenchError(f"{path} holds a JSON {type(manifest).__name__}, not a run manifest (an object)")
-    if manifest.get("complete") is not True:
-        raise UasbenchError(f"run {run_dir} did not finish (manifest not marked complete)")
-    missing = [key for key in required if key not in manifest]
-    if missing:
-        raise UasbenchError(f"{path} lacks {', '.join(missing)}; it was not written by `uasbench run`")
-    return manifest
+def read_manifest(run_dir: Path, required: tuple[str, ...] = ()) -> RunManifest:
+    """The manifest of a finished run, its fields checked (``RunManifest.from_dict``); a missing, unfinished or
+    malformed one (not a JSON object, a field of the wrong type, or without one of the ``required`` stored
+    keys) is a clear error naming it."""
+    return read_manifest_file(Path(run_dir) / MANIFEST, required=required)
 
 
 def manifest_paths(results_dir: Path) -> list[Path]:
@@ -215,30 +202,18 @@ def manifest_paths(results_dir: Path) -> list[Path]:
                   if not any(part.startswith(".") for part in p.relative_to(results_dir).parts[:-1]))
 
 
-def official_metrics(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """The official MMCCD evaluation of one run, from its ``scores.npz``, in ``metrics.json``'s layout.
-
-    Runs made before the T2 brain mask was stored can only be evaluated when their input is T2 (then the
-    stored mask is the T2 one); any other is a one-line error asking for a rerun.
-    """
-    from uasbench.evaluation.official import PROTOCOL, evaluate_official
+def official_metrics(run_dir: Path, manifest: RunManifest) -> dict[str, Any]:
+    """The official MMCCD evaluation of one run (``evaluation.official``), from its ``scores.npz``."""
+    from uasbench.evaluation.official import evaluate_official_run
 
     scored = ScoredSplits.load(Path(run_dir) / SCORES)
-    test = scored.test
-    brain_t2 = test.brain_t2
-    if brain_t2 is None:
-        if str(manifest.get("pair", "")).split("-")[0] != "t2":
-            raise UasbenchError(f"{run_dir}: {SCORES} holds no T2 brain mask (run made before it was stored), "
-                                f"which the {PROTOCOL} protocol needs: rerun it")
-        brain_t2 = test.brain
-    result = evaluate_official(scored.test_maps, test.seg, brain_t2, test.subjects, test.z)
-    return result.to_dict(seed=int(manifest.get("seed", 0)))
+    return evaluate_official_run(scored.test_maps, scored.test, manifest.pair, manifest.seed,
+                                 where=f"{run_dir}: {SCORES}")
 
 
-def write_official_metrics(run_dir: Path, manifest: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+def write_official_metrics(run_dir: Path, manifest: RunManifest) -> tuple[Path, dict[str, Any]]:
     """``official_metrics`` of a run, written beside its ``metrics.json``; (path, result)."""
     result = official_metrics(run_dir, manifest)
     path = Path(run_dir) / METRICS_OFFICIAL_JSON
     write_json(path, result)
     return path, result
-

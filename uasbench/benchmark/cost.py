@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.table import Table
 
 from uasbench.benchmark.config import BenchmarkConfig
-from uasbench.data.preprocess import Protocol
+from uasbench.data.preprocess import Preparation
 from uasbench.method import MethodConfig, NetworkCost, forward_flops
 
 #: NVIDIA H100 SXM, dense BF16 tensor-core peak (989 TFLOP/s without sparsity): an H100-class default.
@@ -87,7 +87,7 @@ def slice_counts(config: BenchmarkConfig) -> SliceCounts:
     from uasbench.data.benchmark_data import dataset_subjects, seeded_rule
     from uasbench.data.splits import make_assignment, parse_split_csv
 
-    per_subject = Protocol().val_healthy_per_subject
+    per_subject = Preparation().val_healthy_per_subject
     if config.split is not None and config.split.is_file():
         roles = list(parse_split_csv(config.split).values())
         source = f"split file {config.split}"

@@ -1,4 +1,5 @@
-"""`uasbench benchmark`: prepare the data once, skip what is finished, run the rest, publish the leaderboards.
+"""`uasbench benchmark`: prepare the data once, skip what is finished, run the rest, publish the leaderboards
+(written by the report writer the caller passes).
 
 Running the same command again after a crash, a kill or a pre-emption completes only what is missing:
 finished runs are found by their manifests, interrupted ones resume from their work folders. One grid at a
@@ -8,7 +9,7 @@ one line, so no job runs twice and no two grids append to one job log.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rich.console import Console
@@ -19,11 +20,14 @@ from uasbench.benchmark.executors import Executor
 from uasbench.benchmark.jobs import Job, finished_runs, identity_key, make_jobs, prepare_data
 from uasbench.benchmark.progress import Board, live
 from uasbench.errors import UasbenchError
-from uasbench.files import locked, make_folder, write_text_atomic, writing
+from uasbench.files import locked, make_folder
 
-REPORT = "report"
+REPORT = "report"  # the folder of the grid's leaderboards and figures, inside its results folder
 GRID_LOCK = ".grid.lock"
-EXTENSIONS = {"md": "md", "csv": "csv", "latex": "tex", "html": "html"}
+#: Writes the report of a grid's finished runs: (benchmark file, results folder, run folders, report folder) ->
+#: the files written. The command line passes the report layer's (``report.grid_report.write_grid_report``), so
+#: this layer never imports the one above it.
+ReportWriter = Callable[[BenchmarkConfig, Path, list[Path], Path], list[Path]]
 
 
 def default_out(config: BenchmarkConfig) -> Path:
@@ -50,14 +54,16 @@ def grid_lock(out: Path) -> Iterator[None]:
         yield
 
 
-def run_grid(config: BenchmarkConfig, out: Path, executor: Executor, console: Console) -> list[Path]:
+def run_grid(config: BenchmarkConfig, out: Path, executor: Executor, console: Console, report: ReportWriter
+             ) -> list[Path]:
     """Run every missing job; then write the report. A failed job is named (with its log) in the error raised
     after all the others have finished, and the report is left for a complete grid."""
     with grid_lock(out):
-        return _run_grid(config, out, executor, console)
+        return _run_grid(config, out, executor, console, report)
 
 
-def _run_grid(config: BenchmarkConfig, out: Path, executor: Executor, console: Console) -> list[Path]:
+def _run_grid(config: BenchmarkConfig, out: Path, executor: Executor, console: Console, report: ReportWriter
+              ) -> list[Path]:
     jobs, finished = plan(config, out)
     console.print(escape(f"{config.path}: {len(jobs)} jobs, {len(finished)} already finished, results in {out}"),
                   highlight=False, soft_wrap=True)
@@ -69,46 +75,20 @@ def _run_grid(config: BenchmarkConfig, out: Path, executor: Executor, console: C
         listed = "; ".join(f"{s.job.name} (log: {s.job.log})" for s in failed)
         raise UasbenchError(f"{len(failed)} of {len(jobs)} jobs failed: {listed}; rerun the same command to retry them")
     runs = [Path(board.status[job.name].note) for job in jobs]
-    return write_report(config, out, runs)
+    return report(config, out, runs, out / REPORT)
 
 
-def report_only(config: BenchmarkConfig, out: Path, console: Console) -> list[Path]:
+def report_only(config: BenchmarkConfig, out: Path, console: Console, report: ReportWriter) -> list[Path]:
     """The report of the grid's finished runs, saying how many jobs are still missing."""
     with grid_lock(out):
-        return _report_only(config, out, console)
+        return _report_only(config, out, console, report)
 
 
-def _report_only(config: BenchmarkConfig, out: Path, console: Console) -> list[Path]:
+def _report_only(config: BenchmarkConfig, out: Path, console: Console, report: ReportWriter) -> list[Path]:
     jobs, finished = plan(config, out)
     if not finished:
         raise UasbenchError(f"no finished runs of {config.path} under {out}: run the benchmark first")
     if len(finished) < len(jobs):
         console.print(f"warning: {len(jobs) - len(finished)} of {len(jobs)} jobs have no finished run yet; "
                       "the report shows the others", highlight=False, soft_wrap=True)
-    return write_report(config, out, list(finished.values()))
-
-
-def write_report(config: BenchmarkConfig, out: Path, runs: list[Path]) -> list[Path]:
-    """Leaderboards in every format (Table 1 per pair; Table 2 when there are several pairs) for each of the
-    benchmark's thresholds, and the comparison figure of each pair, into ``out/report``."""
-    from uasbench.report.figures import figure_from_runs
-    from uasbench.report.leaderboard import collect_runs, render
-
-    frame = collect_runs(out)
-    frame = frame[frame["run"].isin({str(r) for r in runs})]
-    if frame.empty:
-        raise UasbenchError(f"no finished runs of {config.path} under {out} to report")
-    folder = make_folder(out / REPORT, out)
-    tables = ["metrics"] + (["pairs"] if frame["pair"].nunique() > 1 else [])
-    written = []
-    for threshold in config.thresholds:
-        for table in tables:
-            for fmt, ext in EXTENSIONS.items():
-                path = folder / f"leaderboard_{table}_{threshold}.{ext}"
-                write_text_atomic(path, render(frame, table=table, fmt=fmt, threshold=threshold))
-                written.append(path)
-    for pair in sorted(frame["pair"].unique()):
-        path = folder / f"comparison_{pair}.png"
-        with writing(path):  # a full disk: one line naming the figure
-            written.append(figure_from_runs(out, pair, path))
-    return written
+    return report(config, out, list(finished.values()), out / REPORT)

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from uasbench.benchmark.config import BenchmarkConfig
-from uasbench.benchmark.run import RunSpec, run_benchmark
-from uasbench.data.preprocess import Protocol
+from uasbench.benchmark.run import RunSpec, run_one
+from uasbench.data.preprocess import Preparation
 from uasbench.errors import UasbenchError
 from uasbench.files import make_folder, open_in_place
 from uasbench.evaluation.postprocess import PostProcess
 from uasbench.modalities import Pair
-from uasbench.results import MANIFEST
+from uasbench.manifest import read_manifest_file
+from uasbench.results import manifest_paths, read_manifest
 
 LOGS = "logs"
 #: The manifest fields that together say "this run is that job".
@@ -69,7 +70,7 @@ class Job:
         spec = dict(raw["spec"])
         for key in ("data_root", "card", "split_file", "out"):
             spec[key] = None if spec.get(key) is None else Path(spec[key])
-        spec.update(pair=Pair.parse(spec["pair"]), protocol=Protocol.from_dict(spec["protocol"]),
+        spec.update(pair=Pair.parse(spec["pair"]), protocol=Preparation.from_dict(spec["protocol"]),
                     post=PostProcess.from_dict(spec["post"]))
         return cls(RunSpec(**spec), raw["identity"], Path(raw["log"]))
 
@@ -93,7 +94,7 @@ def identity_key(identity: dict[str, Any]) -> str:
 
 def specs(config: BenchmarkConfig, out: Path) -> list[RunSpec]:
     """Every run of the grid once, in file order (entries merged, duplicates dropped)."""
-    protocol = Protocol(normalisation=config.normalisation)
+    protocol = Preparation(normalisation=config.normalisation)
     post = PostProcess(erode_brain_px=config.erode_brain, median_size=config.median)
     seen: dict[tuple[str, str, int], RunSpec] = {}
     for entry in config.grid:
@@ -113,7 +114,7 @@ def prepare_data(config: BenchmarkConfig) -> PreparedData:
     """Build the slice cache and every seed's split file once, before any job starts."""
     from uasbench.data.benchmark_data import dataset_split, open_dataset_cache
 
-    _, cache = open_dataset_cache(config.data, Protocol(normalisation=config.normalisation),
+    _, cache = open_dataset_cache(config.data, Preparation(normalisation=config.normalisation),
                                   on_bad_case="skip" if config.skip_bad_cases else "stop", layout=config.layout,
                                   card=config.card, modalities=_pair_modalities(config.pairs()))
     ids = cache.all_cases  # as load_benchmark_data splits them
@@ -152,19 +153,17 @@ def make_jobs(config: BenchmarkConfig, out: Path, data: PreparedData) -> list[Jo
 
 
 def finished_runs(out: Path) -> dict[str, Path]:
-    """Identity key -> run folder of every complete run under ``out`` (the newest when repeated)."""
+    """Identity key -> run folder of every complete run under ``out`` (the newest when repeated); a manifest
+    that cannot be read or does not check is no finished run (its job runs again)."""
     found: dict[str, Path] = {}
     if not out.is_dir():
         return found
-    for manifest_path in sorted(out.rglob(MANIFEST)):
-        if any(part.startswith(".") for part in manifest_path.relative_to(out).parts):
-            continue  # staging folders and work folders are never finished runs
+    for manifest_path in manifest_paths(out):  # staging and work folders are hidden: never finished runs
         try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, json.JSONDecodeError):
+            manifest = read_manifest_file(manifest_path)
+        except UasbenchError:
             continue
-        if manifest.get("complete") is True:
-            found[identity_key(manifest)] = manifest_path.parent
+        found[identity_key(manifest.to_dict())] = manifest_path.parent
     return found
 
 
@@ -195,12 +194,12 @@ def run_job(job: Job) -> Path:
         return existing
     with _job_log(job.log, job.spec.out) as log:
         try:
-            run_dir, _ = run_benchmark(job.spec, log=lambda msg: print(msg, flush=True))
+            run_dir, _ = run_one(job.spec, log=lambda msg: print(msg, flush=True))
         except BaseException:
             traceback.print_exc(file=log)
             raise
-        manifest = json.loads((run_dir / MANIFEST).read_text())
-        if identity_key(manifest) != identity_key(job.identity):
+        manifest = read_manifest(run_dir)
+        if identity_key(manifest.to_dict()) != identity_key(job.identity):
             raise UasbenchError(f"run {run_dir} does not match its job {job.name} (did the data or split "
                                 "change while the benchmark ran?)")
         print(f"run directory: {run_dir}", flush=True)

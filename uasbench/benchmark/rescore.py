@@ -20,8 +20,9 @@ from typing import Any
 from uasbench.benchmark.run import evaluate_scores, provenance, read_loss_logs, score_splits, write_run_directory
 from uasbench.errors import UasbenchError, UsageError
 from uasbench.evaluation.postprocess import PostProcess
-from uasbench.evaluation.protocol import EvaluationResult
+from uasbench.evaluation.evaluate import EvaluationResult
 from uasbench.files import check_output_folder
+from uasbench.manifest import MANIFEST, MANIFEST_VERSION, RunManifest
 from uasbench.method import AnomalyMethod, MethodConfig, resolve_device, test_time_fields, training_fields
 from uasbench.registry import get_method
 from uasbench.results import (CHECKPOINT, METRICS_JSON, SCORES, ScoredSplits, identity_mismatch, new_run_name,
@@ -41,19 +42,19 @@ def check_test_time_changes(method_cls: type[AnomalyMethod], changes: dict[str, 
                          "use `uasbench run` to train again")
 
 
-def rescored_config(manifest: dict[str, Any], changes: dict[str, Any]) -> MethodConfig:
+def rescored_config(manifest: RunManifest, changes: dict[str, Any]) -> MethodConfig:
     """The config of the run that ``manifest`` records, with the test-time ``changes`` on top."""
-    method_cls = get_method(manifest["method"])
+    method_cls = get_method(manifest.method)
     check_test_time_changes(method_cls, changes)
-    return method_cls.config_for(manifest["profile"], {**(manifest.get("overrides") or {}), **changes})
+    return method_cls.config_for(manifest.profile, {**manifest.override_values, **changes})
 
 
 def load_for_rescore(run_dir: Path, changes: dict[str, Any], device: str = "auto"
-                     ) -> tuple[dict[str, Any], AnomalyMethod, ScoredSplits]:
+                     ) -> tuple[RunManifest, AnomalyMethod, ScoredSplits]:
     """The parent's manifest, its fitted method with ``changes`` applied (re-tuned on validation), its slices."""
     run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir)
-    method_cls = get_method(manifest["method"])
+    manifest = read_manifest(run_dir, required=("postprocess",))
+    method_cls = get_method(manifest.method)
     config = rescored_config(manifest, changes)
     if not (run_dir / CHECKPOINT).is_file():
         raise UasbenchError(f"run {run_dir} has no {CHECKPOINT} to rescore from")
@@ -67,22 +68,24 @@ def load_for_rescore(run_dir: Path, changes: dict[str, Any], device: str = "auto
     return manifest, method, parent
 
 
-def _check_identity(run_dir: Path, manifest: dict[str, Any], method: AnomalyMethod, config: MethodConfig) -> None:
+def _check_identity(run_dir: Path, manifest: RunManifest, method: AnomalyMethod, config: MethodConfig) -> None:
     """The checkpoint must be the network of the run its manifest describes (seed, pair, data, split,
     protocol); checkpoints written before the identity was stored are checked on their seed."""
     where = run_dir / CHECKPOINT
     if method.run_identity is None:
-        if method.seed != manifest.get("seed"):
+        if method.seed != manifest.seed:
             raise UasbenchError(f"{where} was trained with seed {method.seed}, but the run records seed "
-                                f"{manifest.get('seed')}: refused (the checkpoint belongs to another run)")
+                                f"{manifest.seed}: refused (the checkpoint belongs to another run)")
         return
-    try:
-        expected = run_identity(method=manifest["method"], pair=manifest["pair"], profile=manifest["profile"],
-                                seed=manifest["seed"], training_config=training_fields(config),
-                                data_fingerprint=manifest["data_fingerprint"],
-                                split_sha256=manifest["split_sha256"], protocol=manifest["protocol"])
-    except KeyError as exc:
-        raise UasbenchError(f"{run_dir / 'manifest.json'} lacks {exc}; it was not written by `uasbench run`") from None
+    absent = [key for key, value in (("data_fingerprint", manifest.data_fingerprint),
+                                     ("split_sha256", manifest.split_sha256), ("protocol", manifest.preparation))
+              if value is None]
+    if absent:
+        raise UasbenchError(f"{run_dir / MANIFEST} lacks {absent[0]!r}; it was not written by `uasbench run`")
+    expected = run_identity(method=manifest.method, pair=manifest.pair, profile=manifest.profile,
+                            seed=manifest.seed, training_config=training_fields(config),
+                            data_fingerprint=manifest.data_fingerprint, split_sha256=manifest.split_sha256,
+                            protocol=manifest.preparation)
     problem = identity_mismatch(expected, method.run_identity)
     if problem:
         raise UasbenchError(f"{where} was made for another run than {run_dir.name} ({problem}): refused")
@@ -97,7 +100,7 @@ def rescore(run_dir: Path, changes: dict[str, Any], *, preset: str | None = None
         check_output_folder(out, "--out")
     if preset is not None:
         manifest = read_manifest(run_dir)
-        changes = {**get_method(manifest["method"]).preset_overrides(preset, manifest["profile"]), **changes}
+        changes = {**get_method(manifest.method).preset_overrides(preset, manifest.profile), **changes}
     if not changes:
         raise UsageError("nothing to rescore: give --set NAME=VALUE of a test-time field "
                          "(e.g. --set ddim_steps=20)")
@@ -109,19 +112,18 @@ def rescore(run_dir: Path, changes: dict[str, Any], *, preset: str | None = None
     scored = score_splits(method, parent.val, parent.val_healthy, parent.test)
     timings["score_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    result = evaluate_scores(scored, PostProcess.from_dict(manifest["postprocess"]),
-                             n_bootstrap=_parent_bootstrap(run_dir), seed=manifest["seed"])
+    result = evaluate_scores(scored, PostProcess.from_dict(manifest.postprocess or {}),
+                             n_bootstrap=_parent_bootstrap(run_dir), seed=manifest.seed)
     timings["evaluate_s"] = time.perf_counter() - start
 
     parent_name = _RESCORED.sub("", run_dir.name)  # a rescore of a rescore keeps one suffix
     final = (out if out is not None else run_dir.parent) / new_run_name(f"{parent_name}_rescored")
-    record = {**manifest,
-              "overrides": {**(manifest.get("overrides") or {}), **changes},
-              "config": dataclasses.asdict(method.config),
-              "rescored_from": str(run_dir.resolve()),
-              "rescored_fields": changes,
-              **provenance(method.device, timings),  # wall times: no data loading, no training
-              "complete": True}
+    record = dataclasses.replace(manifest, manifest_version=MANIFEST_VERSION,
+                                 overrides={**manifest.override_values, **changes},
+                                 config=dataclasses.asdict(method.config),
+                                 rescored_from=str(run_dir.resolve()), rescored_fields=changes,
+                                 **provenance(method.device, timings),  # wall times: no data loading, no training
+                                 complete=True)
     write_run_directory(final, method, scored, result, record,
                         loss_logs=read_loss_logs(run_dir))
     return final, result

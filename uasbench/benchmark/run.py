@@ -23,13 +23,14 @@ from typing import Any
 import torch
 
 from uasbench.data.benchmark_data import load_benchmark_data
-from uasbench.data.preprocess import Protocol
+from uasbench.data.preprocess import Preparation
 from uasbench.data.slices import BenchmarkData, SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.evaluation.postprocess import PostProcess
-from uasbench.evaluation.protocol import EvaluationResult, evaluate
+from uasbench.evaluation.evaluate import EvaluationResult, evaluate
 from uasbench.files import (atomic_write, check_output_folder, locked, make_folder, write_bytes_atomic,
                             write_text_atomic)
+from uasbench.manifest import MANIFEST_VERSION, RunManifest
 from uasbench.method import AnomalyMethod, resolve_device, training_fields
 from uasbench.modalities import Pair
 from uasbench.nn.training import WORK_IDENTITY, seed_everything
@@ -55,7 +56,7 @@ class RunSpec:
     split_file: Path | None = None
     out: Path = Path("results")
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
-    protocol: Protocol = Protocol()
+    protocol: Preparation = Preparation()
     post: PostProcess = PostProcess()
     on_bad_case: str = "stop"
     n_bootstrap: int = 1000
@@ -70,7 +71,7 @@ def validate_spec(spec: RunSpec) -> tuple[type[AnomalyMethod], Any, torch.device
     return method_cls, config, device
 
 
-def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> tuple[Path, EvaluationResult]:
+def run_one(spec: RunSpec, log: Callable[[str], None] = print) -> tuple[Path, EvaluationResult]:
     """Run one method end to end and write a complete run directory; return its path and the result."""
     method_cls, config, device = validate_spec(spec)
     timings: dict[str, float] = {}
@@ -115,7 +116,7 @@ def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> tuple[Pa
 
 
 def write_run_directory(final: Path, method: AnomalyMethod, scored: ScoredSplits, result: EvaluationResult,
-                        manifest: dict[str, Any], loss_logs: dict[str, bytes]) -> None:
+                        manifest: RunManifest, loss_logs: dict[str, bytes]) -> None:
     """Assemble a complete run directory in a staging folder and rename it to ``final`` (all or nothing)."""
     with atomic_directory(final) as staging:
         method.save(staging / CHECKPOINT)
@@ -123,7 +124,7 @@ def write_run_directory(final: Path, method: AnomalyMethod, scored: ScoredSplits
             write_bytes_atomic(staging / name, content)
         scored.save(staging / SCORES)
         write_metrics(staging, result)
-        write_json(staging / MANIFEST, manifest)
+        write_json(staging / MANIFEST, manifest.to_dict())
 
 
 def score_splits(method: AnomalyMethod, val: SliceSet, val_healthy: SliceSet, test: SliceSet) -> ScoredSplits:
@@ -217,30 +218,31 @@ def _run_key(spec: RunSpec, config: Any, data: BenchmarkData) -> str:
 
 
 def _manifest(spec: RunSpec, method: AnomalyMethod, data: BenchmarkData, device: torch.device,
-              timings: dict[str, float], workdir: Path) -> dict[str, Any]:
-    return {
-        "method": spec.method,
-        "method_source": method_infos()[spec.method].source,
-        "profile": spec.profile,
-        "overrides": spec.overrides,  # the --set fields that make this config differ from its profile
-        "config": dataclasses.asdict(method.config),
-        "pair": str(spec.pair),
-        "train_modalities": list(method.train_modalities),
-        "test_modalities": list(method.test_modalities),
-        "seed": spec.seed,
-        "data_root": str(spec.data_root) if spec.data_root else "embedded phantom",
-        "data_fingerprint": data.fingerprint,
-        "split_file": data.split_path,
-        "split_sha256": data.split_sha256,
-        "protocol": data.protocol,
-        "postprocess": spec.post.to_dict(),
-        "data_report": data.report,
-        "counts": {"train": len(data.train), "val": len(data.val), "val_healthy": len(data.val_healthy),
-                   "test": len(data.test)},
+              timings: dict[str, float], workdir: Path) -> RunManifest:
+    return RunManifest(
+        manifest_version=MANIFEST_VERSION,
+        method=spec.method,
+        method_source=method_infos()[spec.method].source,
+        profile=spec.profile,
+        overrides=spec.overrides,  # the --set fields that make this config differ from its profile
+        config=dataclasses.asdict(method.config),
+        pair=str(spec.pair),
+        train_modalities=list(method.train_modalities),
+        test_modalities=list(method.test_modalities),
+        seed=spec.seed,
+        data_root=str(spec.data_root) if spec.data_root else "embedded phantom",
+        data_fingerprint=data.fingerprint,
+        split_file=data.split_path,
+        split_sha256=data.split_sha256,
+        preparation=data.protocol,
+        postprocess=spec.post.to_dict(),
+        data_report=data.report,
+        counts={"train": len(data.train), "val": len(data.val), "val_healthy": len(data.val_healthy),
+                "test": len(data.test)},
         **provenance(device, timings),
-        "workdir": str(workdir),
-        "complete": True,
-    }
+        workdir=str(workdir),
+        complete=True,
+    )
 
 
 def provenance(device: torch.device, timings: dict[str, float]) -> dict[str, Any]:

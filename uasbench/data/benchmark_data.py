@@ -25,14 +25,14 @@ import numpy as np
 from uasbench.data.cache import SliceCache, open_cache, open_phantom_cache, phantom_cache_exists
 from uasbench.data.layouts import open_dataset
 from uasbench.data.layouts.base import Dataset
-from uasbench.data.preprocess import Protocol, healthy_subset, largest_tumour_slice
+from uasbench.data.preprocess import Preparation, healthy_subset, largest_tumour_slice
 from uasbench.data.slices import BenchmarkData, SliceSet
 from uasbench.data.splits import Split, default_split, load_split, make_assignment
 from uasbench.errors import UasbenchError, UsageError
 from uasbench.modalities import Pair
 
 
-def _slice_set(cache: SliceCache, pair: Pair, picks: list[tuple[str, int]], protocol: Protocol, *,
+def _slice_set(cache: SliceCache, pair: Pair, picks: list[tuple[str, int]], protocol: Preparation, *,
                with_y: bool = False, with_seg: bool = False) -> SliceSet:
     """Gather (subject, index into the z range) slices from the cache into memory, every array of a pick from
     one read of its case (the cache keeps only the last few cases unpacked)."""
@@ -97,7 +97,7 @@ def dataset(data_root: Path | None, *, layout: str | None = None, card: Path | N
     return open_dataset(Path(data_root), layout, card)
 
 
-def open_dataset_cache(data_root: Path | None, protocol: Protocol, *, on_bad_case: str = "stop",
+def open_dataset_cache(data_root: Path | None, protocol: Preparation, *, on_bad_case: str = "stop",
                        progress: bool = True, workers: int | None = None, layout: str | None = None,
                        card: Path | None = None, modalities: tuple[str, ...] = ()) -> tuple[str, SliceCache]:
     """(description, slice cache) of a data folder, or of the embedded phantom for None, which is generated
@@ -161,7 +161,7 @@ def dataset_split(data_root: Path | None, subjects: list[str], seed: int, split_
     return default_split(subjects, seed, assign, name=name)
 
 
-def load_benchmark_data(data_root: Path | None, pair: Pair, *, protocol: Protocol = Protocol(),
+def load_benchmark_data(data_root: Path | None, pair: Pair, *, protocol: Preparation = Preparation(),
                         split_file: Path | None = None, seed: int = 0, on_bad_case: str = "stop",
                         progress: bool = True, workers: int | None = None, layout: str | None = None,
                         card: Path | None = None) -> BenchmarkData:

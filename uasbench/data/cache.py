@@ -37,7 +37,7 @@ import numpy as np
 
 from uasbench.data.layouts.base import BadCaseError, Case, Dataset, read_case
 from uasbench.data.preprocess import (
-    Protocol, axial_stack, prepare_slices, resize_mask, tumour_area,
+    Preparation, axial_stack, prepare_slices, resize_mask, tumour_area,
 )
 from uasbench.errors import UasbenchError
 from uasbench.files import writing
@@ -59,11 +59,11 @@ def data_fingerprint(cases: list[Case] | tuple[Case, ...], card: str = "") -> st
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
 
 
-def cache_key(data_fp: str, protocol: Protocol) -> str:
+def cache_key(data_fp: str, protocol: Preparation) -> str:
     return hashlib.sha256(f"{CACHE_FORMAT}:{data_fp}:{protocol.fingerprint()}".encode()).hexdigest()[:16]
 
 
-def preprocess_volumes(case_id: str, images: dict[str, np.ndarray], seg: np.ndarray | None, protocol: Protocol,
+def preprocess_volumes(case_id: str, images: dict[str, np.ndarray], seg: np.ndarray | None, protocol: Preparation,
                        names: dict[str, str], ignore: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The protocol's slices of one case, ready to store: images (M, Z, S, S) float32 of the modalities in
     ``images`` in ``MODALITIES`` order, brain masks (M, Z, S, S), anomaly mask (Z, S, S; ``seg > 0``, all false
@@ -125,7 +125,7 @@ def unpack(stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return arrays
 
 
-def prepare_case(dataset: Dataset, case: Case, protocol: Protocol, out: Path) -> str | None:
+def prepare_case(dataset: Dataset, case: Case, protocol: Preparation, out: Path) -> str | None:
     """Read, validate, standardise and preprocess one case into ``out/<ID>.npz``; returns the problem line of a
     bad case. Returns a message rather than raising so that it crosses the process boundary unchanged.
     """
@@ -270,7 +270,7 @@ def _build(jobs: dict[str, Callable[[Path], str | None]], tmp: Path, on_bad_case
     return dict(sorted(bad.items()))
 
 
-def _cache_path(data_fp: str, protocol: Protocol) -> Path:
+def _cache_path(data_fp: str, protocol: Preparation) -> Path:
     """The folder of the cache of ``data_fp`` under ``protocol``."""
     return cache_root() / "slices" / cache_key(data_fp, protocol)
 
@@ -280,7 +280,7 @@ def _is_built(path: Path) -> bool:
     return (path / "meta.json").is_file()
 
 
-def _open(data_fp: str, jobs: dict[str, Callable[[Path], str | None]], protocol: Protocol, *, on_bad_case: str,
+def _open(data_fp: str, jobs: dict[str, Callable[[Path], str | None]], protocol: Preparation, *, on_bad_case: str,
           progress: bool, workers: int | None, action: str, info: dict | None = None) -> SliceCache:
     """The cache of ``data_fp`` and ``protocol``, built by running ``jobs`` (case ID -> writer) first if absent."""
     if on_bad_case not in ("stop", "skip"):
@@ -319,7 +319,7 @@ def _open(data_fp: str, jobs: dict[str, Callable[[Path], str | None]], protocol:
     return SliceCache(path, meta)
 
 
-def open_cache(dataset: Dataset, protocol: Protocol, *, on_bad_case: str = "stop", progress: bool = True,
+def open_cache(dataset: Dataset, protocol: Preparation, *, on_bad_case: str = "stop", progress: bool = True,
                workers: int | None = None) -> SliceCache:
     """The cache for this dataset's cases and this protocol, built first if absent."""
     light = replace(dataset, cases=())  # what each job needs, without every other case pickled along
@@ -330,7 +330,7 @@ def open_cache(dataset: Dataset, protocol: Protocol, *, on_bad_case: str = "stop
                  progress=progress, workers=workers, action="Preparing", info=info)
 
 
-def prepare_phantom_subject(index: int, seed: int, protocol: Protocol, out: Path) -> None:
+def prepare_phantom_subject(index: int, seed: int, protocol: Preparation, out: Path) -> None:
     """Generate one phantom subject in memory and store its slices: the values ``prepare_case`` would give for
     the same subject written as NIfTI (int16 and uint8 survive the files unchanged), without writing them."""
     from uasbench.data.phantom import generate_subject
@@ -347,12 +347,12 @@ def _phantom_fingerprint(n_subjects: int, seed: int) -> str:
     return f"phantom-v{PHANTOM_VERSION}-n{n_subjects}-s{seed}"
 
 
-def phantom_cache_exists(n_subjects: int, seed: int, protocol: Protocol) -> bool:
+def phantom_cache_exists(n_subjects: int, seed: int, protocol: Preparation) -> bool:
     """Whether ``open_phantom_cache`` would find its cache built (and so generate nothing)."""
     return _is_built(_cache_path(_phantom_fingerprint(n_subjects, seed), protocol))
 
 
-def open_phantom_cache(n_subjects: int, seed: int, protocol: Protocol, *, progress: bool = True,
+def open_phantom_cache(n_subjects: int, seed: int, protocol: Preparation, *, progress: bool = True,
                        workers: int | None = None) -> SliceCache:
     """The cache of phantom subjects 0..n-1 of ``seed``, generated straight into it if absent (no volumes on
     disk)."""

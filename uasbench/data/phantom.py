@@ -78,7 +78,7 @@ class Tissue:
 
 
 @dataclass(frozen=True)
-class Protocol:
+class Acquisition:
     """One site's acquisition: field strength and (TR, TE[, TI]) in ms for each sequence."""
 
     field_t: float
@@ -115,7 +115,7 @@ def csf_null_ti(t1_csf: float, tr: float) -> float:
     return t1_csf * np.log(2 / (1 + np.exp(-tr / t1_csf)))
 
 
-def signals(t: Tissue, p: Protocol) -> np.ndarray:
+def signals(t: Tissue, p: Acquisition) -> np.ndarray:
     """Signal of one compartment in (flair, t1, t1ce, t2); T1ce shortens T1 by the Gd relaxivity."""
     t1_post = 1 / (1 / t.t1 + _R1_GD[p.field_t] * t.gd / 1000)
     void = t.flow_void
@@ -123,7 +123,7 @@ def signals(t: Tissue, p: Protocol) -> np.ndarray:
                      spin_echo(t, *p.t1, t1=t1_post) * (1.0 if t.gd else void), spin_echo(t, *p.t2) * void])
 
 
-def draw_site(seed: int, site: int) -> Protocol:
+def draw_site(seed: int, site: int) -> Acquisition:
     """Clinical-range protocol of one scanner site (even sites 3 T, odd 1.5 T); FLAIR TI aims at the CSF null
     with a small error."""
     rng = np.random.default_rng((seed, 1_000_003, site))
@@ -132,7 +132,7 @@ def draw_site(seed: int, site: int) -> Protocol:
     t2 = (float(rng.uniform(4000, 6000)), float(rng.uniform(80, 110)))
     tr_f = float(rng.uniform(8000, 11000))
     ti = csf_null_ti(_NORMAL[field_t]["csf"][1], tr_f) * float(rng.uniform(0.97, 1.03))
-    return Protocol(field_t, t1, t2, (tr_f, float(rng.uniform(100, 140)), ti))
+    return Acquisition(field_t, t1, t2, (tr_f, float(rng.uniform(100, 140)), ti))
 
 
 def _smooth_fields(rng: np.random.Generator, shape: tuple[int, ...], scale: float, n: int) -> np.ndarray:
@@ -210,14 +210,14 @@ def _jitter(rng: np.random.Generator, t: tuple[float, float, float], rel: float 
     return Tissue(float(pd), float(t1), float(t2))
 
 
-def _iso_t1(rng: np.random.Generator, wm: Tissue, p: Protocol, t1_ratio: float, t2: float) -> Tissue:
+def _iso_t1(rng: np.random.Generator, wm: Tissue, p: Acquisition, t1_ratio: float, t2: float) -> Tissue:
     """A lesion with long T1/T2 whose PD is solved so its T1w signal equals WM's for this protocol."""
     probe = Tissue(1.0, wm.t1 * t1_ratio, t2)
     pd = spin_echo(wm, *p.t1) / spin_echo(probe, *p.t1) * rng.uniform(0.99, 1.01)
     return Tissue(float(pd), probe.t1, t2)
 
 
-def _tissues(rng: np.random.Generator, p: Protocol) -> dict[str, Tissue]:
+def _tissues(rng: np.random.Generator, p: Acquisition) -> dict[str, Tissue]:
     """Per-subject relaxation parameters of every compartment (pathology T1 relative to WM, 3 T ranges)."""
     normal = {k: _jitter(rng, v) for k, v in _NORMAL[p.field_t].items()}
     wm = normal["wm"]
@@ -373,7 +373,7 @@ def _bias_basis(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _normal_signal(maps: dict[str, np.ndarray], look: dict[str, np.ndarray], tissues: dict[str, Tissue],
-                   proto: Protocol) -> np.ndarray:
+                   proto: Acquisition) -> np.ndarray:
     """(4, X, Y, Z) noise-free signal of normal tissue and look-alikes on the 2 mm grid, mixed by fraction.
 
     Mixing commutes with the (linear) upsampling, so mixing at 2 mm costs an eighth of mixing at 1 mm. The

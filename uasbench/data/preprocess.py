@@ -1,6 +1,6 @@
 """The MMCCD paper's preprocessing as a named, versioned protocol.
 
-Choices (each one recorded in ``Protocol.to_dict()`` and so in the cache fingerprint):
+Choices (each one recorded in ``Preparation.to_dict()`` and so in the cache fingerprint):
 
 * Slices: axial (third array axis) z in ``range(70, 90)``, i.e. 70..89. The paper says "70 to 90"; the
   official code stops at 89, and we follow the code.
@@ -37,8 +37,11 @@ from uasbench.errors import UasbenchError
 
 
 @dataclass(frozen=True)
-class Protocol:
-    """Every number that decides what the methods see. Change ``version`` when the code's meaning changes."""
+class Preparation:
+    """Every number that decides what the methods see (the data preparation; "protocol" is kept for the evaluation
+    protocol a user chooses). Change ``version`` when the code's meaning changes. Manifests, checkpoints, work
+    folders and job files store it under the key ``protocol``, as runs always have, so earlier runs stay
+    recognised."""
 
     name: str = "mmccd"
     version: int = 1
@@ -81,7 +84,7 @@ class Protocol:
         return out
 
     @classmethod
-    def from_dict(cls, recorded: dict) -> "Protocol":
+    def from_dict(cls, recorded: dict) -> "Preparation":
         """Inverse of ``to_dict`` (a manifest's or a job file's JSON lists become tuples again); a record
         made before the spatial standard existed gets the default one, which is what those runs did."""
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
@@ -104,7 +107,7 @@ def brain_values(vol: np.ndarray) -> np.ndarray:
     return vol[box][brain[box]]
 
 
-def normalisation_stats(vol: np.ndarray, modality: str, protocol: Protocol) -> tuple[float, float]:
+def normalisation_stats(vol: np.ndarray, modality: str, protocol: Preparation) -> tuple[float, float]:
     """(centre, scale) of one whole 3-D volume, from its brain voxels (``vol > 0``) only."""
     values = brain_values(vol)
     if values.size == 0:
@@ -119,7 +122,7 @@ def normalisation_stats(vol: np.ndarray, modality: str, protocol: Protocol) -> t
     return float(inner.mean()), std if std > 0 else 1.0
 
 
-def apply_normalisation(x: np.ndarray, stats: tuple[float, float], protocol: Protocol) -> np.ndarray:
+def apply_normalisation(x: np.ndarray, stats: tuple[float, float], protocol: Preparation) -> np.ndarray:
     """Normalise any part of a volume (e.g. only the protocol's slab) with the whole volume's statistics."""
     centre, scale = stats
     out = ((x - np.float32(centre)) / np.float32(scale)).astype(np.float32)
@@ -128,12 +131,12 @@ def apply_normalisation(x: np.ndarray, stats: tuple[float, float], protocol: Pro
     return out
 
 
-def normalise(vol: np.ndarray, modality: str, protocol: Protocol) -> np.ndarray:
+def normalise(vol: np.ndarray, modality: str, protocol: Preparation) -> np.ndarray:
     """Intensity-normalise one whole 3-D volume as the protocol says."""
     return apply_normalisation(vol, normalisation_stats(vol, modality, protocol), protocol)
 
 
-def axial_stack(vol: np.ndarray, protocol: Protocol) -> np.ndarray:
+def axial_stack(vol: np.ndarray, protocol: Preparation) -> np.ndarray:
     """(H, W, D) volume -> (Z, H, W) stack of the protocol's axial slices, z ascending."""
     return np.ascontiguousarray(np.moveaxis(vol[:, :, protocol.z_start:protocol.z_stop], 2, 0))
 
@@ -154,7 +157,7 @@ def resize(stack: np.ndarray, size: int | tuple[int, int], mode: str = "area") -
     return F.interpolate(t, size=shape, mode=mode, **kwargs)[:, 0].numpy()
 
 
-def prepare_slices(vol: np.ndarray, modality: str, protocol: Protocol, z: range) -> tuple[np.ndarray, np.ndarray]:
+def prepare_slices(vol: np.ndarray, modality: str, protocol: Preparation, z: range) -> tuple[np.ndarray, np.ndarray]:
     """Axial slices ``z`` of one volume as a method sees them, with their brain masks (``vol > 0``), both on
     the protocol's grid: normalised with the whole volume's statistics, area-resized. The slice cache does
     this for the protocol's slab of every modality; ``uasbench predict`` for the slab it applies a run to.
@@ -169,7 +172,7 @@ def resize_mask(stack: np.ndarray, size: int) -> np.ndarray:
     return resize(stack.astype(np.float32), size) > 0
 
 
-def tumour_area(seg: np.ndarray, protocol: Protocol) -> np.ndarray:
+def tumour_area(seg: np.ndarray, protocol: Preparation) -> np.ndarray:
     """Whole-tumour pixel count per protocol slice on the original grid: 0 marks a healthy slice."""
     return (axial_stack(seg, protocol) > 0).sum(axis=(1, 2)).astype(np.int64)
 

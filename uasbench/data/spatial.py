@@ -2,7 +2,7 @@
 
 API (stable; the layouts, the slice cache, ``data inspect`` and ``predict`` all go through it):
 
-* ``SpatialStandard`` (frozen, recorded in ``Protocol.spatial`` and so in the cache fingerprint):
+* ``SpatialStandard`` (frozen, recorded in ``Preparation.spatial`` and so in the cache fingerprint):
   ``orientation`` (nibabel axis codes, default ``"LPS"``: BraTS's (L, P, S), the third array axis axial),
   ``spacing_mm`` (default 1.0), ``fov_mm`` (in-plane field of view, default (240, 240)), ``reference`` (the
   modality whose grid the others are resampled onto; None: the first one given) and ``register`` (None or

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.evaluation.metrics import image_auroc, overlap, subject_means, summarize
 from uasbench.evaluation.postprocess import erode
@@ -115,3 +116,18 @@ def evaluate_official(test_maps: np.ndarray, seg: np.ndarray, brain_t2: np.ndarr
         threshold=threshold, dice_curve=curve, per_slice={m: values[m] for m in METRICS},
         subjects=tuple(subjects), z=np.asarray(z),
         empty_predictions=[f"{s} z={int(k)}" for s, k, e in zip(subjects, z, empty) if e])
+
+
+def evaluate_official_run(test_maps: np.ndarray, test: SliceSet, pair: str, seed: int, where: str) -> dict[str, Any]:
+    """The official evaluation of one run's stored test maps, in ``metrics.json``'s layout.
+
+    Runs made before the T2 brain mask was stored can only be evaluated when their input is T2 (then the stored
+    mask is the T2 one); any other is a one-line error (naming ``where``) asking for a rerun.
+    """
+    brain_t2 = test.brain_t2
+    if brain_t2 is None:
+        if pair.split("-")[0] != "t2":
+            raise UasbenchError(f"{where} holds no T2 brain mask (run made before it was stored), "
+                                f"which the {PROTOCOL} protocol needs: rerun it")
+        brain_t2 = test.brain
+    return evaluate_official(test_maps, test.seg, brain_t2, test.subjects, test.z).to_dict(seed=seed)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from uasbench.data.preprocess import Protocol, resize
+from uasbench.data.preprocess import Preparation, resize
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
 from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
@@ -64,7 +64,7 @@ class ReconstructionMethod(AnomalyMethod):
         """One network, trained for iterations x batch samples and run once per scored slice (at the
         protocol's 128x128 grid unless ``image_size`` says otherwise)."""
         assert isinstance(config, ReconstructionConfig)
-        size = config.image_size or Protocol().size
+        size = config.image_size or Preparation().size
         method = cls(config)
         return [NetworkCost(cls.name, lambda: method._build_net(size), (1, size, size),
                             train_samples=config.iterations * config.batch_size, passes_per_slice=1)]

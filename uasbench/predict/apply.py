@@ -25,7 +25,7 @@ import torch
 import nibabel as nib
 
 from uasbench.data.brats import BadCaseError, Scan, open_scan
-from uasbench.data.preprocess import Protocol, prepare_slices, resize
+from uasbench.data.preprocess import Preparation, prepare_slices, resize
 from uasbench.data.slices import SliceSet
 from uasbench.data.spatial import SpatialRecord, standard_shape, standardise
 from uasbench.errors import UasbenchError, UsageError
@@ -36,6 +36,7 @@ from uasbench.modalities import Pair
 from uasbench.predict.cases import check_grid, find_cases, select_cases
 from uasbench.predict.nifti import check_output_folder, like_scan, save_together
 from uasbench.registry import get_method
+from uasbench.manifest import RunManifest
 from uasbench.results import CHECKPOINT, METRICS_JSON, read_manifest
 
 THRESHOLD_NAMES = ("val_dice", "fpr_1", "fpr_5")
@@ -47,24 +48,24 @@ class TrainedRun:
     """What a run directory says about how to score: read without loading the network."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: RunManifest
     pair: Pair
-    protocol: Protocol
+    protocol: Preparation
     post: PostProcess
     thresholds: dict[str, dict[str, Any]]
 
     @classmethod
     def read(cls, run_dir: Path) -> "TrainedRun":
         run_dir = Path(run_dir)
-        manifest = read_manifest(run_dir)
+        manifest = read_manifest(run_dir, required=("postprocess",))
         if not (run_dir / CHECKPOINT).is_file():
             raise UasbenchError(f"run {run_dir} has no {CHECKPOINT}: nothing to predict with")
         try:
             thresholds = json.loads((run_dir / METRICS_JSON).read_text())["thresholds"]
         except (OSError, json.JSONDecodeError, KeyError) as exc:
             raise UasbenchError(f"run {run_dir}: cannot read the thresholds in {METRICS_JSON} ({exc})") from None
-        return cls(run_dir, manifest, Pair.parse(manifest["pair"]), _recorded_protocol(manifest, run_dir),
-                   PostProcess.from_dict(manifest["postprocess"]), thresholds)
+        return cls(run_dir, manifest, Pair.parse(manifest.pair), _recorded_protocol(manifest, run_dir),
+                   PostProcess.from_dict(manifest.postprocess or {}), thresholds)
 
     def threshold(self, choice: str | float) -> tuple[str, float]:
         """(name, value) of ``--threshold``: a number as given, or one the run tuned on validation data."""
@@ -80,19 +81,22 @@ class TrainedRun:
     def load_method(self, device: str | None) -> AnomalyMethod:
         """The trained method on ``device`` (default: the kind of device the run used)."""
         if device is None:
-            device = self.manifest.get("device", {}).get("type", "cpu")
+            device = (self.manifest.device or {}).get("type", "cpu")
             if device == "cuda" and not torch.cuda.is_available():
                 raise UsageError(f"run {self.path} ran on cuda and no CUDA device is available here; "
                                  "pass --device cpu")
-        return get_method(self.manifest["method"]).load(self.path / CHECKPOINT, device=resolve_device(device))
+        return get_method(self.manifest.method).load(self.path / CHECKPOINT, device=resolve_device(device))
 
 
-def _recorded_protocol(manifest: dict[str, Any], run_dir: Path) -> Protocol:
+def _recorded_protocol(manifest: RunManifest, run_dir: Path) -> Preparation:
+    if manifest.preparation is None:
+        raise UasbenchError(f"run {run_dir}: its manifest records no preprocessing protocol; it was not written "
+                            "by `uasbench run`")
     try:
-        protocol = Protocol.from_dict(manifest["protocol"])
+        protocol = Preparation.from_dict(manifest.preparation)
     except TypeError as exc:
         raise UasbenchError(f"run {run_dir}: its preprocessing protocol is not one this uasbench knows ({exc})") from None
-    current = Protocol()
+    current = Preparation()
     if (protocol.name, protocol.version) != (current.name, current.version):
         raise UasbenchError(f"run {run_dir} used protocol {protocol.name} v{protocol.version}; this uasbench "
                             f"implements {current.name} v{current.version}: train the run again")
@@ -113,7 +117,7 @@ def parse_threshold(text: str) -> str | float:
     return value
 
 
-def slices_to_score(slices: str, protocol: Protocol, depth: int) -> range:
+def slices_to_score(slices: str, protocol: Preparation, depth: int) -> range:
     """The axial slices to score: the protocol's slab or every slice of the scan."""
     return protocol.z_values if slices == "protocol" else range(depth)
 
@@ -168,7 +172,7 @@ def to_scan_grid(maps: np.ndarray, brain: np.ndarray, scan_brain: np.ndarray,
     return np.where(inside, resize(processed, shape, mode="bilinear"), 0).astype(np.float32), inside
 
 
-def standard_depth(scan: Scan, protocol: Protocol) -> int:
+def standard_depth(scan: Scan, protocol: Preparation) -> int:
     """How many axial slices the scan has once on the run's spatial standard (headers only)."""
     return standard_shape({scan.modality: scan.image}, protocol.spatial)[2]
 
@@ -240,7 +244,7 @@ def predict(run_dir: Path, data: Path, out: Path, *, cases: list[str] | None = N
         check_grid(scan, z, depth)
     out = check_output_folder(out)
     method = run.load_method(device)
-    log(f"{run.manifest['method']} {run.pair} from {run.path}: {len(scans)} case(s), {modality} input, "
+    log(f"{run.manifest.method} {run.pair} from {run.path}: {len(scans)} case(s), {modality} input, "
         f"threshold {name} = {value:.6g}")
 
     results = []
@@ -250,7 +254,7 @@ def predict(run_dir: Path, data: Path, out: Path, *, cases: list[str] | None = N
             bar.update(task, description=f"Scoring {scan.case.id}")
             start = time.perf_counter()
             result = predict_scan(method, run, scan, z, value, lambda: bar.advance(task))
-            what = f"uasbench {run.manifest['method']} {run.pair}"
+            what = f"uasbench {run.manifest.method} {run.pair}"
             map_path, seg_path = output_paths(out, scan.case.id)
             save_together({map_path: like_scan(result.anomaly, scan.image, f"{what} anomaly map"),
                            seg_path: like_scan(result.segmentation, scan.image, f"{what} {name} > {value:.6g}")})

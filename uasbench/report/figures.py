@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 
 from uasbench.errors import UasbenchError  # noqa: E402
 from uasbench.evaluation.postprocess import PostProcess, apply_postprocess  # noqa: E402
-from uasbench.report.leaderboard import method_sort_key  # noqa: E402
+from uasbench.report.columns import method_sort_key  # noqa: E402
 
 GT_COLOUR = "lime"
 SEG_COLOUR = (1.0, 0.1, 0.1, 0.55)  # translucent red over the input image
@@ -93,8 +93,8 @@ def pick_examples(seg: np.ndarray, n: int) -> np.ndarray:
 def figure_from_runs(results_dir: Path, pair: str, out: Path, n_examples: int = 3) -> Path:
     """Fig. 3 from finished runs of one pair: one run per method (its lowest seed), post-processed as
     that run was evaluated, segmented at its ``val_dice`` threshold."""
-    from uasbench.report.leaderboard import collect_runs
-    from uasbench.results import SCORES, ScoredSplits, read_manifest
+    from uasbench.report.runs import collect_runs
+    from uasbench.results import METRICS_JSON, SCORES, ScoredSplits, read_manifest
 
     df = collect_runs(results_dir)
     df = df[df["pair"] == pair]
@@ -108,9 +108,9 @@ def figure_from_runs(results_dir: Path, pair: str, out: Path, n_examples: int = 
     for method in sorted(chosen.index, key=method_sort_key):
         run = Path(chosen[method])
         scored = ScoredSplits.load(run / SCORES)
-        post = PostProcess.from_dict(read_manifest(run).get("postprocess", {}))
+        post = PostProcess.from_dict(read_manifest(run).postprocess or {})
         maps[method], masks[method] = apply_postprocess(scored.test_maps, scored.test.brain, post)
-        thresholds[method] = json.loads((run / "metrics.json").read_text())["thresholds"]["val_dice"]["value"]
+        thresholds[method] = json.loads((run / METRICS_JSON).read_text())["thresholds"]["val_dice"]["value"]
         key = (scored.test.subjects, tuple(np.asarray(scored.test.z).tolist()))
         if reference is None:
             reference = (key, scored.test)

@@ -25,11 +25,17 @@ import pandas as pd
 from uasbench.errors import UasbenchError
 from uasbench.evaluation.official import PROTOCOL as OFFICIAL
 from uasbench.files import write_text_atomic
+from uasbench.manifest import RunManifest
+from uasbench.report import columns as cols
 from uasbench.report import leaderboard as lb
+from uasbench.report import render as rd
+from uasbench.report import runs as runs_
 from uasbench.report import statistics as st
+from uasbench.report.table import Table
+from uasbench.results import CHECKPOINT, MANIFEST, METRICS_CSV, METRICS_JSON, SCORES
 
 PAGE_NAME = "index.html"
-RUN_FILES = ("manifest.json", "metrics.json", "metrics.csv", "scores.npz", "checkpoint.pt")
+RUN_FILES = (MANIFEST, METRICS_JSON, METRICS_CSV, SCORES, CHECKPOINT)
 GRID_NOTE = ("Thresholds are searched over 1000 quantiles of each method's in-mask scores (the official code "
              "uses k/1000 for k < 100 on min-max normalised maps, reproduced in its own section). Tumour "
              "outside the evaluation mask counts as missed.")
@@ -43,11 +49,11 @@ def page_path(output: Path) -> Path:
 
 def write_page(results_dir: Path, output: Path, warn: Callable[[str], None] | None = None) -> Path:
     """Build the page for every complete run under ``results_dir`` and write it atomically; runs that fail the
-    leaderboard's checks are listed on the page and passed to ``warn`` (see ``leaderboard.collect_runs``)."""
+    leaderboard's checks are listed on the page and passed to ``warn`` (see ``runs.collect_runs``)."""
     path = page_path(output)
     if path.parent.exists() and not path.parent.is_dir():
         raise UasbenchError(f"--output {output}: {path.parent} is not a folder")
-    df = lb.collect_runs(results_dir, warn=warn)
+    df = runs_.collect_runs(results_dir, warn=warn)
     if df.empty:
         raise UasbenchError(f"no complete runs under {results_dir} to publish")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,8 +64,8 @@ def write_page(results_dir: Path, output: Path, warn: Callable[[str], None] | No
 
 def build_page(results_dir: Path, df: pd.DataFrame, page_dir: Path) -> str:
     template = Template(files("uasbench.report").joinpath("page.html").read_text(encoding="utf-8"))
-    labelled = lb.labelled(df)
-    pairs = sorted(df["pair"].unique(), key=lb.pair_sort_key)
+    labelled = cols.labelled(df)
+    pairs = sorted(df["pair"].unique(), key=cols.pair_sort_key)
     return template.substitute(
         title=html.escape(f"uasbench leaderboard: {results_dir.resolve().name}"),
         summary=_summary(results_dir, df),
@@ -107,7 +113,7 @@ def _oracle_box(threshold: str, body: str) -> str:
 
 def _official(results_dir: Path) -> str:
     try:
-        df = lb.collect_runs(results_dir, protocol=OFFICIAL, warn=lambda _: None)  # skips were listed once
+        df = runs_.collect_runs(results_dir, protocol=OFFICIAL, warn=lambda _: None)  # skips were listed once
         table = lb.render(df, table="metrics", fmt="html", explain=False)
     except UasbenchError as exc:
         return f'<p class="note">Not available for these runs: {html.escape(str(exc))}</p>'
@@ -115,21 +121,22 @@ def _official(results_dir: Path) -> str:
     rows = pd.DataFrame({"run": [Path(r).name for r in runs["run"]],
                          "threshold (test-tuned, of k/1000)": [f"{v:.3f}" for v in runs["threshold_value"]],
                          "empty predictions": runs["empty_predictions"].astype(int)})
-    return table + lb.frame_text("Threshold chosen by the official search, per run", rows, "html",
-                                 "Empty predictions: slices on which the official ASSD would crash; left out "
-                                 "of the ASSD mean, counted 0 in the other overlap metrics.")
+    return table + rd.table_text(Table.from_frame(
+        "Threshold chosen by the official search, per run", rows,
+        "Empty predictions: slices on which the official ASSD would crash; left out of the ASSD mean, counted 0 "
+        "in the other overlap metrics."), "html")
 
 
 def _statistics(df: pd.DataFrame, pair: str) -> str:
-    stats = lb.column_stats(df, lb.Column("Dice", pair, "val_dice", "dice"), lb.row_labels(df))
+    stats = cols.column_stats(df, cols.Column("Dice", pair, "val_dice", "dice"), cols.row_labels(df))
     title = f"Pair {pair}"
-    parts = [f"<h3>{html.escape(title)}</h3>", f'<p class="note">{html.escape(lb.friedman_text(stats))}</p>',
-             lb.frame_text("Paired Wilcoxon signed-rank tests (Holm-corrected)", lb.tests_frame(stats), "html",
-                           "Median difference A-B over the subjects both methods have, with its bootstrap "
-                           "95% CI; Holm over all pairs of this comparison.")]
-    shares = lb.rank_shares(stats)
-    frame, note = lb.ranks_display(stats, shares)
-    parts.append(lb.frame_text("Rank stability", frame, "html", note))
+    parts = [f"<h3>{html.escape(title)}</h3>", f'<p class="note">{html.escape(cols.friedman_text(stats))}</p>',
+             rd.table_text(Table.from_frame("Paired Wilcoxon signed-rank tests (Holm-corrected)", cols.tests_frame(stats),
+                                            "Median difference A-B over the subjects both methods have, with its "
+                                            "bootstrap 95% CI; Holm over all pairs of this comparison."), "html")]
+    shares = cols.rank_shares(stats)
+    frame, note = cols.ranks_display(stats, shares)
+    parts.append(rd.table_text(Table.from_frame("Rank stability", frame, note), "html"))
     if shares is not None:
         from uasbench.report.figures import rank_stability_figure
 
@@ -188,8 +195,8 @@ def _read_loss(path: Path) -> pd.DataFrame | None:
 
 
 def _provenance(df: pd.DataFrame, page_dir: Path) -> str:
-    runs = lb.labelled(df).drop_duplicates("run").sort_values(["pair", "sort", "seed"])
-    rows = [_provenance_row(Path(r.run), lb.read_json(Path(r.run) / "manifest.json"), page_dir)
+    runs = cols.labelled(df).drop_duplicates("run").sort_values(["pair", "sort", "seed"])
+    rows = [_provenance_row(Path(r.run), RunManifest.from_dict(runs_.read_json(Path(r.run) / MANIFEST)), page_dir)
             for r in runs.itertuples()]
     header = ["Run", "Method", "Pair", "Seed", "Settings", "Data fingerprint", "Split SHA-256", "Code revision",
               "Device", "Wall time (s)", "Versions", "Files"]
@@ -199,24 +206,27 @@ def _provenance(df: pd.DataFrame, page_dir: Path) -> str:
             '<p class="note">Links are relative to this page: keep it beside the results folder it was made from.</p>')
 
 
-def _provenance_row(run: Path, manifest: dict[str, Any], page_dir: Path) -> list[str]:
+def _provenance_row(run: Path, manifest: RunManifest, page_dir: Path) -> list[str]:
     def esc(value: Any) -> str:
         return html.escape(str(value))
 
     def link(target: Path, text: str) -> str:
         return f'<a href="{quote(os.path.relpath(target.resolve(), page_dir))}">{esc(text)}</a>'
 
-    device = manifest.get("device", {})
+    def known(value: str | None) -> str:
+        return "unknown" if value is None else value
+
+    device = manifest.device or {}
     device_text = " ".join(str(device[k]) for k in ("type", "gpu", "cpu") if device.get(k))
     if device.get("torch_threads"):
         device_text += f", {device['torch_threads']} threads"
-    times = ", ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in manifest.get("wall_times_s", {}).items())
-    versions = ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items())
+    times = ", ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in (manifest.wall_times_s or {}).items())
+    versions = ", ".join(f"{k} {v}" for k, v in (manifest.versions or {}).items())
     present = [run / name for name in RUN_FILES if (run / name).is_file()] + sorted(run.glob("loss_*.csv"))
-    split = str(manifest.get("split_sha256", ""))
-    return [link(run, run.name), esc(manifest.get("method")), esc(manifest.get("pair")), esc(manifest.get("seed")),
-            esc(lb.variant_label(manifest.get("profile", ""), manifest.get("overrides") or {})),
-            f"<code>{esc(manifest.get('data_fingerprint', 'unknown'))}</code>",
+    split = manifest.split_sha256 or ""
+    return [link(run, run.name), esc(manifest.method), esc(manifest.pair), esc(manifest.seed),
+            esc(runs_.variant_label(manifest.profile, manifest.override_values)),
+            f"<code>{esc(known(manifest.data_fingerprint))}</code>",
             f'<code title="{esc(split)}">{esc(split[:12])}</code>',
-            f"<code>{esc(manifest.get('code_revision', 'unknown'))}</code>", esc(device_text), esc(times),
+            f"<code>{esc(known(manifest.code_revision))}</code>", esc(device_text), esc(times),
             esc(versions), " ".join(link(f, f.name) for f in present)]

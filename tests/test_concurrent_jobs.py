@@ -20,7 +20,7 @@ from uasbench.data.splits import parse_split_csv
 from uasbench.errors import UasbenchError
 from uasbench.files import check_output_file, check_output_folder, describe_os_error
 from uasbench.modalities import Pair
-from uasbench.report.leaderboard import collect_runs
+from uasbench.report.runs import collect_runs
 from uasbench.results import (MANIFEST, SCORES, ScoredSplits, atomic_directory, manifest_paths, new_run_name,
                               read_manifest, write_json)
 

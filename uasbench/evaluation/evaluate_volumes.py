@@ -1,4 +1,4 @@
-"""Volume-, lesion- and healthy-scan-level evaluation: the entry point beside ``protocol.evaluate``.
+"""Volume-, lesion- and healthy-scan-level evaluation: the entry point beside ``evaluate.evaluate``.
 
 Same guarantee as the slice protocol: the reportable thresholds (``val_dice``: best mean per-volume Dice
 on the validation volumes; ``fpr_1``/``fpr_5``: 1 % / 5 % of the healthy validation scans' evaluation-mask
@@ -23,7 +23,7 @@ from uasbench.errors import UasbenchError
 from uasbench.evaluation.lesions import LESION_METRICS, LesionRule, lesion_metrics
 from uasbench.evaluation.metrics import Summary, summarize, summary_from_dict
 from uasbench.evaluation.postprocess import PostProcess
-from uasbench.evaluation.protocol import THRESHOLD_FREE, _nan_to_none, _none_to_nan
+from uasbench.evaluation.evaluate import THRESHOLD_FREE, _nan_to_none, _none_to_nan
 from uasbench.evaluation.strata import group_summaries, kind_groups, size_terciles
 from uasbench.evaluation.thresholds import (
     Threshold,

@@ -1,5 +1,5 @@
 """The slice-level evaluation entry point: identical post-processing, thresholds and metrics for every method
-(``volume_protocol.evaluate_volumes`` is its volume-, lesion- and healthy-scan-level sibling).
+(``evaluate_volumes.evaluate_volumes`` is its volume-, lesion- and healthy-scan-level sibling).
 
 Pixels in the slices' optional ``ignore`` mask (neither anomalous nor normal) leave the evaluation mask and
 the truth, so no threshold search and no metric counts them; only the official whole-image AUROC, which
@@ -144,7 +144,7 @@ def evaluate(*, val_maps: np.ndarray, val: SliceSet, healthy_maps: np.ndarray, v
     """Choose thresholds on validation, then measure the test slices at each of them."""
     if post.volume_only:
         raise UasbenchError("post-processing options median_3d and min_component_voxels act on whole volumes: "
-                            "use the volume-level evaluation (evaluation.volume_protocol)")
+                            "use the volume-level evaluation (evaluation.evaluate_volumes)")
     val_maps, val_mask = apply_postprocess(_check(val_maps, val, "val", False), val.brain, post)
     healthy_maps, healthy_mask = apply_postprocess(
         _check(healthy_maps, val_healthy, "val_healthy", False), val_healthy.brain, post)
