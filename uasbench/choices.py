@@ -18,6 +18,9 @@ TABLES = ("metrics", "pairs", "tests", "ranks")
 SPREADS = ("ci", "std")
 #: Intensity normalisations of the preprocessing: the paper's z-score or the authors' code.
 NORMALISATIONS = ("paper", "official")
+#: Which axial slices a protocol keeps: the slab ``z_start..z_stop - 1`` (the paper's, or any range in
+#: millimetres of the spatial standard's 1 mm grid), or every slice of the volume that holds brain.
+SLICE_SELECTIONS = ("slab", "brain")
 #: Devices by name (``cuda:N`` picks one GPU of several).
 DEVICES = ("auto", "cpu", "cuda")
 #: Where the jobs of a benchmark grid run.
