@@ -12,6 +12,8 @@ THRESHOLDS = ("val_dice", "fpr_1", "fpr_5", "oracle_test")
 #: How runs are evaluated: the project's protocol, or the MMCCD authors' own (test-tuned) evaluation.
 OFFICIAL_EVALUATION = "mmccd-official"
 EVALUATION_PROTOCOLS = ("project", OFFICIAL_EVALUATION)
+#: Evaluation levels of a cross-dataset run, one leaderboard block each per test dataset.
+EVALUATION_LEVELS = ("slice", "volume", "lesion", "healthy")
 #: Leaderboard output formats, table kinds and the spread shown beside a mean.
 FORMATS = ("md", "csv", "latex", "html")
 TABLES = ("metrics", "pairs", "tests", "ranks")

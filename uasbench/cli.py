@@ -364,6 +364,7 @@ def leaderboard(
     marks, or publish them all as one self-contained HTML page (--format html)."""
     from uasbench.files import check_output_file, write_text_atomic
     from uasbench.report.leaderboard import collect_runs, render
+    from uasbench.report.levels import collect_levels, render_levels
 
     with _user_errors():
         if not results_dir.is_dir():
@@ -373,8 +374,17 @@ def leaderboard(
             return
         if output is not None:
             check_output_file(output, "--output")
-        text = render(collect_runs(results_dir, protocol=protocol.value), table=table.value, fmt=format.value,
-                      threshold=threshold, spread=spread.value)
+        df = collect_runs(results_dir, protocol=protocol.value)
+        levels = collect_levels(results_dir) if protocol is EvalProtocol.project else None
+        if levels is not None and not levels.empty and table is not TableKind.metrics:
+            raise UsageError(f"--table {table.value} is for within-dataset runs; {results_dir} holds cross-dataset "
+                             "runs, whose blocks are the metrics tables (drop --table)")
+        if levels is not None and not levels.empty and threshold is not None:
+            raise UsageError("--threshold is for within-dataset runs: each cross-dataset block names its thresholds")
+        text = render(df, table=table.value, fmt=format.value, threshold=threshold, spread=spread.value) \
+            if levels is None or levels.empty or not df.empty else ""
+        if levels is not None and not levels.empty:
+            text = "\n".join(t for t in (text, render_levels(levels, format.value, spread.value)) if t)
         if output is None:
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
         else:

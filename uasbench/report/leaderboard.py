@@ -82,6 +82,8 @@ def collect_runs(results_dir: Path, protocol: str = "project") -> pd.DataFrame:
     for manifest_path in manifest_paths(results_dir):  # hidden staging folders hold no finished run
         run_dir = manifest_path.parent
         manifest = read_json(manifest_path)
+        if isinstance(manifest.get("datasets"), dict):  # a cross-dataset run: report.levels tabulates it
+            continue
         if manifest.get("complete") is not True or not (run_dir / "metrics.json").is_file():
             ignored.append(str(run_dir))
             continue
