@@ -64,6 +64,8 @@ def write_report(config: BenchmarkConfig, out: Path, runs: list[Path]) -> list[P
     from uasbench.report.figures import figure_from_runs
     from uasbench.report.leaderboard import collect_runs, render
 
+    if config.cross_dataset:
+        return _write_levels_report(config, out, runs)
     frame = collect_runs(out)
     frame = frame[frame["run"].isin({str(r) for r in runs})]
     if frame.empty:
@@ -80,4 +82,22 @@ def write_report(config: BenchmarkConfig, out: Path, runs: list[Path]) -> list[P
                 written.append(path)
     for pair in sorted(frame["pair"].unique()):
         written.append(figure_from_runs(out, pair, folder / f"comparison_{pair}.png"))
+    return written
+
+
+def _write_levels_report(config: BenchmarkConfig, out: Path, runs: list[Path]) -> list[Path]:
+    """A cross-dataset grid's report: its blocks per test dataset and level in every format."""
+    from uasbench.report.levels import collect_levels, render_levels
+
+    frame = collect_levels(out)
+    frame = frame[frame["run"].isin({str(r) for r in runs})]
+    if frame.empty:
+        raise UasbenchError(f"no finished runs of {config.path} under {out} to report")
+    folder = out / REPORT
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt, ext in EXTENSIONS.items():
+        path = folder / f"leaderboard_levels.{ext}"
+        path.write_text(render_levels(frame, fmt))
+        written.append(path)
     return written

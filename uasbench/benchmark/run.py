@@ -310,13 +310,22 @@ def cross_dataset_manifest(spec: RunSpec, data: CrossDatasetData) -> dict[str, A
     The leaderboard ranks runs together only when their ``identity`` (data and preparation) is equal, and
     per seed their ``split_identity`` (every test dataset's split)."""
     tests = {t.name: t.record for t in data.tests}
-    identity = {"train": [r["fingerprint"] for r in data.train_records],
-                "test": {name: r["fingerprint"] for name, r in tests.items()},
-                "protocol": data.protocol, "postprocess": spec.post.to_dict()}
-    splits = {name: r["split_sha256"] for name, r in tests.items()}
+    identity = cross_identity([r["fingerprint"] for r in data.train_records],
+                              {name: r["fingerprint"] for name, r in tests.items()}, data.protocol, spec.post.to_dict())
     return {"datasets": {"protocol": "cross-dataset", "train": list(data.train_records), "test": tests,
                          "preparation": {"protocol": data.protocol, "postprocess": spec.post.to_dict()},
-                         "identity": _digest(identity), "split_identity": _digest(splits)}}
+                         "identity": identity,
+                         "split_identity": split_identity({name: r["split_sha256"] for name, r in tests.items()})}}
+
+
+def cross_identity(train: list[str], tests: dict[str, str], protocol: dict[str, Any], post: dict[str, Any]) -> str:
+    """The data-and-preparation identity of a cross-dataset run (the grid computes it before running)."""
+    return _digest({"train": train, "test": tests, "protocol": protocol, "postprocess": post})
+
+
+def split_identity(splits: dict[str, str]) -> str:
+    """The identity of a cross-dataset run's test splits (test dataset name -> split checksum)."""
+    return _digest(splits)
 
 
 def _digest(payload: Any) -> str:

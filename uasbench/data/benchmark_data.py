@@ -298,6 +298,31 @@ def _read_kinds(root: Path, subjects: list[str]) -> dict[str, str] | None:
     return {s: kinds[s] for s in subjects if s in kinds}
 
 
+def test_split(source: Source, cases: list[str], seed: int) -> Split:
+    """A test dataset's split: its split file (val and test rows), else the seeded third for validation."""
+    if source.split_file is not None:
+        return load_split(cases, seed, source.split_file, need_train=False)
+    return default_split(cases, seed, test_assignment, name="-test", need_train=False)
+
+
+def prepare_cross_dataset(train: list[Source], tests: list[Source], modalities: tuple[str, ...],
+                          test_modalities: tuple[str, ...], protocol: Protocol, seeds: list[int], *,
+                          on_bad_case: str = "stop"
+                          ) -> tuple[list[str], dict[str, str], dict[int, dict[str, str]]]:
+    """Build every dataset's slice cache and each seed's test splits once (before a grid fans out); returns the
+    training fingerprints, the test fingerprints by name and per seed the test splits' checksums by name."""
+    train_fps = [_open_source(s, "--train-data", protocol, modalities, on_bad_case=on_bad_case, progress=True,
+                              workers=None)[1].path.name for s in train]
+    test_fps, caches = {}, {}
+    for source, name in zip(tests, dataset_names(tests)):
+        _, cache = _open_source(source, "--data", protocol, test_modalities, on_bad_case=on_bad_case,
+                                progress=True, workers=None)
+        test_fps[name], caches[name] = cache.path.name, (source, cache)
+    splits = {seed: {name: test_split(source, cache.all_cases, seed).sha256 for name, (source, cache) in caches.items()}
+              for seed in seeds}
+    return train_fps, test_fps, splits
+
+
 def _test_dataset(source: Source, name: str, pair: Pair, protocol: Protocol, seed: int, *, on_bad_case: str,
                   progress: bool, workers: int | None) -> TestDataset:
     data, cache = _open_source(source, "--data", protocol, (pair.input,), on_bad_case=on_bad_case,
@@ -305,11 +330,7 @@ def _test_dataset(source: Source, name: str, pair: Pair, protocol: Protocol, see
     if data.healthy_only:
         raise UasbenchError(f"--data {source.root}: a healthy-only dataset ({data.layout}) has no lesions to "
                             "test on; give it with --train-data")
-    cases = cache.all_cases
-    if source.split_file is not None:
-        split = load_split(cases, seed, source.split_file, need_train=False)
-    else:
-        split = default_split(cases, seed, test_assignment, name="-test", need_train=False)
+    split = test_split(source, cache.all_cases, seed)
     good = set(cache.subjects)
     members = {k: [s for s in split.subjects(k) if s in good] for k in ("val", "test")}
 

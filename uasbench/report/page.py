@@ -25,6 +25,7 @@ from uasbench.errors import UasbenchError
 from uasbench.evaluation.official import PROTOCOL as OFFICIAL
 from uasbench.files import write_text_atomic
 from uasbench.report import leaderboard as lb
+from uasbench.report import levels
 from uasbench.report import statistics as st
 
 PAGE_NAME = "index.html"
@@ -46,7 +47,7 @@ def write_page(results_dir: Path, output: Path) -> Path:
     if path.parent.exists() and not path.parent.is_dir():
         raise UasbenchError(f"--output {output}: {path.parent} is not a folder")
     df = lb.collect_runs(results_dir)
-    if df.empty:
+    if df.empty and not levels.cross_dataset_runs(results_dir):
         raise UasbenchError(f"no complete runs under {results_dir} to publish")
     path.parent.mkdir(parents=True, exist_ok=True)
     text = build_page(Path(results_dir), df, path.parent.resolve())
@@ -56,6 +57,12 @@ def write_page(results_dir: Path, output: Path) -> Path:
 
 def build_page(results_dir: Path, df: pd.DataFrame, page_dir: Path) -> str:
     template = Template(files("uasbench.report").joinpath("page.html").read_text(encoding="utf-8"))
+    cross = levels.levels_text(results_dir, "html") or '<p class="note">No cross-dataset runs.</p>'
+    if df.empty:  # cross-dataset runs only: the within-dataset sections say so
+        none = '<p class="note">No within-dataset runs.</p>'
+        return template.substitute(title=html.escape(f"uasbench leaderboard: {results_dir.resolve().name}"),
+                                   summary=none, protocols=_protocols(), table2=none, table1=none, levels=cross,
+                                   official=none, statistics=none, figures=none, losses=none, provenance=none)
     labelled = lb.labelled(df)
     pairs = sorted(df["pair"].unique(), key=lb.pair_sort_key)
     return template.substitute(
@@ -65,6 +72,7 @@ def build_page(results_dir: Path, df: pd.DataFrame, page_dir: Path) -> str:
         table2=lb.render(df, table="pairs", fmt="html", threshold="val_dice", explain=False),
         table1="\n".join(_oracle_box(t, lb.render(df, table="metrics", fmt="html", threshold=t, explain=False))
                          for t in lb.THRESHOLDS),
+        levels=cross,
         official=_official(results_dir),
         statistics="\n".join(_statistics(labelled, pair) for pair in pairs),
         figures="\n".join(_comparison(results_dir, pair) for pair in pairs),
