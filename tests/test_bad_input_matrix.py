@@ -350,3 +350,98 @@ def test_bad_input_gives_one_line_and_leaves_no_finished_run(world, build, code,
     print(lines[0])  # the matrix's messages, listed with `pytest -rP`
     assert _snapshot(world) == before  # no new run, no changed metrics, no new output
     assert not (world.root / MARKER_NAME).exists()  # the crafted pickle did not run
+
+
+# -- issue 24: sizes, usage errors, outputs, work folders and checkpoints made for another run ----------------
+# Each case's message is what `docs/reference/errors.md` lists; the harness above checks one `error:` line,
+# the exit code, no traceback and no new or changed finished run.
+
+def _bench_file(w: World, name: str, extra: str = "") -> Path:
+    path = w.root / f"{name}.toml"
+    path.write_text(f'[benchmark]\ndata = "{w.data}"\nsplit = "{w.split}"\n{extra}\n'
+                    '[[grid]]\nmethods = ["intensity"]\npairs = ["fl-t2"]\n')
+    return path
+
+
+def _benchmark_out_is_a_file(w: World):
+    return ["benchmark", str(_bench_file(w, "out-file")), "--out", str(_file(w))], {}, False
+
+
+def _work_folder_of_another_seed(w: World):
+    """A copy of seed 0's work folder planted where seed 1's job looks for its own."""
+    (work,) = w.trained_out.glob(".work/ae_*_s0_*")
+    out = w.root / "planted-work"
+    seed1 = w.extra.setdefault("seed1-key", _work_key(w, seed=1))
+    shutil.copytree(work, out / ".work" / seed1)
+    return (["run", "--method", "ae", "--set", "iterations=2", "--data", str(w.data), "--split", str(w.split),
+             "--seed", "1", "--out", str(out), "--device", "cpu"], {}, False)
+
+
+def _work_key(w: World, seed: int) -> str:
+    """The work folder name a job of ``seed`` uses (as uasbench.benchmark.run computes it)."""
+    from uasbench.benchmark.run import _run_key
+    from uasbench.data.benchmark_data import load_benchmark_data
+    from uasbench.registry import get_method
+
+    spec = RunSpec(method="ae", pair=Pair.parse("fl-t2"), seed=seed, data_root=w.data, split_file=w.split,
+                   overrides={"iterations": 2})
+    data = load_benchmark_data(w.data, spec.pair, split_file=w.split, seed=seed, progress=False)
+    return _run_key(spec, get_method("ae").config_for("quick", spec.overrides), data)
+
+
+def _checkpoint_of_another_seed(w: World):
+    """Seed 0's training checkpoint copied into seed 1's (otherwise genuine) work folder."""
+    (ckpt,) = w.trained_out.glob(".work/ae_*_s0_*/ckpt_ae.pt")
+    out = w.root / "planted-ckpt"
+    work = out / ".work" / w.extra.setdefault("seed1-key", _work_key(w, seed=1))
+    work.mkdir(parents=True)
+    (work / "run_identity.json").write_text((ckpt.parent / "run_identity.json").read_text()
+                                            .replace('"seed": 0', '"seed": 1'))
+    shutil.copy(ckpt, work / "ckpt_ae.pt")
+    return (["run", "--method", "ae", "--set", "iterations=2", "--data", str(w.data), "--split", str(w.split),
+             "--seed", "1", "--out", str(out), "--device", "cpu"], {}, False)
+
+
+def _predict_out_inside_data(w: World):
+    return (["predict", str(w.intensity_run), "--data", str(w.data), "--out", str(w.data / "maps")], {}, False)
+
+
+ISSUE_24_CASES = [
+    ("erode-brain-huge", lambda w: (["run", "--method", "intensity", "--erode-brain", "100000", "--out",
+                                     str(w.root / "results")], {}, False), 2,
+     "invalid option erode_brain_px=100000 for post-processing (--erode-brain): expected an integer >= 0 and <= 64"),
+    ("median-huge", lambda w: (["run", "--method", "intensity", "--median", "100000", "--out",
+                                str(w.root / "results")], {}, False), 2,
+     "invalid option median_size=100000 for post-processing (--median): expected an integer >= 0 and <= 64"),
+    ("benchmark-erode-brain-huge", lambda w: (["benchmark", str(_bench_file(w, "erode", "erode_brain = 100000")),
+                                               "--dry-run"], {}, False), 2,
+     "benchmark.erode_brain: invalid option erode_brain_px=100000 for post-processing"),
+    ("benchmark-slurm-mem-huge", lambda w: (["benchmark", str(_bench_file(w, "mem", "[slurm]\nmem_gb = 10000000")),
+                                             "--dry-run"], {}, False), 2,
+     "slurm.mem_gb: invalid option mem_gb=10000000 for the slurm settings: expected an integer >= 1 and <= 65536"),
+    ("benchmark-time-huge", lambda w: (["benchmark", str(_bench_file(w, "time")), "--time", "99999999",
+                                        "--dry-run"], {}, False), 2,
+     "invalid option timeout_min=99999999 for the command line (--time)"),
+    ("gpu-tflops-nan", lambda w: (["benchmark", str(_bench_file(w, "nan")), "--dry-run", "--gpu-tflops", "nan"],
+                                  {}, False), 2, "invalid --gpu-tflops nan: expected a number > 0"),
+    ("jobs-0", lambda w: (["benchmark", str(_bench_file(w, "jobs")), "--jobs", "0"], {}, False), 2,
+     "Invalid value for '--jobs'"),
+    ("jobs-huge", lambda w: (["benchmark", str(_bench_file(w, "jobs")), "--jobs", "100000"], {}, False), 2,
+     "Invalid value for '--jobs'"),
+    ("unknown-option", lambda w: (["run", "--method", "intensity", "--bogus"], {}, False), 2,
+     "No such option: --bogus"),
+    ("examples-huge", lambda w: (["figure", str(w.intensity_run.parent), "--examples", "100000", "--output",
+                                  str(w.root / "fig.png")], {}, False), 2, "Invalid value for '--examples'"),
+    ("phantom-subjects-huge", lambda w: (["data", "phantom", "--subjects", "100000", "--out",
+                                          str(w.root / "phantom")], {}, False), 2, "Invalid value for '--subjects'"),
+    ("benchmark-out-is-a-file", _benchmark_out_is_a_file, 1, "is a file, not a folder"),
+    ("predict-out-inside-data", _predict_out_inside_data, 2, "is inside --data"),
+    ("work-folder-of-another-seed", _work_folder_of_another_seed, 1,
+     "was made for another run (seed 0, not 1): refused to reuse it"),
+    ("checkpoint-of-another-seed", _checkpoint_of_another_seed, 1, "was made for another run (seed differ): refused"),
+]
+
+
+@pytest.mark.parametrize("build, code, message", [c[1:] for c in ISSUE_24_CASES], ids=[c[0] for c in ISSUE_24_CASES])
+def test_issue_24_bad_input_gives_one_line_and_leaves_no_finished_run(world, build, code, message):
+    test_bad_input_gives_one_line_and_leaves_no_finished_run(world, build, code, message)

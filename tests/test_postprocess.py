@@ -92,9 +92,11 @@ def test_median_filter_edges_sizes_and_slices() -> None:
 
 
 def test_error_messages_name_the_problem() -> None:
-    with pytest.raises(UasbenchError, match=r"^post-processing option erode_brain_px must be a non-negative integer, "
-                                            r"got -1$"):
+    with pytest.raises(UasbenchError, match=r"^invalid option erode_brain_px=-1 for post-processing \(--erode-brain\): "
+                                            r"expected an integer >= 0 and <= 64$"):
         PostProcess(erode_brain_px=-1)
+    with pytest.raises(UasbenchError, match=r"^invalid option median_size=100000 for post-processing \(--median\)"):
+        PostProcess(median_size=100000)
     with pytest.raises(UasbenchError, match=r"^post-processing option erode_brain_px needs brain_mask=True$"):
         PostProcess(brain_mask=False, erode_brain_px=2)
     with pytest.raises(UasbenchError, match=r"^score maps of shape \(1, 4, 5\) do not match brain masks of shape "
@@ -111,9 +113,10 @@ def test_volume_options_are_bounded_and_left_out_of_records_when_off() -> None:
     post = PostProcess(median_3d=3, min_component_voxels=10)
     assert post.volume_only and PostProcess.from_dict(post.to_dict()) == post
     assert all("max" in f.metadata for f in fields(PostProcess) if f.name != "brain_mask")
-    with pytest.raises(UasbenchError, match=r"^post-processing option median_3d must be at most 15, got 16$"):
+    with pytest.raises(UasbenchError, match=r"^invalid option median_3d=16 for post-processing \(--median-3d\): "
+                                            r"expected an integer >= 0 and <= 15$"):
         PostProcess(median_3d=16)
-    with pytest.raises(UasbenchError, match="min_component_voxels must be a non-negative integer"):
+    with pytest.raises(UasbenchError, match=r"^invalid option min_component_voxels=-1 for post-processing \(--min-component\)"):
         PostProcess(min_component_voxels=-1)
 
 

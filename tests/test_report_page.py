@@ -189,4 +189,5 @@ def test_older_metrics_without_per_subject_values(tmp_path: Path) -> None:
     (run / "metrics.json").write_text(json.dumps({k: v for k, v in stored.items() if k != "per_subject"}))
     result = runner.invoke(app, ["leaderboard", str(tmp_path)])
     assert result.exit_code == 1 and "no per-subject values" in result.stderr and "uasbench evaluate" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    lines = result.stderr.strip().splitlines()  # the run is skipped with its reason, then nothing is left to rank
+    assert len(lines) == 2 and lines[0].startswith(f"skipped run {run}: ") and lines[1].startswith("error: ")

@@ -113,4 +113,5 @@ def test_output_checks_and_file_system_errors_are_one_line(tmp_path):
     check_output_folder(tmp_path / "new" / "deeper", "--out")  # creatable: fine, and nothing is created
     assert not (tmp_path / "new").exists()
     full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.npz"))
-    assert describe_os_error(full) == f"file system error on {tmp_path / 'x.npz'}: the disk is full"
+    assert describe_os_error(full) == (f"file system error on {tmp_path / 'x.npz'}: the disk is full (no space "
+                                       "left on device); free some space or write to another folder")

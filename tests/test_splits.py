@@ -157,6 +157,10 @@ def test_split_command_from_lists_and_seeded(tmp_path, real_brats_root):
     result = CliRunner().invoke(app, ["data", "split", "--data", str(real_brats_root), "--seed", "3",
                                       "--out", str(seeded)])
     assert result.exit_code == 0, result.output
-    assert parse_split_csv(seeded) == make_assignment(["TCGA-DU-7294", "TCGA-FG-6692"], 3)
+    from uasbench.data.benchmark_data import open_dataset_cache, tumour_subjects
+    from uasbench.data.preprocess import Protocol
+
+    tumour = tumour_subjects(open_dataset_cache(real_brats_root, Protocol(), progress=False)[1])
+    assert parse_split_csv(seeded) == make_assignment(["TCGA-DU-7294", "TCGA-FG-6692"], 3, tumour=tumour)
     result = CliRunner().invoke(app, ["data", "split", "--train-list", str(p["train"]), "--out", str(seeded)])
     assert result.exit_code == 2 and "--test-list" in result.stderr

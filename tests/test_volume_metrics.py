@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -200,13 +200,6 @@ def test_bad_inputs_raise() -> None:
         evaluate_volumes(**inputs, kinds={"t0": "a"}, n_bootstrap=0)
 
 
-@dataclass(frozen=True)
-class _WithIgnore(SliceSet):
-    """A SliceSet carrying the data layer's optional ``ignore`` mask."""
-
-    ignore: np.ndarray | None = None
-
-
 def test_ignore_is_excluded_at_slice_and_volume_level() -> None:
     inputs = _inputs(4)
     test = inputs["test"]
@@ -214,10 +207,10 @@ def test_ignore_is_excluded_at_slice_and_volume_level() -> None:
     ignore[:, 10:14, 10:14] = True  # a patch of "other pathology" away from the lesions
     maps = inputs["test_maps"].copy()
     maps[ignore] = 50.0  # would be false positives at every threshold if counted
-    marked = _WithIgnore(**{f.name: getattr(test, f.name) for f in fields(SliceSet)}, ignore=ignore)
+    marked = replace(test, ignore=ignore)
     plain = evaluate_volumes(**dict(inputs, test_maps=inputs["test_maps"]), n_bootstrap=0)
     hidden = evaluate_volumes(**dict(inputs, test_maps=maps, test=marked), n_bootstrap=0)
-    clean = _WithIgnore(**{f.name: getattr(test, f.name) for f in fields(SliceSet)}, ignore=ignore)
+    clean = replace(test, ignore=ignore)
     same = evaluate_volumes(**dict(inputs, test_maps=inputs["test_maps"], test=clean), n_bootstrap=0)
     assert hidden.per_subject == same.per_subject  # scores under ignore change nothing
     assert hidden.per_subject[THRESHOLD_FREE] != plain.per_subject[THRESHOLD_FREE]  # the mask did change

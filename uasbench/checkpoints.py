@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from uasbench.errors import UasbenchError
-from uasbench.files import atomic_file
+from uasbench.files import atomic_write
 
 PLAIN = "tensors, numbers, strings, lists, tuples and dicts"
 _SCALARS = (type(None), bool, int, float, str, torch.dtype, torch.Size)
@@ -43,14 +43,18 @@ def check_plain(value: Any, where: str = "checkpoint") -> None:
 
 
 def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
-    """Check ``payload`` is plain data, then write it atomically (unique temp file beside ``path``, rename)."""
+    """Check ``payload`` is plain data, then write it atomically (a new file created without following links
+    beside ``path``, renamed onto it); a full disk is one line naming ``path`` (``files.atomic_write``)."""
     check_plain(payload)
-    with atomic_file(Path(path)) as tmp:
-        torch.save(payload, tmp)
+    with atomic_write(Path(path)) as handle:
+        torch.save(payload, handle)  # a file object: torch's disk-full RuntimeError keeps the OSError behind it
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a plain-data checkpoint; anything else (code, custom classes, a corrupt file) is one line."""
+def load_checkpoint(path: Path, *, header_only: bool = False) -> dict[str, Any]:
+    """Read a plain-data checkpoint; anything else (code, custom classes, a corrupt file) is one line.
+
+    ``header_only`` maps the tensors instead of reading them (``mmap``), so the leaderboard can read a large
+    checkpoint's method, seed and run identity cheaply."""
     path = Path(path)
     if not path.is_file():
         raise UasbenchError(f"checkpoint {path} does not exist (or is not a file)")
@@ -60,7 +64,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
             warnings.simplefilter("ignore")
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            payload = torch.load(path, map_location="cpu", weights_only=True, mmap=header_only)
     except pickle.UnpicklingError as exc:
         wanted = re.search(r"GLOBAL (\S+)", str(exc))
         detail = f" (it asks for {wanted.group(1)})" if wanted else ""

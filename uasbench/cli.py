@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -19,15 +20,47 @@ from rich.table import Table
 from uasbench import choices
 from uasbench.errors import UasbenchError, UsageError
 
+try:  # recent typer carries its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - typer with click as a dependency
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+
 if TYPE_CHECKING:  # the CLI imports its layers lazily so that `uasbench --help` stays fast
     from uasbench.evaluation.protocol import EvaluationResult
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+class _OneLineUsageErrors(typer.core.TyperGroup):
+    """Typer's own usage errors (``--jobs 0``, an unknown option, a missing argument) as one ``error:`` line
+    and exit code 2, like every other bad input, instead of a boxed multi-line panel."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:  # a caller that handles click's exceptions itself
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click_errors.NoArgsIsHelpError as exc:  # `uasbench` alone: the help, as before
+            console.print(exc.ctx.get_help() if exc.ctx else str(exc), highlight=False)
+            sys.exit(2)
+        except click_errors.ClickException as exc:  # usage errors (exit 2) and unreadable files
+            _print_error(" ".join(exc.format_message().split()))
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            err_console.print("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=_OneLineUsageErrors,
                   help="Benchmark unsupervised anomaly segmentation methods on multi-modal brain MRI.")
 data_app = typer.Typer(no_args_is_help=True, help="Create and inspect datasets.")
 app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
+# Upper bounds of the CLI's own size options (checked by typer before any work; a method's and the
+# post-processing's sizes are bounded in their dataclasses' field metadata, see uasbench.config_check).
+MAX_JOBS = 1024  # --jobs: worker processes at once
+MAX_EXAMPLES = 50  # figure --examples: rows of one figure
+MAX_SUBJECTS = 5000  # data phantom --subjects: a few MB each (BraTS 2021 has 1251)
+MAX_TFLOPS = 1e6  # --gpu-tflops: far above any accelerator
 
 
 def _choice_enum(name: str, values: tuple[str, ...]) -> Any:
@@ -71,6 +104,17 @@ def _user_errors() -> Iterator[None]:
 def _print_error(message: str) -> None:
     """``error: message`` on one line of stderr; the message is escaped, so brackets in a path stay as typed."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _say(message: str) -> None:
+    """One line on stdout, printed as typed: a case ID or path holding ``[red]`` stays literal, and a long
+    line is never wrapped (scripts read ``run directory: ...``)."""
+    console.print(escape(message), highlight=False, soft_wrap=True)
+
+
+def _warn(message: str) -> None:
+    """One line on stderr, printed as typed (no markup), never wrapped."""
+    err_console.print(escape(message), highlight=False, soft_wrap=True)
 
 
 def _parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -161,9 +205,8 @@ def run(
             spec = RunSpec(**common, data_root=tests[0] if tests else None, layout=(layout or [None])[0],
                            card=(card or [None])[0], split_file=(split or [None])[0])
         validate_spec(spec)
-        log = lambda msg: console.print(msg, highlight=False)  # noqa: E731
         if spec.cross_dataset:
-            run_dir, results = run_cross_dataset(spec, log=log)
+            run_dir, results = run_cross_dataset(spec, log=_say)
             for r in results:
                 if r.slice_level is not None:
                     _print_summary(f"{method} {spec.pair} on {r.name}: slice level ({profile}, seed {seed})",
@@ -171,9 +214,9 @@ def run(
                 _print_volume_summary(f"{method} {spec.pair} on {r.name}: volume, lesion and healthy levels",
                                       r.volume_level)
         else:
-            run_dir, result = run_benchmark(spec, log=log)
+            run_dir, result = run_benchmark(spec, log=_say)
             _print_summary(f"{method} {spec.pair} ({profile}, seed {seed})", result)
-        console.print(f"run directory: {run_dir}", highlight=False)
+        _say(f"run directory: {run_dir}")
 
 
 def _z_range(text: Optional[str]) -> dict[str, int]:
@@ -208,39 +251,40 @@ def benchmark(
     config: Annotated[Path, typer.Argument(help="Benchmark file (TOML), e.g. benchmarks/paper-table1.toml.")],
     out: Annotated[Optional[Path], typer.Option(help="Results folder; default: results/<file name>.")] = None,
     executor: Annotated[ExecutorKind, typer.Option(help="serial (this process), local (--jobs N workers) or slurm.")] = ExecutorKind.serial,
-    jobs: Annotated[int, typer.Option(help="Jobs at once with --executor local.", min=1)] = 1,
+    jobs: Annotated[int, typer.Option(help="Jobs at once with --executor local.", min=1, max=MAX_JOBS)] = 1,
     dry_run: Annotated[bool, typer.Option(help="List the jobs and their estimated cost; run nothing.")] = False,
     report_only: Annotated[bool, typer.Option(help="Only write the leaderboards and figures of finished runs.")] = False,
     data: Annotated[Optional[Path], typer.Option(help="BraTS folder, instead of the file's benchmark.data.")] = None,
     gpu_tflops: Annotated[float, typer.Option(help="Dense bf16 TFLOP/s for the dry run's GPU-hours (H100: 989).")] = 989.0,
     partition: Annotated[Optional[str], typer.Option(help="slurm: partition (overrides slurm.partition).")] = None,
-    time_min: Annotated[Optional[int], typer.Option("--time", help="slurm: time limit per job in minutes.", min=1)] = None,
-    gpus_per_job: Annotated[Optional[int], typer.Option(help="slurm: GPUs per job.", min=0)] = None,
-    array_parallelism: Annotated[Optional[int], typer.Option(help="slurm: jobs of the array running at once.", min=1)] = None,
+    time_min: Annotated[Optional[int], typer.Option("--time", help="slurm: time limit per job in minutes.")] = None,
+    gpus_per_job: Annotated[Optional[int], typer.Option(help="slurm: GPUs per job.")] = None,
+    array_parallelism: Annotated[Optional[int], typer.Option(help="slurm: jobs of the array running at once.")] = None,
 ) -> None:
     """Run a grid of methods x pairs x seeds from one file; rerun it to complete only what is missing."""
-    import dataclasses
-
     from uasbench.benchmark import grid
-    from uasbench.benchmark.config import load_config
+    from uasbench.benchmark.config import load_config, slurm_settings
     from uasbench.benchmark.cost import cost_table, grid_costs
     from uasbench.benchmark.executors import make_executor
+
+    from uasbench.files import check_output_folder
 
     with _user_errors():
         if dry_run and report_only:
             raise UsageError("choose --dry-run or --report-only, not both")
-        if gpu_tflops <= 0:
-            raise UsageError(f"--gpu-tflops must be positive, got {gpu_tflops}")
+        if not (math.isfinite(gpu_tflops) and 0 < gpu_tflops <= MAX_TFLOPS):
+            raise UsageError(f"invalid --gpu-tflops {gpu_tflops}: expected a number > 0 and <= {MAX_TFLOPS:g}")
         bench = load_config(config, data_override=data, need_data=not dry_run)
-        slurm = dataclasses.replace(bench.slurm, **{k: v for k, v in (
+        slurm = slurm_settings(bench.slurm, {k: v for k, v in (
             ("partition", partition), ("timeout_min", time_min), ("gpus_per_job", gpus_per_job),
-            ("array_parallelism", array_parallelism)) if v is not None})
+            ("array_parallelism", array_parallelism)) if v is not None}, "the command line")
         folder = out or grid.default_out(bench)
+        if not dry_run:
+            check_output_folder(folder, "--out")  # before any data is prepared
         if dry_run:
             costs, counts = grid_costs(bench, folder)
-            console.print(f"{config}: {len(costs)} jobs; scored slices per run: {counts.val} validation, "
-                          f"{counts.val_healthy} healthy validation, {counts.test} test (upper bounds) from "
-                          f"{counts.source}", highlight=False, soft_wrap=True)
+            _say(f"{config}: {len(costs)} jobs; scored slices per run: {counts.val} validation, "
+                 f"{counts.val_healthy} healthy validation, {counts.test} test (upper bounds) from {counts.source}")
             console.print(cost_table(costs, gpu_tflops))
             return
         screen = Console(file=sys.stdout)  # bound now: a serial job sends sys.stdout to its log while it runs
@@ -250,7 +294,7 @@ def benchmark(
             runner = make_executor(executor.value, jobs=jobs, slurm=slurm, folder=folder / ".submitit",
                                    name=f"uasbench-{bench.name}")
             written = grid.run_grid(bench, folder, runner, screen)
-        console.print(f"wrote {len(written)} report files to {folder / grid.REPORT}", highlight=False, soft_wrap=True)
+        _say(f"wrote {len(written)} report files to {folder / grid.REPORT}")
 
 
 @app.command()
@@ -268,9 +312,9 @@ def rescore(
         if not run_dir.is_dir():
             raise UsageError(f"RUN_DIR {run_dir}: no such folder")
         new_dir, result = rescore_run(run_dir, _parse_overrides(set_ or []), preset=preset, out=out, device=device,
-                                      log=lambda msg: console.print(msg, highlight=False))
+                                      log=_say)
         _print_summary(f"{run_dir.name} (rescored)", result)
-        console.print(f"run directory: {new_dir}", highlight=False)
+        _say(f"run directory: {new_dir}")
 
 
 @app.command()
@@ -286,7 +330,7 @@ def methods() -> None:
                       " + ".join(info.cls.test_modalities), ", ".join(sorted(info.cls.profiles)))
     console.print(table)
     for reason in broken_plugins().values():
-        err_console.print(f"warning: {reason}", highlight=False)
+        _warn(f"warning: {reason}")
 
 
 @app.command()
@@ -343,7 +387,7 @@ def _evaluate_official(run_dir: Path, manifest: dict[str, Any]) -> None:
     console.print(NOTE, highlight=False, soft_wrap=True)
     if result["empty_predictions"]:
         console.print("empty predictions: " + ", ".join(result["empty_predictions"]), highlight=False, soft_wrap=True)
-    console.print(f"wrote {path}", highlight=False)
+    _say(f"wrote {path}")
 
 
 @app.command()
@@ -374,7 +418,7 @@ def leaderboard(
             return
         if output is not None:
             check_output_file(output, "--output")
-        df = collect_runs(results_dir, protocol=protocol.value)
+        df = collect_runs(results_dir, protocol=protocol.value, warn=_warn)
         levels = collect_levels(results_dir) if protocol is EvalProtocol.project else None
         if levels is not None and not levels.empty and table is not TableKind.metrics:
             raise UsageError(f"--table {table.value} is for within-dataset runs; {results_dir} holds cross-dataset "
@@ -389,7 +433,7 @@ def leaderboard(
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
         else:
             write_text_atomic(output, text)
-            console.print(f"wrote {output}", highlight=False)
+            _say(f"wrote {output}")
 
 
 def _write_page(results_dir: Path, output: Optional[Path], table: TableKind, threshold: Optional[str],
@@ -404,7 +448,7 @@ def _write_page(results_dir: Path, output: Optional[Path], table: TableKind, thr
                          f"{', '.join(chosen)}")
     if output is None:
         raise UsageError("--format html writes a page: give --output DIR (for DIR/index.html) or --output FILE.html")
-    console.print(f"wrote {write_page(results_dir, output)}", highlight=False)
+    _say(f"wrote {write_page(results_dir, output, warn=_warn)}")
 
 
 @app.command()
@@ -412,10 +456,10 @@ def figure(
     results_dir: Annotated[Path, typer.Argument(help="Folder holding run directories.")],
     pair: Annotated[str, typer.Option(help="Which modality pair to show.")] = "fl-t2",
     output: Annotated[Path, typer.Option(help="PNG file to write.")] = Path("comparison.png"),
-    examples: Annotated[int, typer.Option(help="Number of test slices to show.")] = 3,
+    examples: Annotated[int, typer.Option(help="Number of test slices to show.", max=MAX_EXAMPLES)] = 3,
 ) -> None:
     """The paper's Fig. 3: input and ground truth, then each method's anomaly map and segmentation."""
-    from uasbench.files import check_output_file
+    from uasbench.files import check_output_file, writing
     from uasbench.report.figures import figure_from_runs
     from uasbench.modalities import Pair
 
@@ -423,8 +467,9 @@ def figure(
         if examples < 1:
             raise UsageError(f"invalid --examples {examples}: show at least 1 test slice")
         check_output_file(output, "--output")
-        path = figure_from_runs(results_dir, str(Pair.parse(pair)), output, n_examples=examples)
-        console.print(f"wrote {path}", highlight=False)
+        with writing(output):  # a full disk: one line naming the figure
+            path = figure_from_runs(results_dir, str(Pair.parse(pair)), output, n_examples=examples)
+        _say(f"wrote {path}")
 
 
 @app.command()
@@ -443,14 +488,17 @@ def predict(
     from uasbench.predict import predict as predict_cases
 
     with _user_errors():
+        if data.is_dir() and out.resolve().is_relative_to(data.resolve()):
+            raise UsageError(f"--out {out} is inside --data {data}: a rerun would read the maps it wrote as scans; "
+                             "write them outside the data folder")
         ids = [i for item in cases or [] for i in item.split(",") if i]
         summaries = predict_cases(run_dir, data, out, cases=ids, slices=slices, threshold=threshold,
-                                  device=device, log=lambda msg: console.print(msg, highlight=False, soft_wrap=True))
-        table = Table(title=f"uasbench predict: {len(summaries)} case(s) written to {out}")
+                                  device=device, log=_say)
+        table = Table(title=escape(f"uasbench predict: {len(summaries)} case(s) written to {out}"))
         for column in ("case", "slices", "flagged voxels", "Dice (scored slices)", "seconds"):
             table.add_column(column, justify="left" if column == "case" else "right")
         for s in summaries:
-            table.add_row(s.case, str(s.slices), str(s.flagged_voxels),
+            table.add_row(escape(s.case), str(s.slices), str(s.flagged_voxels),
                           "no label" if s.dice is None else f"{s.dice:.4f}", f"{s.seconds:.1f}")
         console.print(table)
 
@@ -458,7 +506,8 @@ def predict(
 @data_app.command("phantom")
 def data_phantom(
     out: Annotated[Path, typer.Option(help="Folder to create.")],
-    subjects: Annotated[int, typer.Option(help="Number of subjects (72: the embedded benchmark's).", min=1)] = 72,
+    subjects: Annotated[int, typer.Option(help="Number of subjects (72: the embedded benchmark's).", min=1,
+                                          max=MAX_SUBJECTS)] = 72,
     seed: Annotated[int, typer.Option(help="Dataset seed.")] = 0,
     layout: Annotated[str, typer.Option(help="Write it in this built-in layout (ixi: healthy subjects only).")] = "brats2021",
     orientation: Annotated[Optional[str], typer.Option(help="Store the volumes in these axis codes, e.g. RAS or "
@@ -471,7 +520,7 @@ def data_phantom(
     with _user_errors():
         check_output_folder(out, "--out")
         path, written = write_phantom_in_layout(out, subjects, seed, layout=layout, orientation=orientation)
-        console.print(f"wrote {written} subjects to {path} ({layout} layout)", highlight=False)
+        _say(f"wrote {written} subjects to {path} ({layout} layout)")
 
 
 @data_app.command("prepare")
@@ -489,12 +538,11 @@ def data_prepare(
     with _user_errors():
         _, cache = open_dataset_cache(data, Protocol(normalisation=normalisation.value),
                                       on_bad_case="skip" if skip_bad_cases else "stop", layout=layout, card=card)
-        console.print(f"slice cache {cache.path}: {len(cache.subjects)} cases ready", highlight=False, soft_wrap=True)
+        _say(f"slice cache {cache.path}: {len(cache.subjects)} cases ready")
         for problem in cache.bad_cases.values():
-            err_console.print(f"skipped: {problem}", highlight=False, soft_wrap=True)
+            _warn(f"skipped: {problem}")
         for case, dice in cache.below_registration_floor.items():
-            err_console.print(f"registration below the floor: case {case} (brain-mask Dice {dice:.3f})",
-                              highlight=False, soft_wrap=True)
+            _warn(f"registration below the floor: case {case} (brain-mask Dice {dice:.3f})")
 
 
 @data_app.command("split")
@@ -511,7 +559,8 @@ def data_split(
     val_rest: Annotated[bool, typer.Option(help="Validation = the dataset's subjects in no list.")] = False,
 ) -> None:
     """Write a split file: the seeded default split of a dataset (as `run` uses it), or one made from subject lists."""
-    from uasbench.data.benchmark_data import dataset_subjects, seeded_rule
+    from uasbench.data.benchmark_data import dataset_subjects, open_dataset_cache, seeded_rule
+    from uasbench.data.preprocess import Protocol
     from uasbench.data.splits import assignment_from_lists, write_split_csv
     from uasbench.files import check_output_file
 
@@ -523,7 +572,8 @@ def data_split(
         if data is not None or train_list is None:
             subjects = dataset_subjects(data, layout=layout, card=card)
         if train_list is None:
-            assignment = seeded_rule(data)[0](subjects, seed)
+            cache = open_dataset_cache(data, Protocol())[1] if data is not None else None  # as `run` splits
+            assignment = seeded_rule(data, cache)[0](subjects, seed)
         else:
             assignment = assignment_from_lists(train_list, test_list, val=val_list, val_last=val_last,
                                                dataset=subjects, val_rest=val_rest)
@@ -561,7 +611,7 @@ SUMMARY_LABELS = {"auroc": "auroc (threshold-free, brain pixels)", "auprc": "aup
 
 def _print_summary(title: str, result: EvaluationResult) -> None:
     """One leaderboard row, printed as a two-column table so it fits any terminal width."""
-    table = Table(title=title)
+    table = Table(title=escape(title))
     table.add_column("metric (test; at the validation-tuned threshold unless named)")
     table.add_column("value", justify="right")
     for key, value in result.headline().items():
@@ -570,7 +620,7 @@ def _print_summary(title: str, result: EvaluationResult) -> None:
     console.print(table)
     headline = result.thresholds["val_dice"]
     if not headline.defined:
-        console.print(f"headline threshold undefined: {headline.reason}", highlight=False)
+        _say(f"headline threshold undefined: {headline.reason}")
 
 
 def _print_volume_summary(title: str, result: Any) -> None:

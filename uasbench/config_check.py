@@ -6,8 +6,8 @@ A field's type hint says what it takes (``int``, ``float``, ``bool``, ``str``, `
 ``dict[str, X]`` (a table)); optional bounds live in the field's metadata:
 ``dataclasses.field(default=..., metadata={"min": 1, "max": 64})`` with the keys ``min`` and ``max``
 (inclusive), ``above`` and ``below`` (exclusive), applied to a number or to every number of a tuple, and
-``expected`` (words that replace the type's description in messages). The same metadata dict may carry other
-keys (e.g. ``test_time``). Checking happens when the config is built (``AnomalyMethod.config_for``), before
+``expected`` (words that replace the type's description in messages), ``option`` (the command-line option that
+sets the field, named in messages). The same metadata dict may carry other keys (e.g. ``test_time``). Checking happens when the config is built (``AnomalyMethod.config_for``), before
 any data is read, so ``--set iterations=abc`` or ``iterations=0`` is one line naming the field, the value and
 what is allowed instead of a crash or an empty run after the data has loaded. Values are converted where that
 is lossless: ``1e5`` -> ``100000`` for an int, ``3`` -> ``3.0`` for a float, a JSON list -> a tuple.
@@ -97,17 +97,23 @@ def check_fields(cls: type, values: dict[str, Any]) -> dict[str, Any]:
     return checked
 
 
-def checked_values(config_cls: type, values: dict[str, Any], method: str) -> dict[str, Any]:
+def checked_values(config_cls: type, values: dict[str, Any], method: str, *, owner: str | None = None
+                   ) -> dict[str, Any]:
     """A method config's ``values`` checked and converted by ``check_fields``; UsageError naming the unknown
-    fields or the first value that does not fit its type or bounds."""
+    fields or the first value that does not fit its type or bounds. Messages say "for method METHOD", or
+    "for OWNER" when given (settings that are not a method's, e.g. post-processing), and name the
+    command-line option that sets the field when its metadata has an ``option`` key."""
+    whose = owner or f"method {method!r}"
     try:
         return check_fields(config_cls, values)
     except Problem as problem:
         if problem.kind == "unknown":
-            raise UsageError(f"unknown config option(s) {', '.join(sorted(problem.keys))} for method {method!r} "
+            raise UsageError(f"unknown config option(s) {', '.join(sorted(problem.keys))} for {whose} "
                              f"(valid: {', '.join(sorted(problem.expected.split(', ')))})") from None
-        raise UsageError(f"invalid option {problem.keys[0]}={show_value(problem.value)} for method {method!r}: "
-                         f"expected {problem.expected}") from None
+        name = problem.keys[0]
+        option = {f.name: f for f in dataclasses.fields(config_cls)}[name].metadata.get("option")
+        raise UsageError(f"invalid option {name}={show_value(problem.value)} for {whose}"
+                         f"{f' ({option})' if option else ''}: expected {problem.expected}") from None
 
 
 def checked_table(cls: type[T], values: Any, *, source: str, key: str = "") -> T:

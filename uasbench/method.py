@@ -128,6 +128,7 @@ class AnomalyMethod(ABC):
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.seed = seed
         self.is_fitted = False
+        self.run_identity: dict[str, Any] | None = None  # what run the fitted state was made for (the engine sets it)
 
     @classmethod
     def config_for(cls, profile: str = "paper", overrides: dict[str, Any] | None = None) -> MethodConfig:
@@ -231,9 +232,9 @@ class AnomalyMethod(ABC):
         del state
 
     def save(self, path: Path) -> None:
-        """Write config, seed and ``get_state()`` as plain data (see ``uasbench.checkpoints``)."""
+        """Write config, seed, run identity and ``get_state()`` as plain data (see ``uasbench.checkpoints``)."""
         payload = {"method": self.name, "config": dataclasses.asdict(self.config), "seed": self.seed,
-                   "state": self.get_state()}
+                   "identity": self.run_identity, "state": self.get_state()}
         save_checkpoint(payload, Path(path))
 
     @classmethod
@@ -247,5 +248,6 @@ class AnomalyMethod(ABC):
         config = cls.checked_config(payload["config"])
         method = cls(config, device=device, seed=payload["seed"])
         method.set_state(payload["state"])
+        method.run_identity = payload.get("identity")  # None in checkpoints written before it was stored
         method.is_fitted = True
         return method

@@ -10,10 +10,13 @@ carries ``"complete": true`` as a second guard for readers.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
 import shutil
+import signal
+import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +28,7 @@ import numpy as np
 
 from uasbench.data.slices import SliceSet
 from uasbench.errors import UasbenchError
-from uasbench.files import write_text_atomic
+from uasbench.files import atomic_write, make_folder, write_text_atomic
 
 MANIFEST = "manifest.json"
 SCORES = "scores.npz"
@@ -49,21 +52,77 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     """Yield a staging folder beside ``final``; rename it to ``final`` only if the block succeeds.
 
     The staging folder has a unique hidden name and is created with the default mode, so the umask decides
-    who may read the finished run (tempfile.mkdtemp would make it private to its owner).
+    who may read the finished run (tempfile.mkdtemp would make it private to its owner). A SIGTERM (a
+    scheduler, ``kill``, the local executor stopping its workers) while it is written becomes an exception,
+    so the staging folder is removed instead of left behind (SIGKILL cannot be caught).
     """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists():
+    make_folder(final.parent, final.parent)
+    if os.path.lexists(final):
         raise UasbenchError(f"run directory {final} already exists")
     staging = final.parent / f"{STAGING_PREFIX}{final.name}-{secrets.token_hex(4)}"
-    staging.mkdir()
+    staging.mkdir()  # never follows a link: fails if anything has the name
     try:
-        yield staging
-        if final.exists():  # rename would replace an empty folder silently
-            raise UasbenchError(f"run directory {final} already exists")
-        os.rename(staging, final)
+        with _sigterm_raises():
+            yield staging
+            if os.path.lexists(final):  # rename would replace an empty folder silently
+                raise UasbenchError(f"run directory {final} already exists")
+            os.rename(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+class Terminated(SystemExit):
+    """SIGTERM arrived while a run folder was written (exit status 143, as the default action gives)."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While the block runs in the main thread, SIGTERM raises ``Terminated`` instead of ending the process at
+    once, so ``finally`` and ``except`` blocks clean up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+#: What a checkpoint and a work folder were made for; anything else is refused (``identity_mismatch``).
+IDENTITY_FIELDS = ("method", "pair", "profile", "seed", "training_config_sha256", "data_fingerprint",
+                   "split_sha256", "protocol")
+
+
+def run_identity(*, method: str, pair: str, profile: str, seed: int, training_config: dict[str, Any],
+                 data_fingerprint: str, split_sha256: str, protocol: dict[str, Any]) -> dict[str, Any]:
+    """The identity of a trained network: method, pair, profile, seed, a hash of the config's training fields,
+    the data fingerprint (data and preprocessing), the split checksum and the preprocessing protocol."""
+    config_text = json.dumps(training_config, sort_keys=True, default=_json_default)
+    identity = {"method": method, "pair": str(pair), "profile": profile, "seed": seed,
+                "training_config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
+                "data_fingerprint": data_fingerprint, "split_sha256": split_sha256, "protocol": protocol}
+    return json.loads(json.dumps(identity, sort_keys=True, default=_json_default))  # as stored: lists, not tuples
+
+
+def identity_mismatch(expected: dict[str, Any], found: Any) -> str | None:
+    """None when ``found`` is ``expected``; else the differing fields in words (``seed 1, not 0``)."""
+    if not isinstance(found, dict):
+        return "it records no run identity"
+    diffs = []
+    for key in IDENTITY_FIELDS:
+        if found.get(key) == expected.get(key):
+            continue
+        if key in ("method", "pair", "profile", "seed"):
+            diffs.append(f"{key} {found.get(key)!r}, not {expected.get(key)!r}")
+        else:  # hashes and the protocol say little to a reader: name what differs
+            diffs.append(f"another {key.removesuffix('_sha256').replace('_', ' ')}")
+    return "; ".join(diffs) or None
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -102,7 +161,8 @@ class ScoredSplits:
             arrays[f"{key}_z"] = np.asarray(slices.z, dtype=np.int64)
             if slices.brain_t2 is not None:  # for the official MMCCD evaluation; absent in older runs
                 arrays[f"{key}_brain_t2"] = slices.brain_t2.astype(bool)
-        np.savez_compressed(path, **arrays)
+        with atomic_write(Path(path)) as handle:  # a full disk: one line naming the file
+            np.savez_compressed(handle, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> "ScoredSplits":

@@ -39,8 +39,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from uasbench.choices import DEVICES, NORMALISATIONS, SLICE_SELECTIONS, THRESHOLDS
-from uasbench.config_check import Invalid, checked_table
+from uasbench.config_check import Invalid, checked_table, checked_values
 from uasbench.errors import UasbenchError, UsageError
+from uasbench.evaluation.postprocess import PostProcess
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -53,25 +54,18 @@ Threshold = Literal[THRESHOLDS]  # type: ignore[valid-type]
 SliceSelection = Literal[SLICE_SELECTIONS]  # type: ignore[valid-type]
 
 
-def _post_bounds(name: str) -> dict[str, int]:
-    """A post-processing option's bounds, from ``PostProcess``'s own field metadata (one home for them)."""
-    from uasbench.evaluation.postprocess import PostProcess
-
-    meta = next(f.metadata for f in dataclasses.fields(PostProcess) if f.name == name)
-    return {"min": meta["min"], "max": meta["max"]}
-_ENV = re.compile(r"\$\{(\w+)\}|\$(\w+)")
-
-
 @dataclasses.dataclass(frozen=True)
 class SlurmSettings:
     """What `--executor slurm` asks the scheduler for, per job of the array (the ``[slurm]`` table)."""
 
     partition: str | None = None
-    timeout_min: int = field(default=24 * 60, metadata={"min": 1})
-    gpus_per_job: int = field(default=1, metadata={"min": 0})
-    cpus_per_job: int = field(default=8, metadata={"min": 1})
-    mem_gb: int = field(default=32, metadata={"min": 1})
-    array_parallelism: int = field(default=64, metadata={"min": 1})
+    timeout_min: int = field(default=24 * 60, metadata={"min": 1, "max": 366 * 24 * 60,
+                                                                      "option": "--time"})
+    gpus_per_job: int = field(default=1, metadata={"min": 0, "max": 64, "option": "--gpus-per-job"})
+    cpus_per_job: int = field(default=8, metadata={"min": 1, "max": 4096})
+    mem_gb: int = field(default=32, metadata={"min": 1, "max": 65536})
+    array_parallelism: int = field(default=64, metadata={"min": 1, "max": 100_000,
+                                                                     "option": "--array-parallelism"})
     account: str | None = None
     qos: str | None = None
     constraint: str | None = None
@@ -93,8 +87,8 @@ class BenchmarkTable:
     erode_brain: int = field(default=0, metadata={"min": 0})
     median: int = field(default=0, metadata={"min": 0})
     slices: SliceSelection = "slab"  # cross-dataset: "brain" scores every brain slice
-    median_3d: int = field(default=0, metadata=_post_bounds("median_3d"))  # cross-dataset only
-    min_component: int = field(default=0, metadata=_post_bounds("min_component_voxels"))  # cross-dataset only
+    median_3d: int = field(default=0, metadata={"min": 0})  # cross-dataset only; bounds: PostProcess's
+    min_component: int = field(default=0, metadata={"min": 0})  # cross-dataset only
     skip_bad_cases: bool = False
     thresholds: tuple[Threshold, ...] = ("val_dice", "oracle_test")
 
@@ -328,11 +322,13 @@ def load_config(path: Path, *, data_override: Path | None = None, need_data: boo
     return BenchmarkConfig(
         path=path, data=data, data_text=bench.data, data_missing=data_missing, split=split, layout=bench.layout, card=card,
         profile=bench.profile,
-        device=bench.device, normalisation=bench.normalisation, erode_brain=bench.erode_brain, median=bench.median,
+        device=bench.device, normalisation=bench.normalisation, erode_brain=_post(path, "erode_brain", bench.erode_brain),
+        median=_post(path, "median", bench.median),
         skip_bad_cases=bench.skip_bad_cases, thresholds=bench.thresholds, grid=tuple(grid),
         overrides={m: dict(top.overrides.get(m, {})) for m in all_methods},
         slurm=checked_table(SlurmSettings, top.slurm, source=source, key="slurm"),
-        slices=bench.slices, median_3d=bench.median_3d, min_component=bench.min_component,
+        slices=bench.slices, median_3d=_post(path, "median_3d", bench.median_3d),
+        min_component=_post(path, "min_component", bench.min_component),
         train_data=train_data, test_data=test_data,
     )
 
@@ -384,3 +380,16 @@ def _wrap(path: Path, key: str, call: Any) -> Any:
         raise type(exc)(f"{path}: {key}: {exc}") from None
     except (TypeError, ValueError) as exc:  # a plugin's config dataclass given a value of the wrong kind
         raise _fail(path, key, str(exc)) from None
+
+
+def _post(path: Path, key: str, value: int) -> int:
+    """A post-processing size, checked against PostProcess's own bounds (as the CLI's options are)."""
+    name = {"erode_brain": "erode_brain_px", "median": "median_size", "median_3d": "median_3d",
+            "min_component": "min_component_voxels"}[key]
+    return getattr(_wrap(path, f"benchmark.{key}", lambda: PostProcess(**{name: value})), name)
+
+
+def slurm_settings(base: SlurmSettings, changes: dict[str, Any], owner: str) -> SlurmSettings:
+    """``base`` with ``changes``, each checked against SlurmSettings' types and bounds (field metadata)."""
+    return dataclasses.replace(base, **checked_values(SlurmSettings, changes, "", owner=owner))
+

@@ -52,6 +52,7 @@ class SliceCounts:
 class JobCost:
     name: str
     known: bool  # False when the method does not describe its networks
+    method: str = ""
     train_samples: int = 0
     train_flops: float = 0.0
     score_passes: float = 0.0
@@ -79,12 +80,12 @@ def _method_costs(method: str, config_json: str) -> tuple[tuple[NetworkCost, int
 def job_cost(name: str, method: str, config: MethodConfig, counts: SliceCounts) -> JobCost:
     networks = _method_costs(method, json.dumps(dataclasses.asdict(config), sort_keys=True))
     if networks is None:
-        return JobCost(name, known=False)
+        return JobCost(name, known=False, method=method)
     train_samples = sum(n.train_samples for n, _ in networks)
     train_flops = sum(3 * n.train_samples * flops for n, flops in networks)
     per_network = [(n.passes_per_slice * counts.scored + n.passes_per_val_slice_in_fit * counts.val, flops)
                    for n, flops in networks]
-    return JobCost(name, True, train_samples, float(train_flops), sum(p for p, _ in per_network),
+    return JobCost(name, True, method, train_samples, float(train_flops), sum(p for p, _ in per_network),
                    float(sum(p * flops for p, flops in per_network)))
 
 
@@ -150,14 +151,10 @@ def _subject_count(config: BenchmarkConfig) -> tuple[int, str]:
 
 
 def grid_costs(config: BenchmarkConfig, out: Path) -> tuple[list[JobCost], SliceCounts]:
-    from uasbench.benchmark.jobs import job_name, specs
-    from uasbench.registry import get_method
+    from uasbench.benchmark.jobs import job_name, method_config, specs
 
     counts = slice_counts(config)
-    costs = []
-    for spec in specs(config, out):
-        method_config = get_method(spec.method).config_for(spec.profile, spec.overrides)
-        costs.append(job_cost(job_name(spec), spec.method, method_config, counts))
+    costs = [job_cost(job_name(spec), spec.method, method_config(spec), counts) for spec in specs(config, out)]
     return costs, counts
 
 
@@ -174,12 +171,29 @@ def _hours(value: float) -> str:
     return f"{value:.2f}" if value >= 0.01 or value == 0 else "< 0.01"
 
 
+#: Above this many jobs the table has one row per method (a table of 40,000 rows takes minutes to lay out).
+MAX_JOB_ROWS = 200
+
+
+def per_method(costs: list[JobCost]) -> list[JobCost]:
+    """The jobs' costs summed per method, one row each, named ``<method> (<n> jobs)``."""
+    groups: dict[str, list[JobCost]] = {}
+    for c in costs:
+        groups.setdefault(c.method, []).append(c)
+    return [JobCost(f"{method} ({len(group)} jobs)", all(c.known for c in group), method,
+                    sum(c.train_samples for c in group), sum(c.train_flops for c in group),
+                    sum(c.score_passes for c in group), sum(c.score_flops for c in group))
+            for method, group in groups.items()]
+
+
 def cost_table(costs: list[JobCost], tflops: float) -> Table:
-    """Jobs with their passes, FLOPs and GPU-hours, and the totals of the priced ones."""
+    """Jobs with their passes, FLOPs and GPU-hours (one row per method above ``MAX_JOB_ROWS`` jobs), and the
+    totals of the priced ones."""
+    rows = costs if len(costs) <= MAX_JOB_ROWS else per_method(costs)
     table = Table(title=f"estimated cost (GPU-hours at {tflops:g} dense bf16 TFLOP/s, 100% of peak: a lower bound)")
     for column in ("job", "train samples", "train FLOP", "score passes", "score FLOP", "GPU-h"):
         table.add_column(column, justify="left" if column == "job" else "right", overflow="fold")
-    for c in costs:
+    for c in rows:
         if not c.known:
             table.add_row(c.name, *(["unknown"] * 5))
         else:

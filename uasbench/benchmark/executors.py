@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from uasbench.benchmark.config import SlurmSettings
-from uasbench.benchmark.jobs import Job, run_job
+from uasbench.benchmark.jobs import Job, open_log, run_job
 from uasbench.benchmark.progress import Board
 from uasbench.choices import EXECUTORS
 from uasbench.errors import UasbenchError, UsageError
+from uasbench.files import describe_os_error
 
 
 
@@ -29,6 +30,8 @@ class Executor(Protocol):
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError):  # e.g. a full disk while the job wrote its log: say so in words
+        return describe_os_error(exc)
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[-1] if text else ''}".rstrip(": ")
 
@@ -126,8 +129,7 @@ class LocalExecutor:
                     proc.kill()
 
     def _launch(self, job: Job, slot: int) -> subprocess.Popen[bytes]:
-        job.log.parent.mkdir(parents=True, exist_ok=True)
-        with job.log.open("ab") as log:
+        with open_log(job.log, job.spec.out) as log:
             return subprocess.Popen([sys.executable, "-m", "uasbench.benchmark.worker", job.to_json()],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     env=self.worker_env(slot), preexec_fn=_die_with_parent)

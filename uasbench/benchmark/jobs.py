@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import io
 import json
 import traceback
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from uasbench.benchmark.config import BenchmarkConfig
 from uasbench.benchmark.run import RunSpec, cross_identity, run_benchmark, run_cross_dataset, split_identity
 from uasbench.data.preprocess import Protocol
 from uasbench.errors import UasbenchError
+from uasbench.files import make_folder, open_in_place
 from uasbench.evaluation.postprocess import PostProcess
 from uasbench.modalities import Pair
 from uasbench.results import MANIFEST
@@ -141,7 +144,7 @@ def prepare_data(config: BenchmarkConfig) -> PreparedData:
                                   on_bad_case="skip" if config.skip_bad_cases else "stop", layout=config.layout,
                                   card=config.card, modalities=_pair_modalities(config.pairs()))
     ids = cache.all_cases  # as load_benchmark_data splits them
-    return PreparedData(cache.path.name, {seed: dataset_split(config.data, ids, seed, config.split).sha256
+    return PreparedData(cache.path.name, {seed: dataset_split(config.data, ids, seed, config.split, cache).sha256
                                           for seed in config.seeds()})
 
 
@@ -150,14 +153,25 @@ def _pair_modalities(pairs: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(m for p in pairs for m in (Pair.parse(p).input, Pair.parse(p).target)))
 
 
-def make_jobs(config: BenchmarkConfig, out: Path, data: PreparedData) -> list[Job]:
+def method_config(spec: RunSpec) -> Any:
+    """The method config of a job; built once per (method, profile, overrides), so expanding a grid of tens of
+    thousands of jobs does not look the method up and check its config once per job."""
+    return _method_config(spec.method, spec.profile, json.dumps(spec.overrides, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=None)
+def _method_config(method: str, profile: str, overrides_json: str) -> Any:
     from uasbench.registry import get_method
 
+    return get_method(method).config_for(profile, json.loads(overrides_json))
+
+
+def make_jobs(config: BenchmarkConfig, out: Path, data: PreparedData) -> list[Job]:
     jobs = []
     for spec in specs(config, out):
-        method_config = get_method(spec.method).config_for(spec.profile, spec.overrides)
+        cfg = method_config(spec)
         identity = {"method": spec.method, "pair": str(spec.pair), "profile": spec.profile, "seed": spec.seed,
-                    "overrides": spec.overrides, "config": dataclasses.asdict(method_config),
+                    "overrides": spec.overrides, "config": dataclasses.asdict(cfg),
                     "data_fingerprint": data.fingerprint, "split_sha256": data.split_sha256[spec.seed],
                     "protocol": spec.protocol.to_dict(), "postprocess": spec.post.to_dict()}
         jobs.append(Job(spec, _normalised(identity), out / LOGS / f"{job_name(spec)}.log"))
@@ -182,12 +196,19 @@ def finished_runs(out: Path) -> dict[str, Path]:
 
 
 @contextlib.contextmanager
-def _job_log(path: Path) -> Iterator[Any]:
-    """Send the job's output (its messages, training bars, warnings) to its log file, appended per attempt."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+def _job_log(path: Path, results: Path) -> Iterator[Any]:
+    """Send the job's output (its messages, training bars, warnings) to its log file, appended per attempt;
+    the log and its folder are never opened through a link planted in the results folder."""
+    with open_log(path, results) as raw, io.TextIOWrapper(raw, encoding="utf-8", line_buffering=True) as log, \
+            contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         print(f"=== attempt started {datetime.now(timezone.utc).isoformat(timespec='seconds')}", flush=True)
         yield log
+
+
+def open_log(path: Path, results: Path) -> Any:
+    """A job's log, opened for appending inside ``results`` (no link in its path, no hard link)."""
+    make_folder(path.parent, results)
+    return open_in_place(path, append=True)
 
 
 def run_job(job: Job) -> Path:
@@ -199,7 +220,7 @@ def run_job(job: Job) -> Path:
     existing = finished_runs(job.spec.out).get(identity_key(job.identity))
     if existing is not None:
         return existing
-    with _job_log(job.log) as log:
+    with _job_log(job.log, job.spec.out) as log:
         try:
             runner = run_cross_dataset if job.spec.cross_dataset else run_benchmark
             run_dir, _ = runner(job.spec, log=lambda msg: print(msg, flush=True))

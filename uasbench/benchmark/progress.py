@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -69,13 +70,13 @@ class Board:
 
     def done(self, job: Job, run_dir: Path) -> None:
         s = self._end(job, "done", str(run_dir))
-        self.console.print(f"done    {job.name} in {_clock(s.elapsed(time.monotonic()))} -> {run_dir}",
+        self.console.print(escape(f"done    {job.name} in {_clock(s.elapsed(time.monotonic()))} -> {run_dir}"),
                            highlight=False, soft_wrap=True)
 
     def failed(self, job: Job, reason: str) -> None:
         self._end(job, "failed", f"{reason} (log: {job.log})")
-        self.console.print(f"[bold red]failed[/]  {job.name}: {reason} (log: {job.log})", highlight=False,
-                           soft_wrap=True)
+        self.console.print(f"[bold red]failed[/]  {escape(f'{job.name}: {reason} (log: {job.log})')}",
+                           highlight=False, soft_wrap=True)
 
     def _end(self, job: Job, state: str, note: str) -> JobStatus:
         s = self.status[job.name]
@@ -120,7 +121,8 @@ class Board:
             table.add_column(column, overflow="ellipsis", no_wrap=True, min_width=widths.get(column, 0))
         order = sorted(self.status.values(), key=lambda s: STATES.index(s.state))
         for s in order:
-            table.add_row(s.job.name, Text(s.state, style=_STYLE[s.state]), _clock(s.elapsed(now)), s.note)
+            table.add_row(Text(s.job.name), Text(s.state, style=_STYLE[s.state]), _clock(s.elapsed(now)),
+                          Text(s.note))  # Text: a bracket in a path or reason is shown as written
         return Group(Text(self.summary(), style="bold"), table)
 
 

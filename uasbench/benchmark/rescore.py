@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from uasbench.benchmark.run import evaluate_scores, provenance, score_splits, write_run_directory
+from uasbench.benchmark.run import evaluate_scores, provenance, read_loss_logs, score_splits, write_run_directory
 from uasbench.errors import UasbenchError, UsageError
 from uasbench.evaluation.postprocess import PostProcess
 from uasbench.evaluation.protocol import EvaluationResult
 from uasbench.files import check_output_folder
 from uasbench.method import AnomalyMethod, MethodConfig, resolve_device, test_time_fields, training_fields
 from uasbench.registry import get_method
-from uasbench.results import CHECKPOINT, METRICS_JSON, SCORES, ScoredSplits, new_run_name, read_manifest
+from uasbench.results import (CHECKPOINT, METRICS_JSON, SCORES, ScoredSplits, identity_mismatch, new_run_name,
+                              read_manifest, run_identity)
+
+_RESCORED = re.compile(r"_rescored_\d{8}-\d{6}-\d{6}-[0-9a-f]{6}$")
 
 
 def check_test_time_changes(method_cls: type[AnomalyMethod], changes: dict[str, Any]) -> None:
@@ -56,10 +60,32 @@ def load_for_rescore(run_dir: Path, changes: dict[str, Any], device: str = "auto
     method = method_cls.load(run_dir / CHECKPOINT, device=resolve_device(device))
     if training_fields(method.config) != training_fields(config):
         raise UasbenchError(f"{run_dir / CHECKPOINT} was not trained with the config its manifest records")
+    _check_identity(run_dir, manifest, method, config)
     method.config = config
     parent = ScoredSplits.load(run_dir / SCORES)
     method.retune(parent.val)
     return manifest, method, parent
+
+
+def _check_identity(run_dir: Path, manifest: dict[str, Any], method: AnomalyMethod, config: MethodConfig) -> None:
+    """The checkpoint must be the network of the run its manifest describes (seed, pair, data, split,
+    protocol); checkpoints written before the identity was stored are checked on their seed."""
+    where = run_dir / CHECKPOINT
+    if method.run_identity is None:
+        if method.seed != manifest.get("seed"):
+            raise UasbenchError(f"{where} was trained with seed {method.seed}, but the run records seed "
+                                f"{manifest.get('seed')}: refused (the checkpoint belongs to another run)")
+        return
+    try:
+        expected = run_identity(method=manifest["method"], pair=manifest["pair"], profile=manifest["profile"],
+                                seed=manifest["seed"], training_config=training_fields(config),
+                                data_fingerprint=manifest["data_fingerprint"],
+                                split_sha256=manifest["split_sha256"], protocol=manifest["protocol"])
+    except KeyError as exc:
+        raise UasbenchError(f"{run_dir / 'manifest.json'} lacks {exc}; it was not written by `uasbench run`") from None
+    problem = identity_mismatch(expected, method.run_identity)
+    if problem:
+        raise UasbenchError(f"{where} was made for another run than {run_dir.name} ({problem}): refused")
 
 
 def rescore(run_dir: Path, changes: dict[str, Any], *, preset: str | None = None, out: Path | None = None,
@@ -87,7 +113,8 @@ def rescore(run_dir: Path, changes: dict[str, Any], *, preset: str | None = None
                              n_bootstrap=_parent_bootstrap(run_dir), seed=manifest["seed"])
     timings["evaluate_s"] = time.perf_counter() - start
 
-    final = (out if out is not None else run_dir.parent) / new_run_name(f"{run_dir.name}_rescored")
+    parent_name = _RESCORED.sub("", run_dir.name)  # a rescore of a rescore keeps one suffix
+    final = (out if out is not None else run_dir.parent) / new_run_name(f"{parent_name}_rescored")
     record = {**manifest,
               "overrides": {**(manifest.get("overrides") or {}), **changes},
               "config": dataclasses.asdict(method.config),
@@ -96,7 +123,7 @@ def rescore(run_dir: Path, changes: dict[str, Any], *, preset: str | None = None
               **provenance(method.device, timings),  # wall times: no data loading, no training
               "complete": True}
     write_run_directory(final, method, scored, result, record,
-                        loss_logs={p.name: p.read_bytes() for p in sorted(run_dir.glob("loss_*.csv"))})
+                        loss_logs=read_loss_logs(run_dir))
     return final, result
 
 

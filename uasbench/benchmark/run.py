@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import time
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from filelock import FileLock, Timeout
 
 from uasbench.data.benchmark_data import CrossDatasetData, Source, TestDataset, load_benchmark_data, load_cross_dataset
 from uasbench.data.preprocess import Protocol
@@ -29,13 +29,14 @@ from uasbench.errors import UasbenchError, UsageError
 from uasbench.evaluation.postprocess import PostProcess
 from uasbench.evaluation.protocol import EvaluationResult, evaluate
 from uasbench.evaluation.volume_protocol import VolumeEvaluationResult, evaluate_volumes
-from uasbench.files import atomic_file, check_output_folder
+from uasbench.files import (atomic_write, check_output_folder, locked, make_folder, write_bytes_atomic,
+                            write_text_atomic)
 from uasbench.method import AnomalyMethod, resolve_device, training_fields
 from uasbench.modalities import Pair
-from uasbench.nn.training import seed_everything
+from uasbench.nn.training import WORK_IDENTITY, seed_everything
 from uasbench.registry import get_method, method_infos
 from uasbench.results import (CHECKPOINT, MANIFEST, METRICS_CSV, METRICS_JSON, SCORES, ScoredSplits,
-                              atomic_directory, new_run_name, write_json)
+                              atomic_directory, identity_mismatch, new_run_name, run_identity, write_json)
 
 _VERSIONED_PACKAGES = ("uasbench", "torch", "numpy", "scipy", "monai", "medpy", "scikit-learn", "nibabel")
 
@@ -104,13 +105,17 @@ def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> tuple[Pa
 
     seed_everything(spec.seed)
     method = method_cls(config, device=device, seed=spec.seed)
-    workdir = spec.out / ".work" / _run_key(spec, config, data)
-    workdir.mkdir(parents=True, exist_ok=True)
+    method.run_identity = run_identity(
+        method=spec.method, pair=str(spec.pair), profile=spec.profile, seed=spec.seed,
+        training_config=training_fields(config), data_fingerprint=data.fingerprint,
+        split_sha256=data.split_sha256, protocol=data.protocol)
+    workdir = make_folder(spec.out / ".work" / _run_key(spec, config, data), spec.out)  # no planted links
 
     start = time.perf_counter()
     with _training_lock(workdir, log):
+        _claim_workdir(workdir, method.run_identity)
         method.fit(_training_view(method, data.train), data.val, val_healthy=data.val_healthy, workdir=workdir)
-        loss_logs = {p.name: p.read_bytes() for p in sorted(workdir.glob("loss_*.csv"))}
+        loss_logs = read_loss_logs(workdir)
     timings["fit_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -133,7 +138,7 @@ def write_run_directory(final: Path, method: AnomalyMethod, scored: ScoredSplits
     with atomic_directory(final) as staging:
         method.save(staging / CHECKPOINT)
         for name, content in loss_logs.items():
-            (staging / name).write_bytes(content)
+            write_bytes_atomic(staging / name, content)
         scored.save(staging / SCORES)
         write_metrics(staging, result)
         write_json(staging / MANIFEST, manifest)
@@ -159,19 +164,46 @@ def _training_lock(workdir: Path, log: Callable[[str], None]) -> Iterator[None]:
     """Only one job at a time trains in a work folder (jobs of the same identity share it).
 
     A second job waits for the first to finish training, then finds its final checkpoints and reuses them
-    instead of training again (``train_network`` says so). The lock is an OS file lock (``filelock``), so a
-    killed job releases it; the lock file gets the umask's permissions, which decide who may share it.
+    instead of training again (``train_network`` says so). The lock is an OS file lock (``flock``) on a file
+    opened without following links, so a killed job releases it and a planted link is refused; the lock file
+    gets the umask's permissions, which decide who may share it.
     """
-    lock = FileLock(workdir / "train.lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
+    def wait() -> None:
         log(f"another job is training in {workdir}; waiting for it to finish, then reusing its checkpoints")
-        lock.acquire()
-    try:
+
+    with locked(workdir / "train.lock", wait):
         yield
-    finally:
-        lock.release()
+
+
+def _claim_workdir(workdir: Path, identity: dict[str, Any]) -> None:
+    """Record the run identity in a new work folder, or refuse a work folder made for another run (copied or
+    linked from another seed, method, data or split); called while holding the training lock."""
+    path = workdir / WORK_IDENTITY
+    if os.path.lexists(path):
+        try:
+            found = json.loads(path.read_text(encoding="utf-8")) if not path.is_symlink() else None
+        except (OSError, ValueError):
+            found = None
+        problem = identity_mismatch(identity, found)
+        if problem:
+            raise UasbenchError(f"work folder {workdir} was made for another run ({problem}): refused to reuse "
+                                "it; delete it to train again")
+        return
+    if any(workdir.glob("ckpt_*.pt")):
+        raise UasbenchError(f"work folder {workdir} holds checkpoints but no {WORK_IDENTITY} (made by an older "
+                            "uasbench, or copied): refused to reuse them; delete the folder to train again")
+    write_text_atomic(path, json.dumps(identity, indent=1, sort_keys=True) + "\n")
+
+
+def read_loss_logs(folder: Path) -> dict[str, bytes]:
+    """The ``loss_*.csv`` files of a work or run folder, which travel with a run; a link among them is refused
+    (it could copy any file its reader may read into the shared results folder)."""
+    logs = {}
+    for path in sorted(folder.glob("loss_*.csv")):
+        if path.is_symlink():
+            raise UasbenchError(f"{path} is a symbolic link: refused to copy it into the run folder; remove it")
+        logs[path.name] = path.read_bytes()
+    return logs
 
 
 def evaluate_scores(scored: ScoredSplits, post: PostProcess, *, n_bootstrap: int, seed: int) -> EvaluationResult:
@@ -182,8 +214,8 @@ def evaluate_scores(scored: ScoredSplits, post: PostProcess, *, n_bootstrap: int
 
 def write_metrics(run_dir: Path, result: EvaluationResult) -> None:
     write_json(run_dir / METRICS_JSON, result.to_dict())
-    with atomic_file(run_dir / METRICS_CSV) as tmp:
-        result.to_frame().to_csv(tmp, index=False)
+    with atomic_write(run_dir / METRICS_CSV) as handle:
+        handle.write(result.to_frame().to_csv(index=False).encode("utf-8"))
 
 
 def _training_view(method: AnomalyMethod, train: SliceSet) -> SliceSet:
@@ -236,13 +268,18 @@ def run_cross_dataset(spec: RunSpec, log: Callable[[str], None] = print) -> tupl
 
     seed_everything(spec.seed)
     method = method_cls(config, device=device, seed=spec.seed)
-    workdir = spec.out / ".work" / _cross_run_key(spec, config, data)
-    workdir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
     first_val, first_healthy, _ = data.tests[0].slice_sets()  # what a method may watch while it trains
+    method.run_identity = run_identity(  # training data: the training datasets; its validation: the first test's
+        method=spec.method, pair=str(spec.pair), profile=spec.profile, seed=spec.seed,
+        training_config=training_fields(config),
+        data_fingerprint="+".join(r["fingerprint"] for r in data.train_records),
+        split_sha256=data.tests[0].record["split_sha256"], protocol=data.protocol)
+    workdir = make_folder(spec.out / ".work" / _cross_run_key(spec, config, data), spec.out)  # no planted links
+    start = time.perf_counter()
     with _training_lock(workdir, log):
+        _claim_workdir(workdir, method.run_identity)
         method.fit(_training_view(method, data.train), first_val, val_healthy=first_healthy, workdir=workdir)
-        loss_logs = {p.name: p.read_bytes() for p in sorted(workdir.glob("loss_*.csv"))}
+        loss_logs = read_loss_logs(workdir)
     timings["fit_s"] = time.perf_counter() - start
 
     results, scored = [], {}
@@ -259,7 +296,7 @@ def run_cross_dataset(spec: RunSpec, log: Callable[[str], None] = print) -> tupl
     with atomic_directory(final) as staging:
         method.save(staging / CHECKPOINT)
         for name, content in loss_logs.items():
-            (staging / name).write_bytes(content)
+            write_bytes_atomic(staging / name, content)
         for sub in (CROSS_METRICS, CROSS_VOLUMES, CROSS_SCORES):
             (staging / sub).mkdir()
         for r in results:
@@ -299,7 +336,7 @@ def _cross_run_key(spec: RunSpec, config: Any, data: CrossDatasetData) -> str:
     """As ``_run_key``: what determines training (the training datasets, not the test ones)."""
     payload = {"method": spec.method, "pair": str(spec.pair), "profile": spec.profile, "seed": spec.seed,
                "config": training_fields(config), "train": [r["fingerprint"] for r in data.train_records],
-               "protocol": data.protocol}
+               "validation": data.tests[0].record["split_sha256"], "protocol": data.protocol}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return f"{spec.method}_{spec.pair}_{spec.profile}_s{spec.seed}_cross_{digest}"
 

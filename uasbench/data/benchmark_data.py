@@ -16,6 +16,7 @@ the dataset's labels have ignored values.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -133,21 +134,31 @@ def dataset_subjects(data_root: Path | None, *, layout: str | None = None, card:
     return [case_id(i) for i in range(DEFAULT_SUBJECTS)]
 
 
-def seeded_rule(data_root: Path | None) -> tuple[Callable[[list[str], int], dict[str, str]], str]:
+def seeded_rule(data_root: Path | None, cache: SliceCache | None = None
+                ) -> tuple[Callable[[list[str], int], dict[str, str]], str]:
     """(assignment function, split-file name suffix) of a dataset's seeded default split: 80/10/10 for a data
-    folder, the embedded phantom's own rule (``phantom.default_assignment``) for None."""
+    folder (with its slice ``cache``: subjects with tumour in the protocol's slices spread over test and
+    validation first), the embedded phantom's own rule (``phantom.default_assignment``) for None."""
     if data_root is not None:
-        return make_assignment, ""
+        if cache is None:
+            return make_assignment, ""
+        return functools.partial(make_assignment, tumour=tumour_subjects(cache)), "-by-tumour"
     from uasbench.data.phantom import PHANTOM_VERSION, default_assignment
 
     return default_assignment, f"-phantom-v{PHANTOM_VERSION}"
 
 
-def dataset_split(data_root: Path | None, subjects: list[str], seed: int, split_file: Path | None) -> Split:
+def tumour_subjects(cache: SliceCache) -> frozenset[str]:
+    """The cached subjects with tumour in at least one of the protocol's slices."""
+    return frozenset(s for s in cache.subjects if largest_tumour_slice(np.asarray(cache.area(s))) is not None)
+
+
+def dataset_split(data_root: Path | None, subjects: list[str], seed: int, split_file: Path | None,
+                  cache: SliceCache | None = None) -> Split:
     """A user's split file, else the dataset's seeded default split (see ``seeded_rule``)."""
     if split_file is not None:
         return load_split(subjects, seed, split_file)
-    assign, name = seeded_rule(data_root)
+    assign, name = seeded_rule(data_root, cache)
     return default_split(subjects, seed, assign, name=name)
 
 
@@ -163,7 +174,7 @@ def load_benchmark_data(data_root: Path | None, pair: Pair, *, protocol: Protoco
                                        workers=workers, layout=layout, card=card,
                                        modalities=tuple(dict.fromkeys((pair.input, pair.target))))
     cases = cache.all_cases
-    split = dataset_split(data_root, cases, seed, split_file)
+    split = dataset_split(data_root, cases, seed, split_file, cache)
     good = set(cache.subjects)
     members = {name: [s for s in split.subjects(name) if s in good] for name in ("train", "val", "test")}
 

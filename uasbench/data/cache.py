@@ -40,6 +40,7 @@ from uasbench.data.preprocess import (
     Protocol, axial_stack, prepare_slices, resize_mask, tumour_area,
 )
 from uasbench.errors import UasbenchError
+from uasbench.files import writing
 from uasbench.modalities import MODALITIES
 from uasbench.paths import cache_root
 
@@ -153,7 +154,9 @@ def _untouched(record: dict) -> bool:
 
 
 def write_entry(out: Path, case_id: str, arrays: dict[str, np.ndarray]) -> None:
-    np.savez(out / f"{case_id}.npz", **pack(arrays))
+    path = out / f"{case_id}.npz"
+    with writing(path):  # a full disk: one line naming the file and the remedy (UASBENCH_CACHE_DIR)
+        np.savez(path, **pack(arrays))
 
 
 @lru_cache(maxsize=4)
@@ -299,7 +302,8 @@ def _open(data_fp: str, jobs: dict[str, Callable[[Path], str | None]], protocol:
                 "format": CACHE_FORMAT, "data_fingerprint": data_fp, "protocol": protocol.to_dict(),
                 "cases": [c for c in jobs if c not in bad], "bad_cases": bad, **(info or {}),
             }
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+            with writing(tmp / "meta.json"):
+                (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
             try:
                 tmp.rename(path)
             except OSError:  # another process finished the same cache first; theirs is as good as ours

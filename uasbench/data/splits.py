@@ -36,16 +36,26 @@ class Split:
         return sorted(s for s, name in self.assignment.items() if name == split)
 
 
-def make_assignment(subjects: list[str], seed: int) -> dict[str, str]:
-    """80/10/10 by subject. Small sets: at least one test subject from 2 subjects, one val from 3."""
+def make_assignment(subjects: list[str], seed: int, tumour: Collection[str] | None = None) -> dict[str, str]:
+    """80/10/10 by subject. Small sets: at least one test subject from 2 subjects, one val from 3.
+
+    With ``tumour`` (the subjects with tumour in the protocol's slices), those subjects are handed out first,
+    alternately to test and validation, so that a small dataset's validation split is not left without a
+    tumour slice (its thresholds would be undefined); the seeded order decides within each group."""
     ids = sorted(set(subjects))
     n = len(ids)
     if n < 2:
         raise UasbenchError(f"a split needs at least 2 subjects, the dataset has {n}; pass a split file")
     n_test = max(1, round(n * FRACTIONS["test"]))
     n_val = max(1, round(n * FRACTIONS["val"])) if n >= 3 else 0
-    order = np.random.default_rng(seed).permutation(n)
+    order = list(np.random.default_rng(seed).permutation(n))
     roles = ["test"] * n_test + ["val"] * n_val + ["train"] * (n - n_test - n_val)
+    if tumour is not None:
+        with_tumour = set(tumour)
+        order.sort(key=lambda i: ids[i] not in with_tumour)  # stable: tumour subjects first, seeded order kept
+        pairs = min(n_test, n_val)
+        roles = (["test", "val"] * pairs + ["test"] * (n_test - pairs) + ["val"] * (n_val - pairs)
+                 + ["train"] * (n - n_test - n_val))
     return {ids[i]: role for i, role in zip(order, roles)}
 
 

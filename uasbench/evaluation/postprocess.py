@@ -18,8 +18,12 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from uasbench.config_check import checked_values
 from uasbench.errors import UasbenchError
 
+#: The largest erosion radius and median window: a 128 x 128 slice has nothing left beyond them, and larger
+#: values only allocate memory for hours (checked before any work starts, on the CLI and in benchmark files).
+MAX_FILTER_PX = 64
 
 VOLUME_OPTIONS = ("median_3d", "min_component_voxels")
 
@@ -29,20 +33,17 @@ class PostProcess:
     """Settings of the shared post-processing; ``to_dict()`` goes into every result file."""
 
     brain_mask: bool = True
-    erode_brain_px: int = field(default=0, metadata={"min": 0, "max": 32})
-    median_size: int = field(default=0, metadata={"min": 0, "max": 15})  # 2-D, per slice
-    median_3d: int = field(default=0, metadata={"min": 0, "max": 15})  # volume level only
-    min_component_voxels: int = field(default=0, metadata={"min": 0, "max": 100_000})  # volume level only
+    erode_brain_px: int = field(default=0, metadata={"min": 0, "max": MAX_FILTER_PX, "option": "--erode-brain"})
+    median_size: int = field(default=0, metadata={"min": 0, "max": MAX_FILTER_PX, "option": "--median"})  # 2-D
+    median_3d: int = field(default=0, metadata={"min": 0, "max": 15, "option": "--median-3d"})  # volume level only
+    min_component_voxels: int = field(default=0, metadata={"min": 0, "max": 100_000,
+                                                           "option": "--min-component"})  # volume level only
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            if f.name == "brain_mask":
-                continue
-            value, high = getattr(self, f.name), f.metadata["max"]
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise UasbenchError(f"post-processing option {f.name} must be a non-negative integer, got {value!r}")
-            if value > high:
-                raise UasbenchError(f"post-processing option {f.name} must be at most {high}, got {value!r}")
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values = {k: int(v) if isinstance(v, np.integer) else v for k, v in values.items()}
+        for name, value in checked_values(type(self), values, "", owner="post-processing").items():
+            object.__setattr__(self, name, value)
         if self.erode_brain_px and not self.brain_mask:
             raise UasbenchError("post-processing option erode_brain_px needs brain_mask=True")
 

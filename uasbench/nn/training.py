@@ -7,11 +7,13 @@ one, and the loss curve is always on disk (``workdir/loss_<name>.csv``) for insp
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -20,11 +22,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from uasbench.checkpoints import load_checkpoint, save_checkpoint
 from uasbench.errors import UasbenchError
+from uasbench.files import open_in_place, writing
 
 LossFn = Callable[[torch.nn.Module, list[torch.Tensor], torch.Generator], torch.Tensor]
 
 _FLUSH_EVERY = 50  # steps between reading losses back from the device (each read is a sync)
 _status = Console(stderr=True)  # says when a run resumes, beside the progress bars
+#: Written by the engine into a work folder: the identity of the run it trains for. Every checkpoint written
+#: there records it, and one that records another is refused (a copied or linked work folder or checkpoint).
+WORK_IDENTITY = "run_identity.json"
 
 
 @dataclass(frozen=True)
@@ -64,25 +70,56 @@ class _LossLog:
     steps that a resumed run is about to redo."""
 
     def __init__(self, path: Path | None, history: list[float]) -> None:
-        self._file: TextIO | None = None
+        self._file: BinaryIO | None = None
+        self._path = path
         if path is not None:
-            self._file = path.open("w", encoding="utf-8")
-            self._file.write("step,loss\n")
+            self._file = open_in_place(path)  # never through a planted link
+            self._put("step,loss\n")
             self.write(1, history)
 
     def write(self, first_step: int, losses: list[float]) -> None:
-        if self._file is not None:
-            self._file.writelines(f"{first_step + i},{loss:.6g}\n" for i, loss in enumerate(losses))
-            self._file.flush()
+        self._put("".join(f"{first_step + i},{loss:.6g}\n" for i, loss in enumerate(losses)))
+
+    def _put(self, text: str) -> None:
+        if self._file is not None and self._path is not None:
+            with writing(self._path):
+                self._file.write(text.encode("utf-8"))
+                self._file.flush()
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
 
 
+def work_identity(workdir: Path) -> dict[str, Any] | None:
+    """The run identity the engine recorded in ``workdir`` (None when it recorded none: training outside a
+    benchmark run); the work folder itself must not be a link."""
+    if os.path.islink(workdir):
+        raise UasbenchError(f"{workdir} is a symbolic link: refused to train in it (a planted link in a shared "
+                            "folder could send this job's files anywhere); remove it")
+    path = workdir / WORK_IDENTITY
+    if not path.is_file():
+        return None
+    try:
+        identity = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UasbenchError(f"cannot read {path}: {exc}; delete the work folder to train again") from None
+    return identity if isinstance(identity, dict) else {"unreadable": True}
+
+
 def _restore(ckpt_path: Path, net: torch.nn.Module, optimiser: torch.optim.Optimizer,
-             index_gen: torch.Generator, noise_gen: torch.Generator) -> tuple[int, list[float]]:
+             index_gen: torch.Generator, noise_gen: torch.Generator,
+             identity: dict[str, Any] | None) -> tuple[int, list[float]]:
+    if os.path.islink(ckpt_path):
+        raise UasbenchError(f"checkpoint {ckpt_path} is a symbolic link: refused (it could be another run's); "
+                            "remove it")
     ckpt = load_checkpoint(ckpt_path)  # plain data only: a crafted file in a shared work folder runs no code
+    if identity is not None and ckpt.get("identity") != identity:
+        found = ckpt.get("identity")
+        differ = (sorted(k for k in set(identity) | set(found) if identity.get(k) != found.get(k))
+                  if isinstance(found, dict) else ["identity"])
+        raise UasbenchError(f"checkpoint {ckpt_path} was made for another run ({', '.join(differ)} differ): "
+                            "refused; delete it or use another results folder")
     try:
         net.load_state_dict(ckpt["net"])
         optimiser.load_state_dict(ckpt["optimiser"])
@@ -117,9 +154,10 @@ def train_network(net: torch.nn.Module, loss_fn: LossFn, arrays: Sequence[np.nda
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
 
     ckpt_path = workdir / f"ckpt_{name}.pt" if workdir is not None else None
+    identity = work_identity(workdir) if workdir is not None else None
     step, losses = 0, []
-    if ckpt_path is not None and ckpt_path.is_file():
-        step, losses = _restore(ckpt_path, net, optimiser, index_gen, noise_gen)
+    if ckpt_path is not None and os.path.lexists(ckpt_path):
+        step, losses = _restore(ckpt_path, net, optimiser, index_gen, noise_gen, identity)
         if step >= settings.iterations:
             _status.print(f"{name}: reusing the finished training in {ckpt_path} (step {step} of "
                           f"{settings.iterations})", highlight=False, soft_wrap=True)
@@ -137,7 +175,7 @@ def train_network(net: torch.nn.Module, loss_fn: LossFn, arrays: Sequence[np.nda
                           "index_generator": index_gen.get_state(), "noise_generator": noise_gen.get_state(),
                           "global_rng": torch.random.get_rng_state(),
                           "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                          "losses": losses, "settings": asdict(settings)}, ckpt_path)
+                          "losses": losses, "settings": asdict(settings), "identity": identity}, ckpt_path)
 
     pending: list[torch.Tensor] = []  # losses still on the device
 

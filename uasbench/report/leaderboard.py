@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from uasbench.evaluation.official import NOTE as OFFICIAL_NOTE
 from uasbench.evaluation.official import PROTOCOL as OFFICIAL
 from uasbench.evaluation.protocol import THRESHOLD_FREE
 from uasbench.report import statistics as st
+from uasbench.report import validation
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +65,21 @@ MARKS_NOTE = (f"Bold: best mean. †: not significantly worse than the best (pai
               f"{st.min_subjects(3)} for three, {st.min_subjects(6)} for six, {st.min_subjects(10)} for ten).")
 
 
-def collect_runs(results_dir: Path, protocol: str = "project") -> pd.DataFrame:
+_REPORTED: set[tuple[str, str]] = set()  # skipped runs already reported by this process
+
+
+def collect_runs(results_dir: Path, protocol: str = "project",
+                 warn: Callable[[str], None] | None = None) -> pd.DataFrame:
     """One row per (run, threshold, metric) for every complete run found at any depth, with the run's
     per-subject values (``subjects``, ``subject_values``) beside the mean (``value``).
 
     ``protocol="mmccd-official"`` recomputes the official MMCCD evaluation from each run's maps instead
     of reading ``metrics.json`` (threshold key ``mmccd_official``). Runs whose manifest is not marked
-    complete or that lack ``metrics.json`` are skipped; how many is logged and kept in
-    ``df.attrs["ignored"]`` (their folders in ``df.attrs["ignored_runs"]``).
+    complete or that lack ``metrics.json`` are unfinished: how many is logged and kept in
+    ``df.attrs["ignored"]`` (their folders in ``df.attrs["ignored_runs"]``). Runs that fail
+    ``uasbench.report.validation``'s checks (and links to run folders) are skipped: one warning line each,
+    and ``df.attrs["skipped"]`` lists (run, reason). ``warn`` receives those lines (default: this module's
+    logger), each once per process.
     """
     if protocol not in PROTOCOLS:
         raise UsageError(f"unknown --protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
@@ -79,26 +88,24 @@ def collect_runs(results_dir: Path, protocol: str = "project") -> pd.DataFrame:
         raise UasbenchError(f"results folder {results_dir} does not exist")
     rows: list[dict[str, Any]] = []
     ignored: list[str] = []
+    skipped = validation.linked_run_folders(results_dir)  # (run, reason): reported, never ranked
     for manifest_path in manifest_paths(results_dir):  # hidden staging folders hold no finished run
         run_dir = manifest_path.parent
-        manifest = read_json(manifest_path)
+        try:
+            manifest = read_json(manifest_path)
+        except UasbenchError as exc:
+            skipped.append((str(run_dir), str(exc)))
+            continue
         if isinstance(manifest.get("datasets"), dict):  # a cross-dataset run: report.levels tabulates it
             continue
         if manifest.get("complete") is not True or not (run_dir / "metrics.json").is_file():
             ignored.append(str(run_dir))
             continue
-        missing = [k for k in ("method", "pair", "profile", "seed") if k not in manifest]
-        if missing:
-            raise UasbenchError(f"{manifest_path} lacks {missing}")
-        if protocol == OFFICIAL:
-            metrics = official_metrics(run_dir, manifest)
-        else:
-            metrics = read_json(run_dir / "metrics.json")
-            if "metrics" not in metrics:
-                raise UasbenchError(f"{run_dir / 'metrics.json'} lacks metrics")
-            if "per_subject" not in metrics or "subjects" not in metrics:
-                raise UasbenchError(f"{run_dir / 'metrics.json'} has no per-subject values (older format): "
-                                    f"run `uasbench evaluate {run_dir}` to rewrite it")
+        try:
+            metrics = _checked_run(run_dir, manifest, protocol)
+        except UasbenchError as exc:
+            skipped.append((str(run_dir), str(exc)))
+            continue
         base = {k: manifest[k] for k in ("method", "pair", "profile", "seed")} | {"run": str(run_dir)}
         base["variant"] = variant_label(manifest["profile"], manifest.get("overrides") or {})
         base["input_only"] = manifest.get("train_modalities") == ["input"]
@@ -112,22 +119,52 @@ def collect_runs(results_dir: Path, protocol: str = "project") -> pd.DataFrame:
             for metric, summary in per_metric.items():
                 value = summary.get("mean")
                 values = metrics.get("per_subject", {}).get(threshold, {}).get(metric, [])
-                if len(values) != len(subjects):
-                    raise UasbenchError(f"{run_dir}: {len(values)} per-subject values of {threshold}/{metric} "
-                                        f"for {len(subjects)} subjects")
                 rows.append(base | {"threshold": threshold, "threshold_value": chosen, "metric": metric,
                                     "value": np.nan if value is None else float(value), "subjects": subjects,
                                     "subject_values": tuple(np.nan if v is None else float(v) for v in values)})
     if ignored:
         log.warning("ignored %d incomplete run(s) under %s", len(ignored), results_dir)
+    for run, reason in skipped:
+        if (run, reason) not in _REPORTED:  # the page and the grid's figures read the same runs again
+            _REPORTED.add((run, reason))
+            (warn or log.warning)(f"skipped run {run}: {reason}")
     df = pd.DataFrame(rows, columns=["method", "pair", "profile", "variant", "seed", "run", "input_only", "benchmark",
                                      "split", "empty_predictions", "threshold", "threshold_value", "metric",
                                      "value", "subjects", "subject_values"])
     _check_one_benchmark(df, results_dir)
     df.attrs["ignored"] = len(ignored)
     df.attrs["ignored_runs"] = ignored
+    df.attrs["skipped"] = skipped
     df.attrs["protocol"] = protocol
     return df
+
+
+def _checked_run(run_dir: Path, manifest: dict[str, Any], protocol: str) -> dict[str, Any]:
+    """The run's metrics after ``validation``'s checks of its manifest, checkpoint and metrics; UasbenchError
+    with the reason to skip it otherwise."""
+    problem = validation.manifest_problem(manifest, run_dir) or validation.checkpoint_problem(manifest, run_dir)
+    if problem:
+        raise UasbenchError(problem)
+    if protocol == OFFICIAL:
+        metrics = official_metrics(run_dir, manifest)
+    else:
+        metrics = read_json(run_dir / "metrics.json")
+        if "metrics" not in metrics:
+            raise UasbenchError(f"{run_dir / 'metrics.json'} lacks metrics")
+        if "per_subject" not in metrics or "subjects" not in metrics:
+            raise UasbenchError(f"{run_dir / 'metrics.json'} has no per-subject values (older format): "
+                                f"run `uasbench evaluate {run_dir}` to rewrite it")
+    problem = validation.metrics_problem(metrics)
+    if problem:
+        raise UasbenchError(problem)
+    subjects = metrics.get("subjects", ())
+    for threshold, per_metric in metrics["metrics"].items():
+        for metric in per_metric:
+            values = metrics.get("per_subject", {}).get(threshold, {}).get(metric, [])
+            if len(values) != len(subjects):
+                raise UasbenchError(f"{len(values)} per-subject values of {threshold}/{metric} for "
+                                    f"{len(subjects)} subjects")
+    return metrics
 
 
 def variant_label(profile: str, overrides: dict[str, Any]) -> str:
@@ -297,7 +334,8 @@ def _validate(df: pd.DataFrame, table: str, fmt: str, threshold: str, spread: st
     elif threshold not in THRESHOLDS:
         raise UsageError(f"unknown --threshold {threshold!r}: choose one of {', '.join(THRESHOLDS)}")
     if df.empty:
-        raise UasbenchError("no complete runs to tabulate")
+        skipped = len(df.attrs.get("skipped", ()))
+        raise UasbenchError("no complete runs to tabulate" + (f" ({skipped} skipped, reasons above)" if skipped else ""))
 
 
 def default_threshold(df: pd.DataFrame) -> str:

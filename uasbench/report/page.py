@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from importlib.resources import files
 from pathlib import Path
 from string import Template
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -41,12 +42,13 @@ def page_path(output: Path) -> Path:
     return output if output.suffix.lower() in (".html", ".htm") else output / PAGE_NAME
 
 
-def write_page(results_dir: Path, output: Path) -> Path:
-    """Build the page for every complete run under ``results_dir`` and write it atomically."""
+def write_page(results_dir: Path, output: Path, warn: Callable[[str], None] | None = None) -> Path:
+    """Build the page for every complete run under ``results_dir`` and write it atomically; runs that fail the
+    leaderboard's checks are listed on the page and passed to ``warn`` (see ``leaderboard.collect_runs``)."""
     path = page_path(output)
     if path.parent.exists() and not path.parent.is_dir():
         raise UasbenchError(f"--output {output}: {path.parent} is not a folder")
-    df = lb.collect_runs(results_dir)
+    df = lb.collect_runs(results_dir, warn=warn)
     if df.empty and not levels.cross_dataset_runs(results_dir):
         raise UasbenchError(f"no complete runs under {results_dir} to publish")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +92,11 @@ def _summary(results_dir: Path, df: pd.DataFrame) -> str:
             f"from <code>{html.escape(str(results_dir))}</code>; generated {when}.")
     if ignored:
         text += f" {ignored} unfinished run folder(s) were ignored."
+    skipped = df.attrs.get("skipped", [])
+    if skipped:
+        items = "".join(f"<li><code>{html.escape(run)}</code>: {html.escape(reason)}</li>" for run, reason in skipped)
+        text += (f" {len(skipped)} run folder(s) were skipped because they failed the leaderboard's checks:"
+                 f'</p>\n<ul class="skipped">{items}</ul>\n<p>')
     return text
 
 
@@ -108,7 +115,7 @@ def _oracle_box(threshold: str, body: str) -> str:
 
 def _official(results_dir: Path) -> str:
     try:
-        df = lb.collect_runs(results_dir, protocol=OFFICIAL)
+        df = lb.collect_runs(results_dir, protocol=OFFICIAL, warn=lambda _: None)  # skips were listed once
         table = lb.render(df, table="metrics", fmt="html", explain=False)
     except UasbenchError as exc:
         return f'<p class="note">Not available for these runs: {html.escape(str(exc))}</p>'
