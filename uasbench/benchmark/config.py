@@ -52,6 +52,7 @@ PHANTOM = "phantom"
 Normalisation = Literal[NORMALISATIONS]  # type: ignore[valid-type]  # the choices of uasbench.choices
 Threshold = Literal[THRESHOLDS]  # type: ignore[valid-type]
 SliceSelection = Literal[SLICE_SELECTIONS]  # type: ignore[valid-type]
+_ENV = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
 
 @dataclasses.dataclass(frozen=True)
