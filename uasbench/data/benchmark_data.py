@@ -294,18 +294,24 @@ def _record(data: Dataset, cache: SliceCache, option: str) -> dict[str, Any]:
             "healthy_only": data.healthy_only}
 
 
-def _read_kinds(root: Path, subjects: list[str]) -> dict[str, str] | None:
-    """Lesion kinds from the folder's ``lesion_kinds.csv`` (``subject,kind``), when the data says so."""
-    path = root / KINDS_FILE
+def _read_kinds(data: Dataset, subjects: list[str]) -> dict[str, str] | None:
+    """Lesion kinds from the folder's ``lesion_kinds.csv``, when the data says so: ``subject,kind`` rows by
+    case ID, or ``label,kind`` rows by each case's label file relative to the folder (what the phantom writes,
+    since a layout's case IDs are the layout's to make)."""
+    path = data.root / KINDS_FILE
     if not path.is_file():
         return None
     import csv
 
     with path.open(newline="") as f:
         rows = list(csv.reader(f))
-    if not rows or [c.strip().lower() for c in rows[0]] != ["subject", "kind"]:
-        raise UasbenchError(f"lesion kinds file {path}: the first line must be the header 'subject,kind'")
+    header = [c.strip().lower() for c in rows[0]] if rows else []
+    if header not in (["subject", "kind"], ["label", "kind"]):
+        raise UasbenchError(f"lesion kinds file {path}: the first line must be the header 'subject,kind' or 'label,kind'")
     kinds = {r[0].strip(): r[1].strip() for r in rows[1:] if len(r) == 2}
+    if header[0] == "label":
+        by_id = {c.id: str(c.files["seg"].relative_to(data.root)) for c in data.cases if "seg" in c.files}
+        kinds = {case: kinds[label] for case, label in by_id.items() if label in kinds}
     return {s: kinds[s] for s in subjects if s in kinds}
 
 
@@ -371,7 +377,7 @@ def _test_dataset(source: Source, name: str, pair: Pair, protocol: Protocol, see
               "slices": {key: len(v) for key, v in sets.items()},
               "slice_protocol": {key: len(v) for key, v in index.items()}}
     return TestDataset(name=name, **sets, slice_index={key: np.asarray(v, int) for key, v in index.items()},
-                       kinds=_read_kinds(source.root, members["test"]), record=record)
+                       kinds=_read_kinds(data, members["test"]), record=record)
 
 
 def dataset_names(sources: list[Source]) -> list[str]:

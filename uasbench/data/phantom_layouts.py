@@ -120,18 +120,16 @@ def _dataset_json(layout: str, out: Path, *, ids: list[int]) -> None:
 
 def _finish(layout: str, out: Path, *, ids: list[int]) -> None:
     """Complete the folder: Decathlon-style ``dataset.json`` where the layout has one, and for a layout with
-    lesions ``lesion_kinds.csv`` (``subject,kind`` by the layout's case IDs), which the cross-dataset protocol
+    lesions ``lesion_kinds.csv`` (``label,kind``: each case's label file, relative to the folder), which the cross-dataset protocol
     reads to stratify results by the phantom's lesion kind."""
     from uasbench.data.benchmark_data import KINDS_FILE
-    from uasbench.data.layouts import open_dataset
 
     if layout in ("nnunet", "msd"):
         _dataset_json(layout, out, ids=ids)
     if layout == "ixi":
         return
-    by_label = {(out / _files(layout, i)[1]).resolve(): subject_kind(i) for i in ids}
-    rows = sorted((c.id, by_label[c.files["seg"].resolve()]) for c in open_dataset(out, layout, None).cases)
-    (out / KINDS_FILE).write_text("subject,kind\n" + "".join(f"{c},{k}\n" for c, k in rows))
+    rows = sorted((_files(layout, i)[1], subject_kind(i)) for i in ids)  # the layout's label file of each case
+    (out / KINDS_FILE).write_text("label,kind\n" + "".join(f"{label},{kind}\n" for label, kind in rows))
 
 
 def write_phantom_in_layout(out: Path, n_subjects: int, seed: int = 0, *, layout: str = "brats2021",
