@@ -175,3 +175,27 @@ def test_within_dataset_numbers_are_bit_identical_to_before(tmp_path_factory, me
             arrays.update(key.encode())
             arrays.update(np.ascontiguousarray(stored[key]).tobytes())
     assert (hashlib.sha256((run / "metrics.json").read_bytes()).hexdigest(), arrays.hexdigest()) == BEFORE[method]
+
+
+def test_cross_dataset_benchmark_file_prices_without_data_and_its_jobs_travel(tmp_path, monkeypatch):
+    repo = Path(__file__).resolve().parents[1]
+    for name in ("IXI", "BRATS", "MSLUB", "ATLAS", "WMH"):
+        monkeypatch.delenv(name, raising=False)
+    dry = cli.invoke(app, ["benchmark", str(repo / "benchmarks" / "cross-dataset.toml"), "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    text = " ".join(dry.output.split())
+    for assumed in ("ASSUMED brats2021 (1251 subjects", "ASSUMED mslub (30 subjects", "ASSUMED atlas2 (655",
+                    "ASSUMED wmh (60", "ASSUMED 140 brain slices per volume"):
+        assert assumed in text
+    # a test dataset of 1251 subjects: 417 validate, 834 test, 140 slices each (the first of four datasets)
+    assert f"{(417 + 10 + 218 + 20) * 140} validation" in text
+
+    from uasbench.benchmark.config import load_config
+    from uasbench.benchmark.jobs import Job, specs
+
+    config = load_config(repo / "benchmarks" / "cross-dataset.toml", need_data=False)
+    spec = specs(config, tmp_path)[0]
+    assert spec.cross_dataset and len(spec.test_data) == 4 and spec.protocol.slices == "brain"
+    assert spec.post.min_component_voxels == 10
+    job = Job(spec, {}, tmp_path / "log")
+    assert Job.from_json(job.to_json()).spec == spec  # what a worker process receives
