@@ -248,6 +248,94 @@ CASES += [
 ]
 
 
+# --- cross-dataset runs and slice selection (issue 22) ---
+def _ixi_folder(w: World) -> Path:
+    """A healthy-only IXI-layout folder (T1 and T2 of two subjects): names are all its checks read first."""
+    import nibabel as nib
+    import numpy as np
+
+    folder = w.root / "ixi"
+    if not folder.is_dir():
+        folder.mkdir()
+        for i in range(2):
+            for m in ("T1", "T2"):
+                vol = np.zeros((12, 12, 92), np.int16)
+                vol[2:-2, 2:-2, :] = 100 + i
+                nib.save(nib.Nifti1Image(vol, np.eye(4)), folder / f"IXI00{i}-Guys-100{i}-{m}.nii.gz")
+    return folder
+
+
+def _lesions_only(w: World) -> Path:
+    """A BraTS-layout folder whose every subject has a lesion: no healthy scan to train on."""
+    folder = w.root / "lesions-only"
+    if not folder.is_dir():
+        for i in range(2):
+            write_case(folder, f"LES_{i:03d}", seed=10 + i)
+    return folder
+
+
+def _cross(*extra: str, train=lambda w: w.data, tests=(lambda w: w.data,)):
+    def build(w: World):
+        argv = [*_RUN, "--pair", "t2-t1", "--train-data", str(train(w))]
+        for t in tests:
+            argv += ["--data", str(t(w))]
+        return [*argv, *extra, "--out", str(w.root / "results")], {}, False
+    return build
+
+
+def _benchmark_toml(name: str, body: str):
+    def build(w: World):
+        path = w.root / "cards" / f"{name}.toml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(body.replace("DATA", str(w.data)))
+        return ["benchmark", str(path), "--out", str(w.root / "results")], {}, False
+    return build
+
+
+_GRID = '[[grid]]\nmethods = ["intensity"]\npairs = ["t2-t1"]\n'
+CASES += [
+    ("cross-pair-a-test-dataset-lacks", lambda w: ([*_RUN, "--pair", "fl-t2", "--train-data", str(w.data), "--data",
+                                            str(_lesions_only(w)), "--data", str(_ixi_folder(w)),
+                                            "--out", str(w.root / "results")], {}, False), 1,
+     "for modalities flair: dataset"),
+    ("cross-train-without-healthy-subset", _cross(train=_lesions_only), 1,
+     "is free of lesions: no healthy scan to train on"),
+    ("cross-test-healthy-only", _cross(tests=(_ixi_folder,), train=_ixi_folder), 1,
+     "a healthy-only dataset (ixi) has no lesions to test on"),
+    ("cross-split-count", _cross("--split", "s.csv", tests=(lambda w: w.data, _lesions_only)), 2,
+     "--split given 1 times for 2 --data folder(s)"),
+    ("cross-layout-count", _cross("--layout", "brats2021", "--layout", "ixi", "--layout", "ixi"), 2,
+     "--layout given 3 times for 1 --data folder(s)"),
+    ("cross-no-test-data", lambda w: ([*_RUN, "--train-data", str(w.data), "--out", str(w.root / "results")],
+                                      {}, False), 2, "--train-data needs at least one --data test dataset"),
+    ("cross-train-data-missing", _cross(train=lambda w: w.root / "nowhere"), 1, "nowhere: no such folder"),
+    ("cross-median-3d-too-large", _cross("--median-3d", "99"), 2,
+     "invalid option median_3d=99 for post-processing (--median-3d): expected an integer >= 0 and <= 15"),
+    ("cross-min-component-negative", _cross("--min-component", "-1"), 2,
+     "invalid option min_component_voxels=-1 for post-processing (--min-component): expected an integer >= 0"),
+    ("cross-volume-option-within-dataset", lambda w: ([*_RUN, "--min-component", "5", "--out", str(w.root / "results")],
+                                                {}, False), 2, "--min-component and --median-3d act on whole volumes"),
+    ("cross-several-data-without-train-data", lambda w: ([*_RUN, "--data", str(w.data), "--data", str(w.data),
+                                                    "--out", str(w.root / "results")], {}, False), 2,
+     "several test datasets need --train-data"),
+    ("cross-train-layout-without-train-data", lambda w: ([*_RUN, "--train-layout", "ixi", "--out", str(w.root / "results")],
+                                                   {}, False), 2, "--train-layout describes a --train-data folder"),
+    ("cross-slices-brain-within-dataset", lambda w: ([*_RUN, "--slices", "brain", "--out", str(w.root / "results")],
+                                               {}, False), 2, "--slices brain scores whole volumes"),
+    ("cross-z-range-not-a-range", _cross("--z-range", "70"), 2, "--z-range '70': give START:STOP"),
+    ("cross-z-range-reversed", _cross("--z-range", "90:70"), 1, "protocol options z_start=90, z_stop=70"),
+    ("cross-toml-test-data-without-train-data", _benchmark_toml("no-train", f'[benchmark]\n[[test_data]]\npath = "DATA"\n{_GRID}'),
+     2, "train_data: missing [[train_data]] entries"),
+    ("cross-toml-min-component-bounds", _benchmark_toml("min-comp", f'[benchmark]\nmin_component = 200000\n[[train_data]]\n'
+                                                  f'path = "DATA"\n[[test_data]]\npath = "DATA"\n{_GRID}'),
+     2, "benchmark.min_component"),
+    ("cross-toml-slices-within-dataset", _benchmark_toml("slices", f'[benchmark]\nslices = "brain"\n{_GRID}'), 2,
+     "benchmark.slices: applies to a cross-dataset benchmark"),
+    ("cross-toml-train-split", _benchmark_toml("train-split", f'[benchmark]\n[[train_data]]\npath = "DATA"\nsplit = "x.csv"\n'
+                                          f'[[test_data]]\npath = "DATA"\n{_GRID}'), 1, "no such file"),
+]
+
+
 @pytest.mark.parametrize("build, code, message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_gives_one_line_and_leaves_no_finished_run(world, build, code, message):
     argv, env, unprivileged = build(world)

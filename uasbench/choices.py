@@ -12,12 +12,17 @@ THRESHOLDS = ("val_dice", "fpr_1", "fpr_5", "oracle_test")
 #: How runs are evaluated: the project's protocol, or the MMCCD authors' own (test-tuned) evaluation.
 OFFICIAL_EVALUATION = "mmccd-official"
 EVALUATION_PROTOCOLS = ("project", OFFICIAL_EVALUATION)
+#: Evaluation levels of a cross-dataset run, one leaderboard block each per test dataset.
+EVALUATION_LEVELS = ("slice", "volume", "lesion", "healthy")
 #: Leaderboard output formats, table kinds and the spread shown beside a mean.
 FORMATS = ("md", "csv", "latex", "html")
 TABLES = ("metrics", "pairs", "tests", "ranks")
 SPREADS = ("ci", "std")
 #: Intensity normalisations of the preprocessing: the paper's z-score or the authors' code.
 NORMALISATIONS = ("paper", "official")
+#: Which axial slices a protocol keeps: the slab ``z_start..z_stop - 1`` (the paper's, or any range in
+#: millimetres of the spatial standard's 1 mm grid), or every slice of the volume that holds brain.
+SLICE_SELECTIONS = ("slab", "brain")
 #: Devices by name (``cuda:N`` picks one GPU of several).
 DEVICES = ("auto", "cpu", "cuda")
 #: Where the jobs of a benchmark grid run.

@@ -76,6 +76,7 @@ CARD_HELP = "A dataset card (TOML) describing the data folder's files; default: 
 
 
 Normalisation = _choice_enum("Normalisation", choices.NORMALISATIONS)
+SliceSelection = _choice_enum("SliceSelection", choices.SLICE_SELECTIONS)
 Format = _choice_enum("Format", choices.FORMATS)
 TableKind = _choice_enum("TableKind", choices.TABLES)
 EvalProtocol = _choice_enum("EvalProtocol", choices.EVALUATION_PROTOCOLS)
@@ -150,43 +151,116 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
 def run(
     method: Annotated[str, typer.Option(help="Method name (see `uasbench methods`).")],
     pair: Annotated[str, typer.Option(help="Input-target modalities, e.g. fl-t2, t1-fl.")] = "fl-t2",
-    data: Annotated[Optional[Path], typer.Option(help="A data folder (see --layout); default: the embedded phantom.")] = None,
-    layout: Annotated[Optional[str], typer.Option(help=LAYOUT_HELP)] = None,
-    card: Annotated[Optional[Path], typer.Option(help=CARD_HELP)] = None,
+    data: Annotated[Optional[list[Path]], typer.Option(help="A data folder (see --layout); default: the embedded "
+                                                            "phantom. With --train-data: a test dataset (repeat "
+                                                            "for several).")] = None,
+    layout: Annotated[Optional[list[str]], typer.Option(help=LAYOUT_HELP + " With several --data: once per --data, "
+                                                             "in order (auto: detected).")] = None,
+    card: Annotated[Optional[list[Path]], typer.Option(help=CARD_HELP + " With several --data: once per --data.")] = None,
+    train_data: Annotated[Optional[list[Path]], typer.Option(help="Cross-dataset run: a folder whose healthy scans "
+                                                                  "train the method (repeat for several); each "
+                                                                  "--data is then validated and tested on its own.")] = None,
+    train_layout: Annotated[Optional[list[str]], typer.Option(help="Layout of each --train-data, in order (auto: detected).")] = None,
+    train_card: Annotated[Optional[list[Path]], typer.Option(help="A dataset card per --train-data, in order.")] = None,
     profile: Annotated[str, typer.Option(help="Config profile: quick (minutes on a CPU) or paper.")] = "quick",
     seed: Annotated[int, typer.Option(help="Seed of the split, the initialisation and the noise.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     out: Annotated[Path, typer.Option(help="Results folder; each run writes a sub-directory.")] = Path("results"),
-    split: Annotated[Optional[Path], typer.Option(help="Split CSV (subject,split); default: seeded 80/10/10 (embedded phantom: its own split).")] = None,
+    split: Annotated[Optional[list[Path]], typer.Option(help="Split CSV (subject,split); default: seeded 80/10/10 (embedded phantom: its own split). With --train-data: one per --data, in order (val and test rows; default: a seeded third validates).")] = None,
     normalisation: Annotated[Normalisation, typer.Option(help="paper (z-score) or official (MMCCD code).")] = Normalisation.paper,
+    slices: Annotated[SliceSelection, typer.Option(help="slab: the protocol's axial slab (--z-range); brain: every slice with brain (whole volumes).")] = SliceSelection.slab,
+    z_range: Annotated[Optional[str], typer.Option(help="The slab START:STOP (STOP exclusive), axial slices of the spatial standard's 1 mm grid; default 70:90 (the paper's).")] = None,
     erode_brain: Annotated[int, typer.Option(help="Erode the brain mask by this radius in pixels (official code: 4).")] = 0,
     median: Annotated[int, typer.Option(help="Median filter size for score maps (0: off).")] = 0,
+    median_3d: Annotated[int, typer.Option(help="Cross-dataset runs: 3-D median filter size over each volume's scored slices (0: off).")] = 0,
+    min_component: Annotated[int, typer.Option(help="Cross-dataset runs: drop predicted 3-D components smaller than this many voxels (0: off).")] = 0,
     skip_bad_cases: Annotated[bool, typer.Option(help="Skip invalid cases (with a summary) instead of stopping.")] = False,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config field: NAME=VALUE.")] = None,
     preset: Annotated[Optional[str], typer.Option(help="A named set of test-time fields, e.g. fast (README).")] = None,
 ) -> None:
-    """Train a method on healthy slices, score validation and test slices, evaluate, write a run directory."""
+    """Train a method on healthy slices, score validation and test slices, evaluate, write a run directory.
+
+    With --train-data (cross-dataset): train on the healthy scans of those folders, then validate, test and
+    report every --data folder on its own, per slice, per volume, per lesion and on its healthy scans."""
     from uasbench.data.preprocess import Preparation
     from uasbench.evaluation.postprocess import PostProcess
     from uasbench.modalities import Pair
-    from uasbench.benchmark.run import RunSpec, run_one, validate_spec
+    from uasbench.benchmark.run import RunSpec, run_cross_dataset, run_one, validate_spec
     from uasbench.registry import get_method
 
     with _user_errors():
-        if data is not None and not data.is_dir():
-            raise UasbenchError(f"--data {data}: no such folder")
+        tests, trains = list(data or []), list(train_data or [])
+        for option, folders in (("--data", tests), ("--train-data", trains)):
+            for folder in folders:
+                if not folder.is_dir():
+                    raise UasbenchError(f"{option} {folder}: no such folder")
         overrides = _parse_overrides(set_ or [])
         if preset is not None:
             overrides = {**get_method(method).preset_overrides(preset, profile), **overrides}
-        spec = RunSpec(method=method, pair=Pair.parse(pair), profile=profile, seed=seed, device=device,
-                       data_root=data, layout=layout, card=card, split_file=split, out=out, overrides=overrides,
-                       protocol=Preparation(normalisation=normalisation.value),
-                       post=PostProcess(erode_brain_px=erode_brain, median_size=median),
-                       on_bad_case="skip" if skip_bad_cases else "stop")
+        protocol = Preparation(normalisation=normalisation.value, slices=slices.value, **_z_range(z_range))
+        post = PostProcess(erode_brain_px=erode_brain, median_size=median, median_3d=median_3d,
+                           min_component_voxels=min_component)
+        common = dict(method=method, pair=Pair.parse(pair), profile=profile, seed=seed, device=device, out=out,
+                      overrides=overrides, protocol=protocol, post=post,
+                      on_bad_case="skip" if skip_bad_cases else "stop")
+        if trains:
+            spec = RunSpec(**common, train_data=_sources(trains, "--train-data", train_layout, train_card, None),
+                           test_data=_sources(tests, "--data", layout, card, split))
+        else:
+            for option, values in (("--train-layout", train_layout), ("--train-card", train_card)):
+                if values:
+                    raise UsageError(f"{option} describes a --train-data folder: give --train-data too")
+            if len(tests) > 1:
+                raise UsageError(f"{len(tests)} --data folders: several test datasets need --train-data "
+                                 "(a cross-dataset run); a within-dataset run reads one folder")
+            for option, values in (("--layout", layout), ("--card", card), ("--split", split)):
+                if values and len(values) > 1:
+                    raise UsageError(f"{option} given {len(values)} times for one data folder")
+            if slices.value != "slab":
+                raise UsageError("--slices brain scores whole volumes, which only the cross-dataset protocol "
+                                 "evaluates: give --train-data")
+            spec = RunSpec(**common, data_root=tests[0] if tests else None, layout=(layout or [None])[0],
+                           card=(card or [None])[0], split_file=(split or [None])[0])
         validate_spec(spec)
-        run_dir, result = run_one(spec, log=_say)
-        _print_summary(f"{method} {spec.pair} ({profile}, seed {seed})", result)
+        if spec.cross_dataset:
+            run_dir, results = run_cross_dataset(spec, log=_say)
+            for r in results:
+                if r.slice_level is not None:
+                    _print_summary(f"{method} {spec.pair} on {r.name}: slice level ({profile}, seed {seed})",
+                                   r.slice_level)
+                _print_volume_summary(f"{method} {spec.pair} on {r.name}: volume, lesion and healthy levels",
+                                      r.volume_level)
+        else:
+            run_dir, result = run_one(spec, log=_say)
+            _print_summary(f"{method} {spec.pair} ({profile}, seed {seed})", result)
         _say(f"run directory: {run_dir}")
+
+
+def _z_range(text: Optional[str]) -> dict[str, int]:
+    """``--z-range START:STOP`` as Protocol fields (its own checks bound them)."""
+    if text is None:
+        return {}
+    parts = text.split(":")
+    if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() for p in parts):
+        raise UsageError(f"--z-range {text!r}: give START:STOP in slices, e.g. 70:90 (STOP exclusive)")
+    return {"z_start": int(parts[0]), "z_stop": int(parts[1])}
+
+
+def _sources(folders: list[Path], option: str, layouts: Optional[list[str]], cards: Optional[list[Path]],
+             splits: Optional[list[Path]]) -> tuple:
+    """One Source per folder; a per-folder option is given once per folder, in order, or not at all."""
+    from uasbench.data.benchmark_data import Source
+
+    names = {"--data": ("--layout", "--card", "--split"), "--train-data": ("--train-layout", "--train-card", "")}
+    aligned = []
+    for name, values in zip(names[option], (layouts, cards, splits)):
+        values = list(values or [])
+        if values and len(values) != len(folders):
+            raise UsageError(f"{name} given {len(values)} times for {len(folders)} {option} folder(s): give it once "
+                             f"per {option}, in order, or not at all")
+        aligned.append(values or [None] * len(folders))
+    return tuple(Source(f.resolve(), layout=None if lay in (None, "auto") else lay, card=c, split_file=s)
+                 for f, lay, c, s in zip(folders, *aligned))
 
 
 @app.command()
@@ -353,6 +427,7 @@ def leaderboard(
     from uasbench.files import check_output_file, write_text_atomic
     from uasbench.report.leaderboard import render
     from uasbench.report.runs import collect_runs
+    from uasbench.report.levels import collect_levels, render_levels
 
     with _user_errors():
         if not results_dir.is_dir():
@@ -362,8 +437,17 @@ def leaderboard(
             return
         if output is not None:
             check_output_file(output, "--output")
-        text = render(collect_runs(results_dir, protocol=protocol.value, warn=_warn), table=table.value, fmt=format.value,
-                      threshold=threshold, spread=spread.value)
+        df = collect_runs(results_dir, protocol=protocol.value, warn=_warn)
+        levels = collect_levels(results_dir) if protocol is EvalProtocol.project else None
+        if levels is not None and not levels.empty and table is not TableKind.metrics:
+            raise UsageError(f"--table {table.value} is for within-dataset runs; {results_dir} holds cross-dataset "
+                             "runs, whose blocks are the metrics tables (drop --table)")
+        if levels is not None and not levels.empty and threshold is not None:
+            raise UsageError("--threshold is for within-dataset runs: each cross-dataset block names its thresholds")
+        text = render(df, table=table.value, fmt=format.value, threshold=threshold, spread=spread.value) \
+            if levels is None or levels.empty or not df.empty else ""
+        if levels is not None and not levels.empty:
+            text = "\n".join(t for t in (text, render_levels(levels, format.value, spread.value)) if t)
         if output is None:
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
         else:
@@ -556,6 +640,19 @@ def _print_summary(title: str, result: EvaluationResult) -> None:
     headline = result.thresholds["val_dice"]
     if not headline.defined:
         _say(f"headline threshold undefined: {headline.reason}")
+
+
+def _print_volume_summary(title: str, result: Any) -> None:
+    """A cross-dataset test dataset's headline: volume and lesion metrics at each threshold, healthy FPs."""
+    table = Table(title=title)
+    table.add_column("threshold")
+    for name in ("dice", "lesion_f1", "fp_lesions", "healthy fp_voxel_fraction"):
+        table.add_column(name, justify="right")
+    for key, thr in result.thresholds.items():
+        row = [result.metrics[key].get(m) for m in ("dice", "lesion_f1", "fp_lesions")]
+        row.append(result.healthy.get(key, {}).get("fp_voxel_fraction"))
+        table.add_row(key, *["n/a" if s is None or not math.isfinite(s.mean) else f"{s.mean:.4f}" for s in row])
+    console.print(table)
 
 
 if __name__ == "__main__":

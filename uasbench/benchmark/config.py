@@ -17,6 +17,12 @@ naming the file, the key and the valid choices. Layout (see ``benchmarks/*.toml`
     [slurm]                    # only read by --executor slurm
     partition = "gpu"
 
+A cross-dataset benchmark adds ``[[train_data]]`` (folders whose healthy scans train every job) and
+``[[test_data]]`` (folders each validated, tested and reported on its own), each with ``path`` and optional
+``layout``, ``card`` and (test data) ``split``; ``[benchmark]`` then may set ``slices`` ("slab" or "brain"),
+``median_3d`` and ``min_component`` (3-D post-processing, bounded as ``PostProcess``'s fields are), and its
+``data`` is not used.
+
 Relative ``data``, ``card`` and ``split`` paths are read relative to the benchmark file's folder. Each table is a typed
 dataclass (``BenchmarkFile``, ``BenchmarkTable``, ``GridTable``, ``SlurmSettings``; ``[overrides.M]`` is method
 M's config) checked by ``uasbench.config_check``, the path every structured input takes: types, choices and
@@ -32,7 +38,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
 
-from uasbench.choices import DEVICES, NORMALISATIONS, THRESHOLDS
+from uasbench.choices import DEVICES, NORMALISATIONS, SLICE_SELECTIONS, THRESHOLDS
 from uasbench.config_check import Invalid, checked_table, checked_values
 from uasbench.errors import UasbenchError, UsageError
 from uasbench.evaluation.postprocess import PostProcess
@@ -45,6 +51,7 @@ else:  # pragma: no cover - Python 3.10
 PHANTOM = "phantom"
 Normalisation = Literal[NORMALISATIONS]  # type: ignore[valid-type]  # the choices of uasbench.choices
 Threshold = Literal[THRESHOLDS]  # type: ignore[valid-type]
+SliceSelection = Literal[SLICE_SELECTIONS]  # type: ignore[valid-type]
 _ENV = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
 
@@ -80,6 +87,9 @@ class BenchmarkTable:
     normalisation: Normalisation = "paper"
     erode_brain: int = field(default=0, metadata={"min": 0})
     median: int = field(default=0, metadata={"min": 0})
+    slices: SliceSelection = "slab"  # cross-dataset: "brain" scores every brain slice
+    median_3d: int = field(default=0, metadata={"min": 0})  # cross-dataset only; bounds: PostProcess's
+    min_component: int = field(default=0, metadata={"min": 0})  # cross-dataset only
     skip_bad_cases: bool = False
     thresholds: tuple[Threshold, ...] = ("val_dice", "oracle_test")
 
@@ -96,6 +106,41 @@ class BenchmarkTable:
             raise Invalid("device", f"invalid value {self.device!r} (valid: {', '.join(DEVICES)})")
         if not self.thresholds:
             raise Invalid("thresholds", f"must be a non-empty list of {', '.join(THRESHOLDS)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataTable:
+    """One ``[[train_data]]`` or ``[[test_data]]`` entry of a cross-dataset benchmark."""
+
+    path: str = field(metadata={"expected": "a folder"})
+    layout: str | None = field(default=None, metadata={"expected": "a layout name"})
+    card: str | None = field(default=None, metadata={"expected": "a file path"})
+    split: str | None = field(default=None, metadata={"expected": "a file path"})
+
+    def validate(self) -> None:
+        from uasbench.data.layouts import LAYOUT_NAMES
+
+        if self.layout is not None and self.layout not in LAYOUT_NAMES:
+            raise Invalid("layout", f"invalid value {self.layout!r} (valid: {', '.join(LAYOUT_NAMES)})")
+        if self.layout is not None and self.card is not None:
+            raise Invalid("card", "give layout or card, not both (a card describes a layout of its own)")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSource:
+    """A ``DataTable`` resolved against the benchmark file: ``missing`` says why it cannot be used yet."""
+
+    path: Path
+    text: str
+    layout: str | None
+    card: Path | None
+    split: Path | None
+    missing: str | None
+
+    def source(self) -> Any:
+        from uasbench.data.benchmark_data import Source
+
+        return Source(self.path, layout=self.layout, card=self.card, split_file=self.split)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +168,10 @@ class BenchmarkFile:
         "expected": "an array of tables ([[grid]]), each with methods and pairs"})
     overrides: dict[str, Any] = field(default_factory=dict, metadata={"expected": "a table ([overrides.METHOD])"})
     slurm: dict[str, Any] = field(default_factory=dict, metadata={"expected": "a table ([slurm])"})
+    train_data: list[Any] | None = field(default=None, metadata={
+        "expected": "an array of tables ([[train_data]]), each with a path"})
+    test_data: list[Any] | None = field(default=None, metadata={
+        "expected": "an array of tables ([[test_data]]), each with a path"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +200,15 @@ class BenchmarkConfig:
     grid: tuple[GridEntry, ...]
     overrides: dict[str, dict[str, Any]]
     slurm: SlurmSettings
+    slices: str = "slab"
+    median_3d: int = 0
+    min_component: int = 0
+    train_data: tuple[DataSource, ...] = ()  # cross-dataset benchmark: empty for a within-dataset one
+    test_data: tuple[DataSource, ...] = ()
+
+    @property
+    def cross_dataset(self) -> bool:
+        return bool(self.train_data)
 
     @property
     def name(self) -> str:
@@ -219,6 +277,22 @@ def load_config(path: Path, *, data_override: Path | None = None, need_data: boo
     if need_data and split_missing:
         raise _fail(path, "benchmark.split", split_missing, usage=False)
 
+    train_data = _data_tables(path, "train_data", top.train_data, need_data, source)
+    test_data = _data_tables(path, "test_data", top.test_data, need_data, source)
+    if train_data and not test_data:
+        raise _fail(path, "test_data", "missing [[test_data]] entries: a cross-dataset benchmark tests on them")
+    if test_data and not train_data:
+        raise _fail(path, "train_data", "missing [[train_data]] entries: [[test_data]] needs the healthy "
+                    "training data of a cross-dataset benchmark")
+    if not train_data:
+        for key in ("slices", "median_3d", "min_component"):
+            if getattr(bench, key) != getattr(BenchmarkTable, key):
+                raise _fail(path, f"benchmark.{key}", "applies to a cross-dataset benchmark ([[train_data]] and "
+                            "[[test_data]]), whose volume-level evaluation uses it")
+    if any(d.split is not None for d in train_data):
+        raise _fail(path, "train_data", "split: a training dataset is used whole (its healthy scans); splits "
+                    "belong to [[test_data]]")
+
     if top.grid is None:
         raise _fail(path, "grid", "missing [[grid]] entries (each lists methods and pairs)")
     if not top.grid:
@@ -254,7 +328,31 @@ def load_config(path: Path, *, data_override: Path | None = None, need_data: boo
         skip_bad_cases=bench.skip_bad_cases, thresholds=bench.thresholds, grid=tuple(grid),
         overrides={m: dict(top.overrides.get(m, {})) for m in all_methods},
         slurm=checked_table(SlurmSettings, top.slurm, source=source, key="slurm"),
+        slices=bench.slices, median_3d=_post(path, "median_3d", bench.median_3d),
+        min_component=_post(path, "min_component", bench.min_component),
+        train_data=train_data, test_data=test_data,
     )
+
+
+def _data_tables(path: Path, key: str, tables: list[Any] | None, need_data: bool, source: str
+                 ) -> tuple[DataSource, ...]:
+    """The ``[[train_data]]``/``[[test_data]]`` entries, paths resolved like ``benchmark.data``."""
+    out = []
+    for i, item in enumerate(tables or []):
+        entry = checked_table(DataTable, item, source=source, key=f"{key}[{i}]")
+        folder, missing = _data_folder(path, entry.path, None)
+        if folder is None:
+            folder = Path(entry.path)
+        files = {}
+        for name in ("card", "split"):
+            text = getattr(entry, name)
+            files[name] = None if text is None else (path.parent / _expand(text)[0]).resolve()
+            if need_data and files[name] is not None and not files[name].is_file():
+                raise _fail(path, f"{key}[{i}].{name}", f"no such file {files[name]}", usage=False)
+        if need_data and missing:
+            raise _fail(path, f"{key}[{i}].path", f"{entry.path!r}: {missing}", usage=False)
+        out.append(DataSource(folder, entry.path, entry.layout, files["card"], files["split"], missing))
+    return tuple(out)
 
 
 def _fail(path: Path, key: str, message: str, usage: bool = True) -> UasbenchError:
@@ -287,7 +385,8 @@ def _wrap(path: Path, key: str, call: Any) -> Any:
 
 def _post(path: Path, key: str, value: int) -> int:
     """A post-processing size, checked against PostProcess's own bounds (as the CLI's options are)."""
-    name = {"erode_brain": "erode_brain_px", "median": "median_size"}[key]
+    name = {"erode_brain": "erode_brain_px", "median": "median_size", "median_3d": "median_3d",
+            "min_component": "min_component_voxels"}[key]
     return getattr(_wrap(path, f"benchmark.{key}", lambda: PostProcess(**{name: value})), name)
 
 

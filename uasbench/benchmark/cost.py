@@ -24,6 +24,14 @@ from uasbench.method import MethodConfig, NetworkCost, forward_flops
 #: NVIDIA H100 SXM, dense BF16 tensor-core peak (989 TFLOP/s without sparsity): an H100-class default.
 H100_BF16_TFLOPS = 989.0
 BRATS2021_SUBJECTS = 1251
+#: Subjects ASSUMED per dataset family when a cross-dataset benchmark's test folder is not there (a dry run
+#: without the data), by layout name: the public releases' training sets (BraTS 2021: 1251; MSLUB: 30
+#: patients; ATLAS v2.0 training: 655; WMH 2017 training: 60; ISLES'22: 250); an undetected layout is priced
+#: as BraTS 2021.
+FAMILY_SUBJECTS = {"brats2021": 1251, "brats2023": 1251, "mslub": 30, "atlas2": 655, "wmh": 60, "isles22": 250}
+#: Axial slices with brain ASSUMED per volume when a protocol scores every brain slice and the data is not
+#: there: about 140 on the spatial standard's 1 mm grid (an adult brain is ~140 mm tall).
+BRAIN_SLICES_PER_VOLUME = 140
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +95,8 @@ def slice_counts(config: BenchmarkConfig) -> SliceCounts:
     from uasbench.data.benchmark_data import dataset_subjects, seeded_rule
     from uasbench.data.splits import make_assignment, parse_split_csv
 
+    if config.cross_dataset:
+        return _cross_slice_counts(config)
     per_subject = Preparation().val_healthy_per_subject
     if config.split is not None and config.split.is_file():
         roles = list(parse_split_csv(config.split).values())
@@ -101,6 +111,30 @@ def slice_counts(config: BenchmarkConfig) -> SliceCounts:
         source += ", seeded 80/10/10 split"
     n_val, n_test = roles.count("val"), roles.count("test")
     return SliceCounts(n_val, per_subject * n_val, n_test, source)
+
+
+def _cross_slice_counts(config: BenchmarkConfig) -> SliceCounts:
+    """Every test dataset's scored slices (a cross-dataset run scores all selected slices of its validation
+    and test subjects; val_healthy counts at most the same slices again): counted from each folder when it is
+    there, else from ``FAMILY_SUBJECTS`` and, for whole volumes, ``BRAIN_SLICES_PER_VOLUME``."""
+    from uasbench.data.benchmark_data import dataset_subjects
+
+    protocol = Preparation(slices=config.slices)
+    per_volume = BRAIN_SLICES_PER_VOLUME if protocol.slices == "brain" else protocol.z_stop - protocol.z_start
+    val = test = 0
+    sources = []
+    for d in config.test_data:
+        if d.missing is None:
+            n = len(dataset_subjects(d.path, layout=d.layout, card=d.card))
+            sources.append(f"{d.path} ({n} subjects)")
+        else:
+            n = FAMILY_SUBJECTS.get(d.layout or "brats2021", BRATS2021_SUBJECTS)
+            sources.append(f"ASSUMED {d.layout or 'brats2021'} ({n} subjects; {d.text!r}: {d.missing})")
+        n_val = max(1, round(n / 3))
+        val, test = val + n_val * per_volume, test + (n - n_val) * per_volume
+    slices = (f"ASSUMED {per_volume} brain slices per volume" if protocol.slices == "brain"
+              else f"{per_volume} slab slices per volume")
+    return SliceCounts(val, val, test, "; ".join(sources) + f"; a third of each validates; {slices}")
 
 
 def _subject_count(config: BenchmarkConfig) -> tuple[int, str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from uasbench.benchmark.config import BenchmarkConfig
-from uasbench.benchmark.run import RunSpec, run_one
+from uasbench.benchmark.run import RunSpec, cross_identity, run_cross_dataset, run_one, split_identity
 from uasbench.data.preprocess import Preparation
 from uasbench.errors import UasbenchError
 from uasbench.files import make_folder, open_in_place
@@ -70,6 +70,12 @@ class Job:
         spec = dict(raw["spec"])
         for key in ("data_root", "card", "split_file", "out"):
             spec[key] = None if spec.get(key) is None else Path(spec[key])
+        from uasbench.data.benchmark_data import Source
+
+        path = lambda v: None if v is None else Path(v)  # noqa: E731
+        for key in ("train_data", "test_data"):
+            spec[key] = tuple(Source(Path(d["root"]), layout=d["layout"], card=path(d["card"]),
+                                     split_file=path(d["split_file"])) for d in spec.get(key, ()))
         spec.update(pair=Pair.parse(spec["pair"]), protocol=Preparation.from_dict(spec["protocol"]),
                     post=PostProcess.from_dict(spec["post"]))
         return cls(RunSpec(**spec), raw["identity"], Path(raw["log"]))
@@ -79,8 +85,8 @@ class Job:
 class PreparedData:
     """What a job's identity needs from the data: the slice-cache fingerprint and each seed's split checksum."""
 
-    fingerprint: str
-    split_sha256: dict[int, str]
+    fingerprint: str  # cross-dataset: the data-and-preparation identity (``run.cross_identity``)
+    split_sha256: dict[int, str]  # cross-dataset: per seed the test splits' identity
 
 
 def _normalised(value: Any) -> Any:
@@ -89,13 +95,20 @@ def _normalised(value: Any) -> Any:
 
 
 def identity_key(identity: dict[str, Any]) -> str:
+    datasets = identity.get("datasets")
+    if isinstance(datasets, dict):  # a cross-dataset manifest: its identity lives in its datasets block
+        identity = {**identity, "data_fingerprint": datasets["identity"], "split_sha256": datasets["split_identity"],
+                    "protocol": datasets["preparation"]["protocol"]}
     return json.dumps(_normalised({k: identity.get(k) for k in IDENTITY_FIELDS}), sort_keys=True)
 
 
 def specs(config: BenchmarkConfig, out: Path) -> list[RunSpec]:
     """Every run of the grid once, in file order (entries merged, duplicates dropped)."""
-    protocol = Preparation(normalisation=config.normalisation)
-    post = PostProcess(erode_brain_px=config.erode_brain, median_size=config.median)
+    protocol = _protocol(config)
+    post = PostProcess(erode_brain_px=config.erode_brain, median_size=config.median, median_3d=config.median_3d,
+                       min_component_voxels=config.min_component)
+    cross = {"train_data": tuple(d.source() for d in config.train_data),
+             "test_data": tuple(d.source() for d in config.test_data)} if config.cross_dataset else {}
     seen: dict[tuple[str, str, int], RunSpec] = {}
     for entry in config.grid:
         for method in entry.methods:
@@ -106,14 +119,28 @@ def specs(config: BenchmarkConfig, out: Path) -> list[RunSpec]:
                         device=config.device, data_root=config.data, layout=config.layout, card=config.card,
                         split_file=config.split, out=out,
                         overrides=dict(config.overrides.get(method, {})), protocol=protocol, post=post,
-                        on_bad_case="skip" if config.skip_bad_cases else "stop"))
+                        on_bad_case="skip" if config.skip_bad_cases else "stop", **cross))
     return list(seen.values())
+
+
+def _protocol(config: BenchmarkConfig) -> Preparation:
+    return Preparation(normalisation=config.normalisation, slices=config.slices)
 
 
 def prepare_data(config: BenchmarkConfig) -> PreparedData:
     """Build the slice cache and every seed's split file once, before any job starts."""
-    from uasbench.data.benchmark_data import dataset_split, open_dataset_cache
+    from uasbench.data.benchmark_data import dataset_split, open_dataset_cache, prepare_cross_dataset
 
+    if config.cross_dataset:
+        post = PostProcess(erode_brain_px=config.erode_brain, median_size=config.median,
+                           median_3d=config.median_3d, min_component_voxels=config.min_component)
+        train, tests, splits = prepare_cross_dataset(
+            [d.source() for d in config.train_data], [d.source() for d in config.test_data],
+            _pair_modalities(config.pairs()), tuple(dict.fromkeys(Pair.parse(p).input for p in config.pairs())),
+            _protocol(config), config.seeds(),
+            on_bad_case="skip" if config.skip_bad_cases else "stop")
+        return PreparedData(cross_identity(train, tests, _protocol(config).to_dict(), post.to_dict()),
+                            {seed: split_identity(by_name) for seed, by_name in splits.items()})
     _, cache = open_dataset_cache(config.data, Preparation(normalisation=config.normalisation),
                                   on_bad_case="skip" if config.skip_bad_cases else "stop", layout=config.layout,
                                   card=config.card, modalities=_pair_modalities(config.pairs()))
@@ -194,7 +221,8 @@ def run_job(job: Job) -> Path:
         return existing
     with _job_log(job.log, job.spec.out) as log:
         try:
-            run_dir, _ = run_one(job.spec, log=lambda msg: print(msg, flush=True))
+            runner = run_cross_dataset if job.spec.cross_dataset else run_one
+            run_dir, _ = runner(job.spec, log=lambda msg: print(msg, flush=True))
         except BaseException:
             traceback.print_exc(file=log)
             raise

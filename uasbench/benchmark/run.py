@@ -22,12 +22,13 @@ from typing import Any
 
 import torch
 
-from uasbench.data.benchmark_data import load_benchmark_data
+from uasbench.data.benchmark_data import CrossDatasetData, Source, TestDataset, load_benchmark_data, load_cross_dataset
 from uasbench.data.preprocess import Preparation
 from uasbench.data.slices import BenchmarkData, SliceSet
-from uasbench.errors import UasbenchError
+from uasbench.errors import UasbenchError, UsageError
 from uasbench.evaluation.postprocess import PostProcess
 from uasbench.evaluation.evaluate import EvaluationResult, evaluate
+from uasbench.evaluation.evaluate_volumes import VolumeEvaluationResult, evaluate_volumes
 from uasbench.files import (atomic_write, check_output_folder, locked, make_folder, write_bytes_atomic,
                             write_text_atomic)
 from uasbench.manifest import MANIFEST_VERSION, RunManifest
@@ -60,10 +61,25 @@ class RunSpec:
     post: PostProcess = PostProcess()
     on_bad_case: str = "stop"
     n_bootstrap: int = 1000
+    # Cross-dataset protocol (``run_cross_dataset``): healthy training scans of ``train_data``, each of
+    # ``test_data`` validated and tested on its own. Empty: the within-dataset protocol above.
+    train_data: tuple[Source, ...] = ()
+    test_data: tuple[Source, ...] = ()
+
+    @property
+    def cross_dataset(self) -> bool:
+        return bool(self.train_data)
 
 
 def validate_spec(spec: RunSpec) -> tuple[type[AnomalyMethod], Any, torch.device]:
     """Fail fast on unknown method, profile, option or device (usage errors), before loading data."""
+    if spec.post.volume_only and not spec.cross_dataset:
+        raise UsageError("--min-component and --median-3d act on whole volumes: they need a cross-dataset run "
+                         "(--train-data), whose volume-level evaluation applies them")
+    if spec.test_data and not spec.cross_dataset:
+        raise UsageError("test datasets without --train-data: give --train-data for a cross-dataset run")
+    if spec.cross_dataset and not spec.test_data:
+        raise UsageError("--train-data needs at least one --data test dataset")
     method_cls = get_method(spec.method)
     config = method_cls.config_for(spec.profile, spec.overrides)
     device = resolve_device(spec.device)
@@ -73,6 +89,8 @@ def validate_spec(spec: RunSpec) -> tuple[type[AnomalyMethod], Any, torch.device
 
 def run_one(spec: RunSpec, log: Callable[[str], None] = print) -> tuple[Path, EvaluationResult]:
     """Run one method end to end and write a complete run directory; return its path and the result."""
+    if spec.cross_dataset:
+        raise UasbenchError("a run with --train-data is a cross-dataset run: use run_cross_dataset")
     method_cls, config, device = validate_spec(spec)
     timings: dict[str, float] = {}
 
@@ -215,6 +233,156 @@ def _run_key(spec: RunSpec, config: Any, data: BenchmarkData) -> str:
                "config": training_fields(config), "data": data.fingerprint, "split": data.split_sha256}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return f"{spec.method}_{spec.pair}_{spec.profile}_s{spec.seed}_{digest}"
+
+
+# -- the cross-dataset protocol ------------------------------------------------------------------------
+
+CROSS_METRICS = "metrics"  # run folder: metrics/<dataset>.json (slice level), volumes/<dataset>.json, scores/
+CROSS_VOLUMES = "volumes"
+CROSS_SCORES = "scores"
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetResult:
+    """One test dataset's results: the slice protocol's (None when no test subject has a lesion slice) and the
+    volume, lesion and healthy-scan levels'."""
+
+    name: str
+    slice_level: EvaluationResult | None
+    volume_level: VolumeEvaluationResult
+
+
+def run_cross_dataset(spec: RunSpec, log: Callable[[str], None] = print) -> tuple[Path, list[DatasetResult]]:
+    """Train once on the healthy scans of ``spec.train_data``, then score, evaluate and store every test
+    dataset on its own (thresholds from its own validation subjects); one run directory for all."""
+    method_cls, config, device = validate_spec(spec)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    data = load_cross_dataset(list(spec.train_data), list(spec.test_data), spec.pair, protocol=spec.protocol,
+                              seed=spec.seed, on_bad_case=spec.on_bad_case)
+    timings["data_s"] = time.perf_counter() - start
+    log(f"data: {len(data.train)} healthy training slices from {len(spec.train_data)} dataset(s); " + "; ".join(
+        f"{t.name}: {len(t.val)} validation, {len(t.val_healthy)} healthy validation, {len(t.test)} test slices"
+        for t in data.tests))
+    for t in data.tests:
+        _check_cross_testable(t)
+
+    seed_everything(spec.seed)
+    method = method_cls(config, device=device, seed=spec.seed)
+    first_val, first_healthy, _ = data.tests[0].slice_sets()  # what a method may watch while it trains
+    method.run_identity = run_identity(  # training data: the training datasets; its validation: the first test's
+        method=spec.method, pair=str(spec.pair), profile=spec.profile, seed=spec.seed,
+        training_config=training_fields(config),
+        data_fingerprint="+".join(r["fingerprint"] for r in data.train_records),
+        split_sha256=data.tests[0].record["split_sha256"], protocol=data.protocol)
+    workdir = make_folder(spec.out / ".work" / _cross_run_key(spec, config, data), spec.out)  # no planted links
+    start = time.perf_counter()
+    with _training_lock(workdir, log):
+        _claim_workdir(workdir, method.run_identity)
+        method.fit(_training_view(method, data.train), first_val, val_healthy=first_healthy, workdir=workdir)
+        loss_logs = read_loss_logs(workdir)
+    timings["fit_s"] = time.perf_counter() - start
+
+    results, scored = [], {}
+    for t in data.tests:
+        start = time.perf_counter()
+        scored[t.name] = score_splits(method, t.val, t.val_healthy, t.test)
+        timings[f"score_s:{t.name}"] = time.perf_counter() - start
+        start = time.perf_counter()
+        results.append(_evaluate_test_dataset(t, scored[t.name], spec))
+        timings[f"evaluate_s:{t.name}"] = time.perf_counter() - start
+
+    final = spec.out / new_run_name(f"{spec.method}_{spec.pair}_{spec.profile}_s{spec.seed}")
+    manifest = RunManifest.from_dict({"manifest_version": MANIFEST_VERSION,  # the cross-dataset part goes to extra
+                                      **_base_manifest(spec, method, device, timings, workdir),
+                                      **cross_dataset_manifest(spec, data)})
+    with atomic_directory(final) as staging:
+        method.save(staging / CHECKPOINT)
+        for name, content in loss_logs.items():
+            write_bytes_atomic(staging / name, content)
+        for sub in (CROSS_METRICS, CROSS_VOLUMES, CROSS_SCORES):
+            (staging / sub).mkdir()
+        for r in results:
+            scored[r.name].save(staging / CROSS_SCORES / f"{r.name}.npz")
+            if r.slice_level is not None:
+                write_json(staging / CROSS_METRICS / f"{r.name}.json", r.slice_level.to_dict())
+            write_json(staging / CROSS_VOLUMES / f"{r.name}.json", r.volume_level.to_dict())
+        write_json(staging / MANIFEST, manifest.to_dict())
+    return final, results
+
+
+def _check_cross_testable(t: TestDataset) -> None:
+    """Refuse before training a test dataset none of whose test subjects has a lesion in the scored slices."""
+    if len(t.slice_index["test"]) == 0:
+        raise UasbenchError(f"--data {t.record['root']}: none of its {t.record['subjects']['test']} test subject(s) "
+                            "has a lesion in the scored slices; nothing to evaluate (give a split file that puts "
+                            "lesion cases in test)")
+
+
+def _evaluate_test_dataset(t: TestDataset, scored: ScoredSplits, spec: RunSpec) -> DatasetResult:
+    """Both protocols on one test dataset: the volume levels on every scored slice, the slice protocol on its
+    own picks of the same maps (the 3-D post-processing options do not apply there)."""
+    volume = evaluate_volumes(val_maps=scored.val_maps, val=t.val, healthy_maps=scored.healthy_maps,
+                              val_healthy=t.val_healthy, test_maps=scored.test_maps, test=t.test, kinds=t.kinds,
+                              post=spec.post, n_bootstrap=spec.n_bootstrap, seed=spec.seed)
+    ix = t.slice_index
+    val, healthy, test = t.slice_sets()
+    slice_level = evaluate(val_maps=scored.val_maps[ix["val"]], val=val,
+                           healthy_maps=scored.healthy_maps[ix["val_healthy"]], val_healthy=healthy,
+                           test_maps=scored.test_maps[ix["test"]], test=test,
+                           post=dataclasses.replace(spec.post, median_3d=0, min_component_voxels=0),
+                           n_bootstrap=spec.n_bootstrap, seed=spec.seed)
+    return DatasetResult(t.name, slice_level, volume)
+
+
+def _cross_run_key(spec: RunSpec, config: Any, data: CrossDatasetData) -> str:
+    """As ``_run_key``: what determines training (the training datasets, not the test ones)."""
+    payload = {"method": spec.method, "pair": str(spec.pair), "profile": spec.profile, "seed": spec.seed,
+               "config": training_fields(config), "train": [r["fingerprint"] for r in data.train_records],
+               "validation": data.tests[0].record["split_sha256"], "protocol": data.protocol}
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return f"{spec.method}_{spec.pair}_{spec.profile}_s{spec.seed}_cross_{digest}"
+
+
+def cross_dataset_manifest(spec: RunSpec, data: CrossDatasetData) -> dict[str, Any]:
+    """Everything the cross-dataset protocol adds to a manifest, under one key: per training and test dataset
+    its layout, card, fingerprint, split and counts, and the shared preparation (protocol, post-processing).
+    The leaderboard ranks runs together only when their ``identity`` (data and preparation) is equal, and
+    per seed their ``split_identity`` (every test dataset's split)."""
+    tests = {t.name: t.record for t in data.tests}
+    identity = cross_identity([r["fingerprint"] for r in data.train_records],
+                              {name: r["fingerprint"] for name, r in tests.items()}, data.protocol, spec.post.to_dict())
+    return {"datasets": {"protocol": "cross-dataset", "train": list(data.train_records), "test": tests,
+                         "preparation": {"protocol": data.protocol, "postprocess": spec.post.to_dict()},
+                         "identity": identity,
+                         "split_identity": split_identity({name: r["split_sha256"] for name, r in tests.items()})}}
+
+
+def cross_identity(train: list[str], tests: dict[str, str], protocol: dict[str, Any], post: dict[str, Any]) -> str:
+    """The data-and-preparation identity of a cross-dataset run (the grid computes it before running)."""
+    return _digest({"train": train, "test": tests, "protocol": protocol, "postprocess": post})
+
+
+def split_identity(splits: dict[str, str]) -> str:
+    """The identity of a cross-dataset run's test splits (test dataset name -> split checksum)."""
+    return _digest(splits)
+
+
+def _digest(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _base_manifest(spec: RunSpec, method: AnomalyMethod, device: torch.device, timings: dict[str, float],
+                   workdir: Path) -> dict[str, Any]:
+    """What every cross-dataset manifest holds besides ``datasets``: the within-dataset manifest's keys that do
+    not describe one dataset."""
+    return {
+        "method": spec.method, "method_source": method_infos()[spec.method].source, "profile": spec.profile,
+        "overrides": spec.overrides, "config": dataclasses.asdict(method.config), "pair": str(spec.pair),
+        "train_modalities": list(method.train_modalities), "test_modalities": list(method.test_modalities),
+        "seed": spec.seed, "postprocess": spec.post.to_dict(),
+        **provenance(device, timings), "workdir": str(workdir), "complete": True,
+    }
 
 
 def _manifest(spec: RunSpec, method: AnomalyMethod, data: BenchmarkData, device: torch.device,

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from uasbench.data.layouts import open_dataset
 from uasbench.data.layouts.base import Dataset
 from uasbench.data.preprocess import Preparation, healthy_subset, largest_tumour_slice
 from uasbench.data.slices import BenchmarkData, SliceSet
-from uasbench.data.splits import Split, default_split, load_split, make_assignment
+from uasbench.data.splits import Split, default_split, load_split, make_assignment, test_assignment
 from uasbench.errors import UasbenchError, UsageError
 from uasbench.modalities import Pair
 
@@ -55,7 +56,7 @@ def _slice_set(cache: SliceCache, pair: Pair, picks: list[tuple[str, int]], prot
     arrays = {name: (np.stack(rows[name]) if picks else empty).astype(dtype) for name, (_, dtype) in fields.items()}
     return SliceSet(
         x=arrays["x"], brain=arrays["brain"], subjects=tuple(s for s, _ in picks),
-        z=np.array([protocol.z_start + i for _, i in picks], dtype=int),
+        z=np.array([protocol.z_first + i for _, i in picks], dtype=int),
         y=arrays.get("y"), seg=arrays.get("seg"), brain_t2=arrays.get("brain_t2"), ignore=arrays.get("ignore"),
     )
 
@@ -210,3 +211,217 @@ def load_benchmark_data(data_root: Path | None, pair: Pair, *, protocol: Prepara
         **data, fingerprint=cache.path.name, split_path=str(split.path),
         split_sha256=split.sha256, protocol=protocol.to_dict(), report=report,
     )
+
+
+# Cross-dataset runs: healthy scans of one or more datasets train, each test dataset validates and tests.
+
+KINDS_FILE = "lesion_kinds.csv"  # optional ``subject,kind`` file at a data folder's root (the phantom writes one)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One data folder of a cross-dataset run as the user named it: its layout or card, and for a test dataset
+    its split file (default: a seeded third for validation, the rest for test)."""
+
+    root: Path
+    layout: str | None = None
+    card: Path | None = None
+    split_file: Path | None = None
+
+    def describe(self, option: str) -> str:
+        return f"{option} {self.root}"
+
+
+@dataclass(frozen=True)
+class TestDataset:
+    """A test dataset's scored slices: every selected slice of its validation subjects with lesions (``val``),
+    every lesion-free selected slice of its validation subjects (``val_healthy``; a healthy subject gives its
+    whole scan) and every selected slice of its test subjects (``test``, healthy scans included).
+
+    ``slice_index`` picks the slice protocol's sets out of them (per subject the largest-lesion slice for
+    ``val``/``test``, evenly spaced lesion-free slices for ``val_healthy``), so the slice level reuses the
+    volume level's score maps. ``record`` is what the manifest keeps (layout, fingerprint, split, preparation).
+    """
+
+    name: str
+    val: SliceSet
+    val_healthy: SliceSet
+    test: SliceSet
+    slice_index: dict[str, np.ndarray]
+    kinds: dict[str, str] | None
+    record: dict[str, Any]
+
+    def slice_sets(self) -> tuple[SliceSet, SliceSet, SliceSet]:
+        """(val, val_healthy, test) of the slice protocol."""
+        return tuple(getattr(self, k).subset(self.slice_index[k]) for k in ("val", "val_healthy", "test"))
+
+
+@dataclass(frozen=True)
+class CrossDatasetData:
+    """Everything a cross-dataset run needs: one training set and the test datasets, in the order given."""
+
+    train: SliceSet
+    tests: tuple[TestDataset, ...]
+    train_records: tuple[dict[str, Any], ...]
+    protocol: dict[str, Any]
+
+
+def _selected(cache: SliceCache, subject: str, modality: str, protocol: Preparation) -> np.ndarray:
+    """Indices of a case's cached slices the protocol scores: all of a slab, those with brain otherwise."""
+    brain = cache.brain(subject, modality)
+    if protocol.slices == "brain":
+        return np.flatnonzero(brain.any(axis=(1, 2)))
+    return np.arange(len(brain))
+
+
+def _lesion_free(cache: SliceCache, subject: str) -> bool:
+    return bool((np.asarray(cache.area(subject)) == 0).all()) and not (
+        cache.has_ignore and cache.ignore(subject).any())
+
+
+def _open_source(source: Source, option: str, protocol: Preparation, modalities: tuple[str, ...], *,
+                 on_bad_case: str, progress: bool, workers: int | None) -> tuple[Dataset, SliceCache]:
+    if not source.root.is_dir():
+        raise UasbenchError(f"{source.describe(option)}: no such folder")
+    data = dataset(source.root, layout=source.layout, card=source.card, progress=progress)
+    data.require_modalities(modalities, f"{option} {source.root} for modalities {', '.join(modalities)}")
+    return data, open_cache(data, protocol, on_bad_case=on_bad_case, progress=progress, workers=workers)
+
+
+def _record(data: Dataset, cache: SliceCache, option: str) -> dict[str, Any]:
+    return {"option": option, "root": str(data.root), "layout": data.layout, "card": data.card or None,
+            "fingerprint": cache.path.name, "cases": len(cache.all_cases), "bad_cases_skipped": cache.bad_cases,
+            "healthy_only": data.healthy_only}
+
+
+def _read_kinds(data: Dataset, subjects: list[str]) -> dict[str, str] | None:
+    """Lesion kinds from the folder's ``lesion_kinds.csv``, when the data says so: ``subject,kind`` rows by
+    case ID, or ``label,kind`` rows by each case's label file relative to the folder (what the phantom writes,
+    since a layout's case IDs are the layout's to make)."""
+    path = data.root / KINDS_FILE
+    if not path.is_file():
+        return None
+    import csv
+
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    header = [c.strip().lower() for c in rows[0]] if rows else []
+    if header not in (["subject", "kind"], ["label", "kind"]):
+        raise UasbenchError(f"lesion kinds file {path}: the first line must be the header 'subject,kind' or 'label,kind'")
+    kinds = {r[0].strip(): r[1].strip() for r in rows[1:] if len(r) == 2}
+    if header[0] == "label":
+        by_id = {c.id: str(c.files["seg"].relative_to(data.root)) for c in data.cases if "seg" in c.files}
+        kinds = {case: kinds[label] for case, label in by_id.items() if label in kinds}
+    return {s: kinds[s] for s in subjects if s in kinds}
+
+
+def test_split(source: Source, cases: list[str], seed: int) -> Split:
+    """A test dataset's split: its split file (val and test rows), else the seeded third for validation."""
+    if source.split_file is not None:
+        return load_split(cases, seed, source.split_file, need_train=False)
+    return default_split(cases, seed, test_assignment, name="-test", need_train=False)
+
+
+def prepare_cross_dataset(train: list[Source], tests: list[Source], modalities: tuple[str, ...],
+                          test_modalities: tuple[str, ...], protocol: Preparation, seeds: list[int], *,
+                          on_bad_case: str = "stop"
+                          ) -> tuple[list[str], dict[str, str], dict[int, dict[str, str]]]:
+    """Build every dataset's slice cache and each seed's test splits once (before a grid fans out); returns the
+    training fingerprints, the test fingerprints by name and per seed the test splits' checksums by name."""
+    train_fps = [_open_source(s, "--train-data", protocol, modalities, on_bad_case=on_bad_case, progress=True,
+                              workers=None)[1].path.name for s in train]
+    test_fps, caches = {}, {}
+    for source, name in zip(tests, dataset_names(tests)):
+        _, cache = _open_source(source, "--data", protocol, test_modalities, on_bad_case=on_bad_case,
+                                progress=True, workers=None)
+        test_fps[name], caches[name] = cache.path.name, (source, cache)
+    splits = {seed: {name: test_split(source, cache.all_cases, seed).sha256 for name, (source, cache) in caches.items()}
+              for seed in seeds}
+    return train_fps, test_fps, splits
+
+
+def _test_dataset(source: Source, name: str, pair: Pair, protocol: Preparation, seed: int, *, on_bad_case: str,
+                  progress: bool, workers: int | None) -> TestDataset:
+    data, cache = _open_source(source, "--data", protocol, (pair.input,), on_bad_case=on_bad_case,
+                               progress=progress, workers=workers)
+    if data.healthy_only:
+        raise UasbenchError(f"--data {source.root}: a healthy-only dataset ({data.layout}) has no lesions to "
+                            "test on; give it with --train-data")
+    split = test_split(source, cache.all_cases, seed)
+    good = set(cache.subjects)
+    members = {k: [s for s in split.subjects(k) if s in good] for k in ("val", "test")}
+
+    picks: dict[str, list[tuple[str, int]]] = {"val": [], "val_healthy": [], "test": []}
+    index: dict[str, list[int]] = {"val": [], "val_healthy": [], "test": []}
+    k = protocol.val_healthy_per_subject
+    for s in members["val"]:
+        chosen = _selected(cache, s, pair.input, protocol)
+        area = np.asarray(cache.area(s))
+        healthy = np.intersect1d(chosen, _healthy(cache, s))
+        slab_pick = healthy_subset(healthy, k)
+        index["val_healthy"] += [len(picks["val_healthy"]) + int(np.searchsorted(healthy, i)) for i in slab_pick]
+        picks["val_healthy"] += [(s, int(i)) for i in healthy]
+        if area[chosen].max(initial=0) > 0:
+            index["val"].append(len(picks["val"]) + int(np.argmax(area[chosen])))
+            picks["val"] += [(s, int(i)) for i in chosen]
+    for s in members["test"]:
+        chosen = _selected(cache, s, pair.input, protocol)
+        area = np.asarray(cache.area(s))
+        if area[chosen].max(initial=0) > 0:
+            index["test"].append(len(picks["test"]) + int(np.argmax(area[chosen])))
+        picks["test"] += [(s, int(i)) for i in chosen]
+    # without ``with_y`` only the input modality is read: a method sees nothing else at test time
+    sets = {key: _slice_set(cache, pair, p, protocol, with_seg=True) for key, p in picks.items()}
+    record = {**_record(data, cache, "--data"), "split_file": str(split.path), "split_sha256": split.sha256,
+              "subjects": {key: len(m) for key, m in members.items()},
+              "slices": {key: len(v) for key, v in sets.items()},
+              "slice_protocol": {key: len(v) for key, v in index.items()}}
+    return TestDataset(name=name, **sets, slice_index={key: np.asarray(v, int) for key, v in index.items()},
+                       kinds=_read_kinds(data, members["test"]), record=record)
+
+
+def dataset_names(sources: list[Source]) -> list[str]:
+    """The names a run's test datasets are reported under: their folder names, made unique by position."""
+    names = [s.root.name or "data" for s in sources]
+    return [n if names.count(n) == 1 else f"{n}-{i + 1}" for i, n in enumerate(names)]
+
+
+def load_cross_dataset(train: list[Source], tests: list[Source], pair: Pair, *, protocol: Preparation = Preparation(),
+                       seed: int = 0, on_bad_case: str = "stop", progress: bool = True,
+                       workers: int | None = None) -> CrossDatasetData:
+    """Healthy scans of every ``train`` dataset (a healthy-only dataset gives all its subjects, a mixed one its
+    lesion-free subjects) and each ``tests`` dataset's validation and test slices, all under ``protocol``."""
+    rows: list[tuple[SliceCache, str, int]] = []
+    records = []
+    for source in train:
+        data, cache = _open_source(source, "--train-data", protocol, tuple(dict.fromkeys((pair.input, pair.target))),
+                                   on_bad_case=on_bad_case, progress=progress, workers=workers)
+        healthy = [s for s in cache.subjects if data.healthy_only or _lesion_free(cache, s)]
+        if not healthy:
+            raise UasbenchError(f"--train-data {source.root}: not a healthy-only dataset ({data.layout}) and none of "
+                                f"its {len(cache.subjects)} subjects is free of lesions: no healthy scan to train on")
+        records.append({**_record(data, cache, "--train-data"), "subjects": {"train": len(healthy)}})
+        rows += [(cache, s, int(i)) for s in healthy for i in _selected(cache, s, pair.input, protocol)]
+    by_cache: dict[Path, list[tuple[str, int]]] = {}
+    caches: dict[Path, SliceCache] = {}
+    for cache, s, i in rows:
+        by_cache.setdefault(cache.path, []).append((s, i))
+        caches[cache.path] = cache
+    sets = [_slice_set(caches[p], pair, picks, protocol, with_y=True) for p, picks in by_cache.items()]
+    train_set = _concat(sets)
+    tests_data = tuple(_test_dataset(source, name, pair, protocol, seed, on_bad_case=on_bad_case,
+                                     progress=progress, workers=workers)
+                       for source, name in zip(tests, dataset_names(tests)))
+    for record, s in zip(records, sets):
+        record["slices"] = {"train": len(s)}
+    return CrossDatasetData(train=train_set, tests=tests_data, train_records=tuple(records),
+                            protocol=protocol.to_dict())
+
+
+def _concat(sets: list[SliceSet]) -> SliceSet:
+    """One training set of several datasets' slices, in the order given."""
+    if len(sets) == 1:
+        return sets[0]
+    return SliceSet(x=np.concatenate([s.x for s in sets]), brain=np.concatenate([s.brain for s in sets]),
+                    subjects=tuple(x for s in sets for x in s.subjects), z=np.concatenate([s.z for s in sets]),
+                    y=np.concatenate([s.y for s in sets]))

@@ -70,14 +70,14 @@ def preprocess_volumes(case_id: str, images: dict[str, np.ndarray], seg: np.ndar
     when ``seg`` is None: a healthy case), anomalous pixels per slice and, with ``ignore``, the ignore mask.
     ``names`` are the file names that problems (``BadCaseError``) mention."""
     depth = next(iter(images.values())).shape[2]
-    if depth < protocol.z_stop:
+    if protocol.slices == "slab" and depth < protocol.z_stop:
         raise BadCaseError(case_id, f"volumes have {depth} axial slices, the protocol needs z < {protocol.z_stop}")
     if seg is None:
         seg = np.zeros(next(iter(images.values())).shape, bool)
     stacks, brains = [], []
     for m in (m for m in MODALITIES if m in images):
         try:  # statistics of the whole volume, applied to the slab only: 8x less work
-            img, brain = prepare_slices(images[m], m, protocol, range(protocol.z_start, protocol.z_stop))
+            img, brain = prepare_slices(images[m], m, protocol, protocol.z_range(depth))
         except ValueError as exc:
             raise BadCaseError(case_id, f"file {names[m]}: {exc}") from None
         stacks.append(img)

@@ -118,6 +118,20 @@ def _dataset_json(layout: str, out: Path, *, ids: list[int]) -> None:
     (out / "dataset.json").write_text(json.dumps(raw, indent=1))
 
 
+def _finish(layout: str, out: Path, *, ids: list[int]) -> None:
+    """Complete the folder: Decathlon-style ``dataset.json`` where the layout has one, and for a layout with
+    lesions ``lesion_kinds.csv`` (``label,kind``: each case's label file, relative to the folder), which the cross-dataset protocol
+    reads to stratify results by the phantom's lesion kind."""
+    from uasbench.data.benchmark_data import KINDS_FILE
+
+    if layout in ("nnunet", "msd"):
+        _dataset_json(layout, out, ids=ids)
+    if layout == "ixi":
+        return
+    rows = sorted((_files(layout, i)[1], subject_kind(i)) for i in ids)  # the layout's label file of each case
+    (out / KINDS_FILE).write_text("label,kind\n" + "".join(f"{label},{kind}\n" for label, kind in rows))
+
+
 def write_phantom_in_layout(out: Path, n_subjects: int, seed: int = 0, *, layout: str = "brats2021",
                             orientation: str | None = None, progress: bool = True,
                             workers: int | None = None) -> tuple[Path, int]:
@@ -132,7 +146,7 @@ def write_phantom_in_layout(out: Path, n_subjects: int, seed: int = 0, *, layout
     writer = None  # the phantom's own BraTS2021 files, byte for byte (with its parameters' JSON)
     if layout != "brats2021" or orientation != NATIVE:
         writer = partial(write_subject_in_layout, layout, orientation)
-    finish = partial(_dataset_json, layout, ids=indices) if layout in ("nnunet", "msd") else None
+    finish = partial(_finish, layout, ids=indices)
     path = write_phantom_dataset(out, n_subjects, seed, progress=progress, workers=workers, writer=writer,
                                  indices=indices, finish=finish)
     return path, len(indices)

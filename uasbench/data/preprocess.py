@@ -3,7 +3,11 @@
 Choices (each one recorded in ``Preparation.to_dict()`` and so in the cache fingerprint):
 
 * Slices: axial (third array axis) z in ``range(70, 90)``, i.e. 70..89. The paper says "70 to 90"; the
-  official code stops at 89, and we follow the code.
+  official code stops at 89, and we follow the code. ``slices`` chooses the selection: ``"slab"`` (the
+  default) keeps ``z_start..z_stop - 1``, which on the spatial standard's 1 mm grid is a range in millimetres
+  (e.g. 40..120); ``"brain"`` keeps every axial slice of the volume (the data layer then uses those with
+  brain), for protocols that score whole volumes. A slab protocol's record and fingerprint do not mention
+  the selection, so caches and runs made before it existed keep their keys.
 * Normalisation, per 3-D volume and modality:
   - ``"paper"`` (the paper's text): z-score with the mean and std of the brain voxels (``vol > 0``) whose
     intensity lies between the 2nd and 98th brain percentiles (2nd-90th for FLAIR). Background is then
@@ -31,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from uasbench.choices import NORMALISATIONS
+from uasbench.choices import NORMALISATIONS, SLICE_SELECTIONS
 from uasbench.data.spatial import SpatialStandard
 from uasbench.errors import UasbenchError
 
@@ -55,12 +59,15 @@ class Preparation:
     official_upper_quantile: float = 0.9
     val_healthy_per_subject: int = 4
     spatial: SpatialStandard = SpatialStandard()
+    slices: str = "slab"
 
     def __post_init__(self) -> None:
         if isinstance(self.spatial, dict):  # a recorded protocol read back from JSON
             object.__setattr__(self, "spatial", SpatialStandard.from_dict(self.spatial))
         if self.normalisation not in NORMALISATIONS:
             raise UasbenchError(f"protocol option normalisation={self.normalisation!r}: use one of {NORMALISATIONS}")
+        if self.slices not in SLICE_SELECTIONS:
+            raise UasbenchError(f"protocol option slices={self.slices!r}: use one of {SLICE_SELECTIONS}")
         if not 0 <= self.z_start < self.z_stop:
             raise UasbenchError(f"protocol options z_start={self.z_start}, z_stop={self.z_stop}: need 0 <= start < stop")
         if self.size < 1:
@@ -78,9 +85,20 @@ class Preparation:
     def z_values(self) -> range:
         return range(self.z_start, self.z_stop)
 
+    def z_range(self, depth: int) -> range:
+        """The axial positions the protocol keeps of a volume ``depth`` slices deep."""
+        return range(self.z_first, depth if self.slices == "brain" else self.z_stop)
+
+    @property
+    def z_first(self) -> int:
+        """The axial position of a cached case's first slice."""
+        return 0 if self.slices == "brain" else self.z_start
+
     def to_dict(self) -> dict:
         out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
         out["spatial"] = self.spatial.to_dict()
+        if self.slices == "slab":  # the record of every protocol before the choice existed
+            del out["slices"]
         return out
 
     @classmethod
@@ -138,7 +156,8 @@ def normalise(vol: np.ndarray, modality: str, protocol: Preparation) -> np.ndarr
 
 def axial_stack(vol: np.ndarray, protocol: Preparation) -> np.ndarray:
     """(H, W, D) volume -> (Z, H, W) stack of the protocol's axial slices, z ascending."""
-    return np.ascontiguousarray(np.moveaxis(vol[:, :, protocol.z_start:protocol.z_stop], 2, 0))
+    z = protocol.z_range(vol.shape[2])
+    return np.ascontiguousarray(np.moveaxis(vol[:, :, z.start:z.stop], 2, 0))
 
 
 def resize(stack: np.ndarray, size: int | tuple[int, int], mode: str = "area") -> np.ndarray:
@@ -163,7 +182,7 @@ def prepare_slices(vol: np.ndarray, modality: str, protocol: Preparation, z: ran
     this for the protocol's slab of every modality; ``uasbench predict`` for the slab it applies a run to.
     Raises ``ValueError`` for a volume without brain voxels."""
     stats = normalisation_stats(vol, modality, protocol)
-    slab = axial_stack(vol, replace(protocol, z_start=z.start, z_stop=z.stop))
+    slab = axial_stack(vol, replace(protocol, z_start=z.start, z_stop=z.stop, slices="slab"))
     return resize(apply_normalisation(slab, stats, protocol), protocol.size), resize_mask(slab > 0, protocol.size)
 
 

@@ -59,6 +59,18 @@ def make_assignment(subjects: list[str], seed: int, tumour: Collection[str] | No
     return {ids[i]: role for i, role in zip(order, roles)}
 
 
+def test_assignment(subjects: list[str], seed: int) -> dict[str, str]:
+    """A test dataset's split in a cross-dataset run: a third of the subjects (at least one) validate the
+    thresholds, the rest are tested; nothing is trained on."""
+    ids = sorted(set(subjects))
+    if len(ids) < 2:
+        raise UasbenchError(f"a test dataset needs at least 2 subjects (validation and test), it has {len(ids)}; "
+                            "pass a split file")
+    n_val = max(1, round(len(ids) / 3))
+    order = np.random.default_rng(seed).permutation(len(ids))
+    return {ids[i]: "val" if k < n_val else "test" for k, i in enumerate(order)}
+
+
 def to_csv(assignment: dict[str, str]) -> str:
     rows = "".join(f"{s},{assignment[s]}\n" for s in sorted(assignment))
     return "subject,split\n" + rows
@@ -77,8 +89,9 @@ def _few(names: list[str], n: int = 5) -> str:
     return ", ".join(names[:n]) + (" ..." if len(names) > n else "")
 
 
-def parse_split_csv(path: Path, known: set[str] | None = None) -> dict[str, str]:
-    """Read and validate a ``subject,split`` CSV; every problem names the file (and the line)."""
+def parse_split_csv(path: Path, known: set[str] | None = None, *, need_train: bool = True) -> dict[str, str]:
+    """Read and validate a ``subject,split`` CSV; every problem names the file (and the line). A test dataset of
+    a cross-dataset run trains nothing (``need_train`` False)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (spreadsheet exports) is not data
@@ -104,7 +117,7 @@ def parse_split_csv(path: Path, known: set[str] | None = None) -> dict[str, str]
         unknown = sorted(set(assignment) - known)
         if unknown:
             raise UasbenchError(f"split file {path}: {len(unknown)} subject(s) not in the dataset: {_few(unknown)}")
-    if not any(s == "train" for s in assignment.values()):
+    if need_train and not any(s == "train" for s in assignment.values()):
         raise UasbenchError(f"split file {path}: no subject is assigned to train")
     return assignment
 
@@ -119,7 +132,7 @@ def subjects_fingerprint(subjects: list[str]) -> str:
 
 
 def default_split(subjects: list[str], seed: int, assign: Callable[[list[str], int], dict[str, str]] = make_assignment,
-                  name: str = "") -> Split:
+                  name: str = "", *, need_train: bool = True) -> Split:
     """The seeded split of ``subjects`` (by ``assign``; ``name`` tells other rules' files apart), from the cache
     when present (checksum verified), else written there."""
     path = cache_root() / "splits" / f"{subjects_fingerprint(subjects)}-seed{seed}{name}.csv"
@@ -128,14 +141,14 @@ def default_split(subjects: list[str], seed: int, assign: Callable[[list[str], i
         digest = sha256_file(path)
         if checksum.read_text().split()[0] != digest:
             raise UasbenchError(f"split file {path} does not match its checksum {checksum.name}; delete both to regenerate")
-        return Split(parse_split_csv(path, set(subjects)), path, digest)
+        return Split(parse_split_csv(path, set(subjects), need_train=need_train), path, digest)
     text = to_csv(assign(subjects, seed))
     if path.is_file() and path.read_text() != text:  # edited, or its checksum lost: never overwrite silently
         raise UasbenchError(f"split file {path} has no checksum file and differs from the seeded split; "
                             f"pass it with --split to use it, or delete it to regenerate")
     _write_atomic(path, text)
     _write_atomic(checksum, f"{sha256_text(text)}  {path.name}\n")
-    return Split(parse_split_csv(path, set(subjects)), path, sha256_text(text))
+    return Split(parse_split_csv(path, set(subjects), need_train=need_train), path, sha256_text(text))
 
 
 def read_id_list(path: Path) -> list[str]:
@@ -208,8 +221,9 @@ def write_split_csv(assignment: dict[str, str], out: Path) -> str:
     return sha256_text(text)
 
 
-def load_split(subjects: list[str], seed: int, split_file: Path | None) -> Split:
+def load_split(subjects: list[str], seed: int, split_file: Path | None, *, need_train: bool = True) -> Split:
     """A user's split file when given (validated against ``subjects``), else the seeded default split."""
     if split_file is None:
         return default_split(subjects, seed)
-    return Split(parse_split_csv(split_file, set(subjects)), Path(split_file), sha256_file(split_file))
+    return Split(parse_split_csv(split_file, set(subjects), need_train=need_train), Path(split_file),
+                 sha256_file(split_file))

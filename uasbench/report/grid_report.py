@@ -18,6 +18,8 @@ def write_grid_report(config: BenchmarkConfig, out: Path, runs: list[Path], fold
     from uasbench.report.leaderboard import render
     from uasbench.report.runs import collect_runs
 
+    if config.cross_dataset:
+        return _write_levels_report(config, out, runs, folder)
     frame = collect_runs(out)
     frame = frame[frame["run"].isin({str(r) for r in runs})]
     if frame.empty:
@@ -35,4 +37,21 @@ def write_grid_report(config: BenchmarkConfig, out: Path, runs: list[Path], fold
         path = folder / f"comparison_{pair}.png"
         with writing(path):  # a full disk: one line naming the figure
             written.append(figure_from_runs(out, pair, path))
+    return written
+
+
+def _write_levels_report(config: BenchmarkConfig, out: Path, runs: list[Path], folder: Path) -> list[Path]:
+    """A cross-dataset grid's report: its blocks per test dataset and evaluation level in every format."""
+    from uasbench.report.levels import collect_levels, render_levels
+
+    frame = collect_levels(out)
+    frame = frame[frame["run"].isin({str(r) for r in runs})]
+    if frame.empty:
+        raise UasbenchError(f"no finished runs of {config.path} under {out} to report")
+    folder = make_folder(folder, out)
+    written = []
+    for fmt, ext in EXTENSIONS.items():
+        path = folder / f"leaderboard_levels.{ext}"
+        write_text_atomic(path, render_levels(frame, fmt))
+        written.append(path)
     return written

@@ -30,6 +30,7 @@ from uasbench.report import columns as cols
 from uasbench.report import leaderboard as lb
 from uasbench.report import render as rd
 from uasbench.report import runs as runs_
+from uasbench.report import levels
 from uasbench.report import statistics as st
 from uasbench.report.table import Table
 from uasbench.results import CHECKPOINT, MANIFEST, METRICS_CSV, METRICS_JSON, SCORES
@@ -54,7 +55,7 @@ def write_page(results_dir: Path, output: Path, warn: Callable[[str], None] | No
     if path.parent.exists() and not path.parent.is_dir():
         raise UasbenchError(f"--output {output}: {path.parent} is not a folder")
     df = runs_.collect_runs(results_dir, warn=warn)
-    if df.empty:
+    if df.empty and not levels.cross_dataset_runs(results_dir):
         raise UasbenchError(f"no complete runs under {results_dir} to publish")
     path.parent.mkdir(parents=True, exist_ok=True)
     text = build_page(Path(results_dir), df, path.parent.resolve())
@@ -64,6 +65,12 @@ def write_page(results_dir: Path, output: Path, warn: Callable[[str], None] | No
 
 def build_page(results_dir: Path, df: pd.DataFrame, page_dir: Path) -> str:
     template = Template(files("uasbench.report").joinpath("page.html").read_text(encoding="utf-8"))
+    cross = levels.levels_text(results_dir, "html") or '<p class="note">No cross-dataset runs.</p>'
+    if df.empty:  # cross-dataset runs only: the within-dataset sections say so
+        none = '<p class="note">No within-dataset runs.</p>'
+        return template.substitute(title=html.escape(f"uasbench leaderboard: {results_dir.resolve().name}"),
+                                   summary=none, protocols=_protocols(), table2=none, table1=none, levels=cross,
+                                   official=none, statistics=none, figures=none, losses=none, provenance=none)
     labelled = cols.labelled(df)
     pairs = sorted(df["pair"].unique(), key=cols.pair_sort_key)
     return template.substitute(
@@ -73,6 +80,7 @@ def build_page(results_dir: Path, df: pd.DataFrame, page_dir: Path) -> str:
         table2=lb.render(df, table="pairs", fmt="html", threshold="val_dice", explain=False),
         table1="\n".join(_oracle_box(t, lb.render(df, table="metrics", fmt="html", threshold=t, explain=False))
                          for t in lb.THRESHOLDS),
+        levels=cross,
         official=_official(results_dir),
         statistics="\n".join(_statistics(labelled, pair) for pair in pairs),
         figures="\n".join(_comparison(results_dir, pair) for pair in pairs),

@@ -51,6 +51,8 @@ def collect_runs(results_dir: Path, protocol: str = "project",
         except UasbenchError as exc:
             skipped.append((str(run_dir), str(exc)))
             continue
+        if isinstance(stored.get("datasets"), dict):  # a cross-dataset run: report.levels tabulates it
+            continue
         if stored.get("complete") is not True or not (run_dir / METRICS_JSON).is_file():
             ignored.append(str(run_dir))
             continue
