@@ -310,10 +310,28 @@ def error_cases() -> str:
     return "\n".join(lines)
 
 
-TABLES = {"benchmark-keys": benchmark_keys, "card-keys": card_keys, "error-cases": error_cases}
+# -- the built-in methods' tiny profiles ------------------------------------------------------------------
+def tiny_profiles() -> str:
+    """Each built-in method's ``tiny`` profile: the config fields it changes from ``paper``, as declared."""
+    from uasbench.registry import method_infos
+    from uasbench.testing import PROFILE
+
+    rows = ["| method | `tiny` changes |", "|---|---|"]
+    for name, info in sorted(method_infos().items()):
+        if info.cls.__module__.split(".")[0] != "uasbench_methods":
+            continue  # a plugin installed in this environment is not one of the built-in methods
+        changes = ", ".join(f"`{k}={json.dumps(list(v) if isinstance(v, tuple) else v)}`"
+                            for k, v in info.cls.profiles[PROFILE].items())
+        rows.append(f"| [`{name}`]({name}.md) | {changes or 'nothing (as paper)'} |")
+    return "\n".join(rows) + "\n"
+
+
+TABLES = {"benchmark-keys": benchmark_keys, "card-keys": card_keys, "error-cases": error_cases,
+          "tiny-profiles": tiny_profiles}
 BENCHMARK_PAGE = ROOT / "docs" / "reference" / "benchmark-toml.md"
 CARD_PAGE = ROOT / "docs" / "reference" / "dataset-card.md"
 ERRORS_PAGE = ROOT / "docs" / "reference" / "errors.md"
+METHODS_PAGE = ROOT / "docs" / "methods" / "index.md"
 
 
 def fill_tables(text: str) -> str:
@@ -326,7 +344,7 @@ def fill_tables(text: str) -> str:
 
 
 def table_pages() -> dict[Path, str]:
-    return {page: fill_tables(page.read_text(encoding="utf-8")) for page in (BENCHMARK_PAGE, CARD_PAGE, ERRORS_PAGE)}
+    return {page: fill_tables(page.read_text(encoding="utf-8")) for page in (BENCHMARK_PAGE, CARD_PAGE, ERRORS_PAGE, METHODS_PAGE)}
 
 
 # -- leaderboard blocks -------------------------------------------------------------------------------
