@@ -69,6 +69,9 @@ def _type_name(param: Any) -> str:
     kind = _annotation(param)
     if isinstance(kind, type) and issubclass(kind, Enum):
         return " \\| ".join(f"`{member.value}`" for member in kind)
+    choices = getattr(getattr(param, "type", None), "choices", None)  # typer versions that hand click a Choice of the values
+    if choices:
+        return " \\| ".join(f"`{getattr(c, 'value', c)}`" for c in choices)
     name = {int: "integer", float: "number", bool: "boolean", Path: "path", str: "text"}.get(kind, str(kind))
     low, high = _bound(param, "min"), _bound(param, "max")
     bounds = [f">= {low}" if low is not None else "", f"<= {high}" if high is not None else ""]
@@ -81,7 +84,8 @@ def _default(param: Any) -> str:
         return "required"
     if getattr(param, "is_flag", False):
         return "on" if value else "off"
-    if value is None or value == [] or value == ():
+    # click >= 8.3 may hold its own "unset" placeholder (an Enum of click's) where older versions hold None
+    if value is None or value == [] or value == () or type(value).__module__.startswith("click"):
         return "—"
     if isinstance(value, Enum):
         value = value.value
