@@ -5,6 +5,13 @@ Generated, never copied by hand:
 - ``docs/reference/cli.md``: the command-line reference, read from the Typer app (``uasbench.cli:app``)
   through ``typer.main.get_command``: every command and subcommand, its arguments and options with their
   types, defaults and help.
+- The tables between ``<!-- generated table: NAME -->`` and ``<!-- /generated table -->`` (the prose around
+  them is written by hand): ``benchmark-keys`` in ``docs/reference/benchmark-toml.md``, every key of the
+  benchmark file from the dataclasses that check it (type from the hint, bounds from the field metadata,
+  default, meaning from the field's comment and the help of the option it stands for); ``card-keys`` in
+  ``docs/reference/dataset-card.md``, from ``uasbench.data.card.describe_keys()``; ``error-cases`` in
+  ``docs/reference/errors.md``, every case of the bad-input matrix (``tests/test_bad_input_matrix.py``: its
+  command line, exit code and message, grouped by command); ``tiny-profiles`` in ``docs/methods/index.md``.
 - The leaderboard blocks of ``docs/results.md`` and the headline block of ``README.md``: each sits between
   ``<!-- generated: uasbench leaderboard RESULTS ARGS [| block TITLE] -->`` and ``<!-- /generated -->``,
   and is that command's Markdown output (only its block whose bold title starts with TITLE, when given).
