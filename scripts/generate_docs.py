@@ -76,7 +76,8 @@ def _type_name(param: Any) -> str:
     kind = _annotation(param)
     if isinstance(kind, type) and issubclass(kind, Enum):
         return " \\| ".join(f"`{member.value}`" for member in kind)
-    choices = getattr(getattr(param, "type", None), "choices", None)  # typer versions that hand click a Choice of the values
+    # typer versions that hand click a Choice of the values instead of keeping the Enum
+    choices = getattr(getattr(param, "type", None), "choices", None)
     if choices:
         return " \\| ".join(f"`{getattr(c, 'value', c)}`" for c in choices)
     name = {int: "integer", float: "number", bool: "boolean", Path: "path", str: "text"}.get(kind, str(kind))
@@ -269,8 +270,8 @@ def _sandbox_world(matrix: Any, root: Path) -> Any:
 
 
 def bad_input_cases() -> list[dict[str, Any]]:
-    """Every case of tests/test_bad_input_matrix.py: its id, command line (paths relative to the folder the
-    test runs in), environment, whether it runs without write permission, exit code and message fragment."""
+    """Every case of tests/test_bad_input_matrix.py (each of its lists named ``...CASES``): its id, command
+    line (paths relative to the folder the test runs in), environment, whether it runs without write permission, exit code and message fragment."""
     sys.path.insert(0, str(ROOT / "tests"))
     try:
         import test_bad_input_matrix as matrix
@@ -283,7 +284,8 @@ def bad_input_cases() -> list[dict[str, Any]]:
         work_key = matrix._work_key
         matrix._work_key = lambda w, seed: f"ae_fl-t2_quick_s{seed}_KEY"  # the real key needs real data
         try:
-            for name, build, code, message in [*matrix.CASES, *matrix.ISSUE_24_CASES]:
+            lists = [value for key, value in vars(matrix).items() if key.endswith("CASES") and isinstance(value, list)]
+            for name, build, code, message in [case for cases_list in lists for case in cases_list]:
                 argv, env, unprivileged = build(world)
                 show = lambda text: str(text).replace(f"{root}/", "").replace(str(root), ".")  # noqa: E731
                 cases.append({"id": name, "argv": [show(a) for a in argv],
@@ -355,7 +357,8 @@ def fill_tables(text: str) -> str:
 
 
 def table_pages() -> dict[Path, str]:
-    return {page: fill_tables(page.read_text(encoding="utf-8")) for page in (BENCHMARK_PAGE, CARD_PAGE, ERRORS_PAGE, METHODS_PAGE)}
+    pages = (BENCHMARK_PAGE, CARD_PAGE, ERRORS_PAGE, METHODS_PAGE)
+    return {page: fill_tables(page.read_text(encoding="utf-8")) for page in pages}
 
 
 # -- leaderboard blocks -------------------------------------------------------------------------------
