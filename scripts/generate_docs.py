@@ -271,7 +271,8 @@ def _sandbox_world(matrix: Any, root: Path) -> Any:
 
 def bad_input_cases() -> list[dict[str, Any]]:
     """Every case of tests/test_bad_input_matrix.py (each of its lists named ``...CASES``): its id, command
-    line (paths relative to the folder the test runs in), environment, whether it runs without write permission, exit code and message fragment."""
+    line (paths relative to the folder the test runs in), environment, whether it runs without write
+    permission, exit code and message fragment."""
     sys.path.insert(0, str(ROOT / "tests"))
     try:
         import test_bad_input_matrix as matrix
