@@ -1,8 +1,8 @@
 """The plugin author's tutorial (docs/tutorials/plugin.md) works as written: its files are written into an
 empty folder and its shell commands run in order, and each step does what the page says it does.
 
-Files are the code blocks after a ``<!-- file: PATH -->`` comment; commands are the lines of the ```bash
-blocks. Three words are read as this test's environment rather than the reader's: ``uasbench`` and
+Files are the code blocks titled with their path (```` ```python title="PATH" ````, which the site shows
+above the block); commands are the lines of the untitled ```bash blocks. Three words are read as this test's environment rather than the reader's: ``uasbench`` and
 ``python`` are this interpreter (``python -m uasbench``), and ``pip install`` installs without dependencies
 into a private folder put on ``PYTHONPATH`` (uasbench is already there), so the shared environment is never
 changed.
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 TUTORIAL = Path(__file__).resolve().parents[1] / "docs" / "tutorials" / "plugin.md"
-BLOCK = re.compile(r"(?:<!-- file: (?P<path>\S+) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)```", re.DOTALL)
+BLOCK = re.compile(r'```(?P<lang>\w*)(?: title="(?P<path>[^"]+)")?\n(?P<body>.*?)```', re.DOTALL)
 
 
 def tutorial_steps(text: str) -> tuple[dict[str, str], list[list[str]]]:
