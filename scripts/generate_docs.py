@@ -5,6 +5,13 @@ Generated, never copied by hand:
 - ``docs/reference/cli.md``: the command-line reference, read from the Typer app (``uasbench.cli:app``)
   through ``typer.main.get_command``: every command and subcommand, its arguments and options with their
   types, defaults and help.
+- The tables between ``<!-- generated table: NAME -->`` and ``<!-- /generated table -->`` (the prose around
+  them is written by hand): ``benchmark-keys`` in ``docs/reference/benchmark-toml.md``, every key of the
+  benchmark file from the dataclasses that check it (type from the hint, bounds from the field metadata,
+  default, meaning from the field's comment and the help of the option it stands for); ``card-keys`` in
+  ``docs/reference/dataset-card.md``, from ``uasbench.data.card.describe_keys()``; ``error-cases`` in
+  ``docs/reference/errors.md``, every case of the bad-input matrix (``tests/test_bad_input_matrix.py``: its
+  command line, exit code and message, grouped by command); ``tiny-profiles`` in ``docs/methods/index.md``.
 - The leaderboard blocks of ``docs/results.md`` and the headline block of ``README.md``: each sits between
   ``<!-- generated: uasbench leaderboard RESULTS ARGS [| block TITLE] -->`` and ``<!-- /generated -->``,
   and is that command's Markdown output (only its block whose bold title starts with TITLE, when given).
@@ -17,9 +24,18 @@ Usage: ``python scripts/generate_docs.py [--check] [--results DIR]``.
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
+import inspect
+import io
+import json
+import os
 import re
 import shlex
 import sys
+import tempfile
+import textwrap
+import tokenize
 import typing
 from enum import Enum
 from pathlib import Path
@@ -60,6 +76,10 @@ def _type_name(param: Any) -> str:
     kind = _annotation(param)
     if isinstance(kind, type) and issubclass(kind, Enum):
         return " \\| ".join(f"`{member.value}`" for member in kind)
+    # typer versions that hand click a Choice of the values instead of keeping the Enum
+    choices = getattr(getattr(param, "type", None), "choices", None)
+    if choices:
+        return " \\| ".join(f"`{getattr(c, 'value', c)}`" for c in choices)
     name = {int: "integer", float: "number", bool: "boolean", Path: "path", str: "text"}.get(kind, str(kind))
     low, high = _bound(param, "min"), _bound(param, "max")
     bounds = [f">= {low}" if low is not None else "", f"<= {high}" if high is not None else ""]
@@ -72,7 +92,8 @@ def _default(param: Any) -> str:
         return "required"
     if getattr(param, "is_flag", False):
         return "on" if value else "off"
-    if value is None or value == [] or value == ():
+    # click >= 8.3 may hold its own "unset" placeholder (an Enum of click's) where older versions hold None
+    if value is None or value == [] or value == () or type(value).__module__.startswith("click"):
         return "—"
     if isinstance(value, Enum):
         value = value.value
@@ -140,6 +161,207 @@ def cli_page() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+# -- key tables: the benchmark file and the dataset card, from the dataclasses that check them -------------
+TABLE_BLOCK = re.compile(r"(<!-- generated table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated table -->)",
+                         re.DOTALL)
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """The ``# comment`` written on a dataclass field's lines in its source, by field name."""
+    source = textwrap.dedent(inspect.getsource(cls))
+    spans = {node.target.id: (node.lineno, node.end_lineno) for node in ast.parse(source).body[0].body
+             if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
+    comments: dict[str, str] = {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT and "type: ignore" not in token.string:
+            for name, (first, last) in spans.items():
+                if first <= token.start[0] <= (last or first):
+                    comments[name] = (comments.get(name, "") + " " + token.string.lstrip("# ")).strip()
+    return comments
+
+
+def _toml_value(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, tuple):
+        value = list(value)
+    return "`" + json.dumps(value).replace("|", "\\|") + "`"
+
+
+def _options(command: str) -> dict[str, Any]:
+    """The options of ``uasbench COMMAND`` by their long name."""
+    from uasbench.cli import app
+
+    params = typer.main.get_command(app).commands[command].params  # type: ignore[attr-defined]
+    return {opt: p for p in params for opt in getattr(p, "opts", [])}
+
+
+def _key_rows(cls: type, table: str, bounds_from: dict[str, dataclasses.Field] | None = None,
+              command: str | None = None) -> list[str]:
+    """One Markdown row per field of ``cls``: key, what it takes (hint and bounds, as the checker says it),
+    default, meaning (the field's ``help`` metadata or its source comment, and the help of the option of
+    ``uasbench COMMAND`` that the key stands for)."""
+    from uasbench.config_check import _BOUNDS, _describe, type_hints
+
+    hints, comments, rows = type_hints(cls), _field_comments(cls), []
+    options = _options(command) if command else {}
+    for f in dataclasses.fields(cls):
+        source = (bounds_from or {}).get(f.name, f)
+        bounds = {k: v for k, v in source.metadata.items() if k in _BOUNDS}
+        takes = f.metadata.get("expected") or _describe(hints[f.name], bounds)
+        if f.default is not dataclasses.MISSING:
+            default = _toml_value(f.default)
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = _toml_value(f.default_factory())  # type: ignore[misc]
+        else:
+            default = "required"
+        meaning = f.metadata.get("help") or comments.get(f.name, "")
+        option = f.metadata.get("option") or "--" + f.name.replace("_", "-")
+        if option in options and options[option].help:
+            meaning = f"{meaning}{'; ' if meaning else ''}as `uasbench {command} {option}`: {options[option].help}"
+        if source is not f:
+            meaning = (meaning + f" Bounded as `{source.metadata['option']}` is.").strip()
+        rows.append(f"| `{table}.{f.name}` | {_cell(takes)} | {default} | {_cell(meaning)} |")
+    return rows
+
+
+def benchmark_keys() -> str:
+    from uasbench.benchmark import config
+    from uasbench.evaluation.postprocess import PostProcess
+
+    post = {f.name: f for f in dataclasses.fields(PostProcess)}
+    sections = [("benchmark", "[benchmark]", config.BenchmarkTable,
+                 {"erode_brain": post["erode_brain_px"], "median": post["median_size"]}, "run"),
+                ("grid", "[[grid]]", config.GridTable, None, None),
+                ("slurm", "[slurm]", config.SlurmSettings, None, "benchmark")]
+    headings = {table: heading for table, heading, *_ in sections}
+    lines = ["| table | what it holds |", "|---|---|"]
+    lines += [f"| `{headings.get(f.name, f'[{f.name}.METHOD]')}` | {_cell(f.metadata.get('expected', ''))} |"
+              for f in dataclasses.fields(config.BenchmarkFile)]
+    for table, heading, cls, bounds, command in sections:
+        lines += ["", f"### `{heading}`", "", _cell(inspect.getdoc(cls)), "",
+                  "| key | accepts | default | meaning |", "|---|---|---|---|",
+                  *_key_rows(cls, table, bounds, command)]
+    return "\n".join(lines) + "\n"
+
+
+def card_keys() -> str:
+    from uasbench.data.card import describe_keys
+
+    rows = [f"| `{key}` | {_cell(takes)} | `{default}` | {_cell(meaning)} |"
+            for key, takes, default, meaning in describe_keys()]
+    return "\n".join(["| key | accepts | default | meaning |", "|---|---|---|---|", *rows]) + "\n"
+
+
+# -- the error-message list, from the bad-input matrix ------------------------------------------------------
+def _sandbox_world(matrix: Any, root: Path) -> Any:
+    """A World of the matrix with the folders and files its cases' builders read, empty: enough to build
+    every case's command line (the builders' own preparations run here and are thrown away)."""
+    data, run = root / "data", root / "results" / "RUN"
+    trained_work = root / "trained" / ".work" / "ae_fl-t2_quick_s0_KEY"
+    for folder in (data, run, trained_work, root / "readonly"):
+        folder.mkdir(parents=True)
+    (trained_work / "ckpt_ae.pt").write_bytes(b"")
+    (trained_work / "run_identity.json").write_text('{"seed": 0}')
+    for name in ("split.csv", "healthy_test.csv"):
+        (root / name).write_text("subject,split\n")
+    return matrix.World(root, data, root / "split.csv", root / "healthy_test.csv", run, root / "trained",
+                        root / "readonly")
+
+
+def bad_input_cases() -> list[dict[str, Any]]:
+    """Every case of tests/test_bad_input_matrix.py (each of its lists named ``...CASES``): its id, command
+    line (paths relative to the folder the test runs in), environment, whether it runs without write
+    permission, exit code and message fragment."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        import test_bad_input_matrix as matrix
+    finally:
+        sys.path.remove(str(ROOT / "tests"))
+    cases = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp).resolve()
+        world = _sandbox_world(matrix, root)
+        work_key = matrix._work_key
+        matrix._work_key = lambda w, seed: f"ae_fl-t2_quick_s{seed}_KEY"  # the real key needs real data
+        try:
+            lists = [value for key, value in vars(matrix).items() if key.endswith("CASES") and isinstance(value, list)]
+            for name, build, code, message in [case for cases_list in lists for case in cases_list]:
+                argv, env, unprivileged = build(world)
+                show = lambda text: str(text).replace(f"{root}/", "").replace(str(root), ".")  # noqa: E731
+                cases.append({"id": name, "argv": [show(a) for a in argv],
+                              "env": {k: show(v) for k, v in env.items()}, "unprivileged": unprivileged,
+                              "code": code, "message": message})
+        finally:
+            matrix._work_key = work_key
+            for folder, _, _ in os.walk(root):
+                os.chmod(folder, 0o755)
+    return cases
+
+
+def _command_of(argv: list[str]) -> str:
+    return " ".join(argv[:2] if argv[0] == "data" else argv[:1])
+
+
+def error_cases() -> str:
+    """The matrix's cases grouped by command: the command line as the test runs it, the exit code, and the
+    part of the one `error:` line that the test asserts."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for case in bad_input_cases():
+        groups.setdefault(_command_of(case["argv"]), []).append(case)
+    lines: list[str] = []
+    for command in sorted(groups):
+        lines += [f"### `uasbench {command}`", "", "| command line | exit | the `error:` line contains |",
+                  "|---|---|---|"]
+        for case in groups[command]:
+            env = "".join(f"{k}={shlex.quote(v)} " for k, v in case["env"].items())
+            shown = f"`{env}uasbench {shlex.join(case['argv'])}`".replace("|", "\\|")
+            if case["unprivileged"]:
+                shown += " (without write permission)"
+            message = " ".join(case["message"].split()).replace("`", "'").replace("|", "\\|")
+            lines.append(f"| {shown} | {case['code']} | `{message}` |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# -- the built-in methods' tiny profiles ------------------------------------------------------------------
+def tiny_profiles() -> str:
+    """Each built-in method's ``tiny`` profile: the config fields it changes from ``paper``, as declared."""
+    from uasbench.registry import method_infos
+    from uasbench.testing import PROFILE
+
+    rows = ["| method | `tiny` changes |", "|---|---|"]
+    for name, info in sorted(method_infos().items()):
+        if info.cls.__module__.split(".")[0] != "uasbench_methods":
+            continue  # a plugin installed in this environment is not one of the built-in methods
+        changes = ", ".join(f"`{k}={json.dumps(list(v) if isinstance(v, tuple) else v)}`"
+                            for k, v in info.cls.profiles[PROFILE].items())
+        rows.append(f"| [`{name}`]({name}.md) | {changes or 'nothing (as paper)'} |")
+    return "\n".join(rows) + "\n"
+
+
+TABLES = {"benchmark-keys": benchmark_keys, "card-keys": card_keys, "error-cases": error_cases,
+          "tiny-profiles": tiny_profiles}
+BENCHMARK_PAGE = ROOT / "docs" / "reference" / "benchmark-toml.md"
+CARD_PAGE = ROOT / "docs" / "reference" / "dataset-card.md"
+ERRORS_PAGE = ROOT / "docs" / "reference" / "errors.md"
+METHODS_PAGE = ROOT / "docs" / "methods" / "index.md"
+
+
+def fill_tables(text: str) -> str:
+    """``text`` with the body of every ``<!-- generated table: NAME -->`` block made again by ``TABLES[NAME]``."""
+    def body(match: re.Match[str]) -> str:
+        if match["name"] not in TABLES:
+            raise SystemExit(f"unknown generated table {match['name']!r} (known: {', '.join(TABLES)})")
+        return match.group(1) + TABLES[match["name"]]() + match.group(4)
+    return TABLE_BLOCK.sub(body, text)
+
+
+def table_pages() -> dict[Path, str]:
+    pages = (BENCHMARK_PAGE, CARD_PAGE, ERRORS_PAGE, METHODS_PAGE)
+    return {page: fill_tables(page.read_text(encoding="utf-8")) for page in pages}
+
+
 # -- leaderboard blocks -------------------------------------------------------------------------------
 def _blocks(markdown: str) -> list[tuple[str, str]]:
     """A leaderboard's Markdown output split into (bold title, text) blocks."""
@@ -195,7 +417,7 @@ def results_pages(results: Path | None) -> dict[Path, str]:
 
 
 def generated_pages(results: Path | None = None) -> dict[Path, str]:
-    return {CLI_PAGE: cli_page(), **results_pages(results)}
+    return {CLI_PAGE: cli_page(), **table_pages(), **results_pages(results)}
 
 
 def main(argv: list[str] | None = None) -> int:

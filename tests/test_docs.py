@@ -4,6 +4,7 @@ and anchors.)"""
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -63,8 +64,51 @@ def test_cli_reference_covers_every_command_and_option(generator) -> None:
             for opt in getattr(param, "opts", []):
                 if opt.startswith("-"):
                     assert f"`{opt}`" in page, (path, opt)
-    assert "| `--jobs` | integer >= 1 and <= 1024 | `1` |" in page  # type with bounds and default
+    assert re.search(r"\| `--jobs` \| integer >= 1 and <= \d+ \| `1` \|", page)  # type with bounds and default
     assert "`serial` \\| `local` \\| `slurm`" in page  # an enum's choices
+
+
+def test_cli_reference_does_not_depend_on_the_terminal(generator) -> None:
+    """The page is read from click's parameters, not from rendered help: a narrow or a dumb terminal, or no
+    colour, gives the same page."""
+    script = (f"import importlib.util, sys; spec = importlib.util.spec_from_file_location('g', {str(SCRIPT)!r}); "
+              "g = importlib.util.module_from_spec(spec); spec.loader.exec_module(g); sys.stdout.write(g.cli_page())")
+    env = {**os.environ, "COLUMNS": "30", "LINES": "5", "TERM": "dumb", "NO_COLOR": "1"}
+    narrow = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    assert narrow.stdout == generator.cli_page()
+
+
+def test_key_tables_come_from_the_dataclasses(generator) -> None:
+    """Every field of the benchmark file's tables and of the dataset card is a row, with its bounds and default;
+    a table edited by hand is stale."""
+    import dataclasses
+
+    from uasbench.benchmark.config import BenchmarkTable, GridTable, SlurmSettings
+    from uasbench.data.card import describe_keys
+
+    keys = generator.benchmark_keys()
+    for table, cls in (("benchmark", BenchmarkTable), ("grid", GridTable), ("slurm", SlurmSettings)):
+        for f in dataclasses.fields(cls):
+            assert f"| `{table}.{f.name}` |" in keys, (table, f.name)
+    assert "| `slurm.mem_gb` | an integer &gt;= 1 and &lt;= 65536 | `32` |" in keys
+    assert "one of val_dice, fpr_1, fpr_5, oracle_test" in keys  # a Literal's choices
+    assert "as `uasbench run --erode-brain`" in keys and "&lt;= 64" in keys  # the post-processing's bounds
+    card = generator.card_keys()
+    assert all(f"| `{key}` |" in card for key, *_ in describe_keys())
+    page = generator.BENCHMARK_PAGE.read_text(encoding="utf-8")
+    assert generator.fill_tables(page.replace("`slurm.mem_gb`", "`slurm.memory`")) == page
+
+
+def test_error_page_lists_every_case_of_the_bad_input_matrix(generator) -> None:
+    cases = generator.bad_input_cases()
+    assert len(cases) > 50
+    page = generator.error_cases()
+    sections = re.findall(r"^### `uasbench ([\w ]+)`", page, re.M)
+    assert {"run", "benchmark", "data inspect", "evaluate"} <= set(sections)
+    for case in cases:
+        assert " ".join(case["message"].split()).replace("`", "'").replace("|", "\\|") in page, case["id"]
+        assert not any(a.startswith("/") for a in case["argv"])  # paths relative to the test's folder
+    assert "`uasbench run --method intensity --erode-brain 100000 --out results` | 2 |" in page
 
 
 @pytest.mark.slow
