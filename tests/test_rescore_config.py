@@ -5,6 +5,7 @@ import pytest
 
 from uasbench.benchmark.rescore import check_test_time_changes, rescored_config
 from uasbench.errors import UsageError
+from uasbench.manifest import RunManifest
 from uasbench_methods.ddpm import DDPM
 
 
@@ -15,6 +16,6 @@ def test_a_training_field_is_refused_with_the_valid_test_time_fields():
 
 
 def test_the_changes_go_on_top_of_the_runs_profile_and_overrides():
-    manifest = {"method": "ddpm", "profile": "quick", "overrides": {"iterations": 3}}
+    manifest = RunManifest(method="ddpm", profile="quick", pair="fl-t2", seed=0, overrides={"iterations": 3})
     config = rescored_config(manifest, {"ddim_steps": 4})
     assert (config.iterations, config.ddim_steps, config.resolution) == (3, 4, 32)  # 32: the quick profile's
