@@ -252,3 +252,12 @@ def test_note_says_when_the_holm_family_needs_more_subjects(tmp_path: Path) -> N
     assert "with Holm over 3 pairs a test needs at least 7 paired subjects to reach significance and no pair " \
            "here has more than 6" in text
     assert "Pratt's rule" in text and "7 for three" in text
+
+
+def test_a_metric_at_the_end_of_its_range_up_to_float_rounding_is_ranked():
+    from uasbench.report.validation import _value_problem
+
+    assert _value_problem("auprc", 1.0000000000000002) is None  # a mean of per-subject 1.0 values
+    assert _value_problem("dice", -1e-17) is None
+    assert "outside [0, 1]" in _value_problem("auprc", 1.001)
+    assert "outside [0, inf]" in _value_problem("assd", -0.5)

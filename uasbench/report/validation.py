@@ -27,6 +27,8 @@ METRIC_RANGES: dict[str, tuple[float, float]] = {
     "dice": (0.0, 1.0), "jaccard": (0.0, 1.0), "precision": (0.0, 1.0), "recall": (0.0, 1.0),
     "auroc": (0.0, 1.0), "auprc": (0.0, 1.0), "auroc_image_official": (0.0, 1.0), "assd": (0.0, math.inf),
 }
+#: Floating-point slack at a range's ends: a mean of per-subject AUPRCs of 1.0 can be stored as 1.0000000000000002.
+RANGE_SLACK = 1e-9
 _SUMMARY_VALUES = ("mean", "std", "ci_low", "ci_high")
 
 
@@ -107,7 +109,7 @@ def _value_problem(metric: str, value: Any) -> str | None:
     if not _finite_number(value):
         return f"value {value!r} is not a finite number"
     low, high = METRIC_RANGES.get(metric, (-math.inf, math.inf))
-    if not low <= value <= high:
+    if not low - RANGE_SLACK <= value <= high + RANGE_SLACK:
         return f"value {value!r} is outside [{low:g}, {high:g}]"
     return None
 
