@@ -418,7 +418,7 @@ ISSUE_24_CASES = [
      "benchmark.erode_brain: invalid option erode_brain_px=100000 for post-processing"),
     ("benchmark-slurm-mem-huge", lambda w: (["benchmark", str(_bench_file(w, "mem", "[slurm]\nmem_gb = 10000000")),
                                              "--dry-run"], {}, False), 2,
-     "slurm.mem_gb: invalid option mem_gb=10000000 for the slurm settings: expected an integer >= 1 and <= 65536"),
+     "mem.toml: slurm.mem_gb: must be an integer >= 1 and <= 65536, got 10000000"),
     ("benchmark-time-huge", lambda w: (["benchmark", str(_bench_file(w, "time")), "--time", "99999999",
                                         "--dry-run"], {}, False), 2,
      "invalid option timeout_min=99999999 for the command line (--time)"),
