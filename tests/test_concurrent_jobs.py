@@ -50,7 +50,7 @@ def test_two_identical_jobs_at_once_both_finish_and_train_once(tiny, tmp_path):
     assert len(reused) == 1, results  # one job trained, the other waited and took its checkpoint
     runs = [m.parent for m in manifest_paths(out)]
     assert len(runs) == 2 and runs[0].name != runs[1].name  # no finished run lost
-    assert all(read_manifest(run)["complete"] for run in runs)
+    assert all(read_manifest(run).complete for run in runs)
     logs = [(run / "loss_ae.csv").read_text() for run in runs]
     assert logs[0] == logs[1] and len(logs[0].splitlines()) == 1 + 20  # one training of 20 steps
     maps = [ScoredSplits.load(run / SCORES).test_maps for run in runs]
