@@ -21,6 +21,23 @@ def _no_cases(layout: Layout, root: Path) -> UasbenchError:
     return UasbenchError(f"no {layout.name} cases found in {root} (expected {layout.naming})")
 
 
+class _ScannedLayout(Layout):
+    """A layout whose cases are found by scanning file names (``_cases``): it is detected when any are found,
+    and opening a folder without any is one line naming it."""
+
+    def _cases(self, root: Path) -> list[Case]:
+        raise NotImplementedError
+
+    def detect(self, root: Path) -> bool:
+        return bool(self._cases(root))
+
+    def _found(self, root: Path) -> tuple[Case, ...]:
+        cases = tuple(self._cases(root))
+        if not cases:
+            raise _no_cases(self, root)
+        return cases
+
+
 def _folders(root: Path, pattern: str, depth: int) -> list[Path]:
     """Paths matching ``pattern`` under ``root`` or up to ``depth`` wrapper levels below it (e.g. ATLAS's
     ``Training/R001/``), sorted; hidden folders are skipped."""
@@ -70,7 +87,7 @@ class Ixi(Layout):
         return Dataset(root, self.name, found, present_modalities(found), None, same_grid=False)
 
 
-class Mslub(Layout):
+class Mslub(_ScannedLayout):
     """MSLUB (Ljubljana MS lesions): ``patientXX/patientXX_<NAME>.nii.gz``, in the original release's names
     (T1W, T1WKS, T2W, FLAIR, brainmask, consensus_gt; native FLAIR space, brain mask file) or in the flat names
     of a processed copy (FLAIR, T1, T1POST, T2, GOLD_STANDARD; MNI152, skull-stripped). T1WKS/T1POST is the
@@ -98,13 +115,8 @@ class Mslub(Layout):
                 cases.append(Case(folder.name, folder, self.name, files, expected=expected))
         return cases
 
-    def detect(self, root: Path) -> bool:
-        return bool(self._cases(root))
-
     def open(self, root: Path) -> Dataset:
-        cases = tuple(self._cases(root))
-        if not cases:
-            raise _no_cases(self, root)
+        cases = self._found(root)
         with_mask = sum(BRAIN in c.files for c in cases)
         if 0 < with_mask < len(cases):
             raise UasbenchError(f"data folder {root} mixes MSLUB's original release (with brainmask files) and a "
@@ -113,7 +125,7 @@ class Mslub(Layout):
                        brain_mask="file" if with_mask else NONZERO, same_grid=True)
 
 
-class Atlas2(Layout):
+class Atlas2(_ScannedLayout):
     """ATLAS v2.0 (stroke, T1 only): ``sub-<id>/ses-<n>/anat/sub-<id>_ses-<n>_space-MNI152NLin2009aSym_T1w.nii.gz``
     with ``..._label-L_desc-T1lesion_mask.nii.gz``, possibly under ``Training/R<site>/`` folders."""
 
@@ -135,17 +147,12 @@ class Atlas2(Layout):
                                   expected={"t1": stem + self._T1 + ".nii.gz", LABEL: stem + self._MASK + ".nii.gz"}))
         return sorted(cases, key=lambda c: c.id)
 
-    def detect(self, root: Path) -> bool:
-        return bool(self._cases(root))
-
     def open(self, root: Path) -> Dataset:
-        cases = tuple(self._cases(root))
-        if not cases:
-            raise _no_cases(self, root)
+        cases = self._found(root)
         return Dataset(root, self.name, cases, present_modalities(cases), Labels(_LESION, frozenset({0, 1})), skull_stripped=False)
 
 
-class Wmh(Layout):
+class Wmh(_ScannedLayout):
     """MICCAI 2017 white-matter hyperintensities: ``<site>/<id>/pre/{FLAIR,T1}.nii.gz`` with
     ``<site>/<id>/wmh.nii.gz`` (label 1 WMH, 2 other pathology, ignored in scoring)."""
 
@@ -165,13 +172,8 @@ class Wmh(Layout):
                                   expected={"flair": "pre/FLAIR.nii.gz", "t1": "pre/T1.nii.gz", LABEL: "wmh.nii.gz"}))
         return cases
 
-    def detect(self, root: Path) -> bool:
-        return bool(self._cases(root))
-
     def open(self, root: Path) -> Dataset:
-        cases = tuple(self._cases(root))
-        if not cases:
-            raise _no_cases(self, root)
+        cases = self._found(root)
         labels = Labels({0: "background", 1: "white-matter hyperintensity", 2: "other pathology"},
                         frozenset({0, 1, 2}), anomalous=frozenset({1}), ignored=frozenset({2}))
         return Dataset(root, self.name, cases, present_modalities(cases), labels, skull_stripped=False)
@@ -182,7 +184,7 @@ def _isles_order(modalities: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(m for m in ("dwi", "adc", "flair") if m in modalities)
 
 
-class Isles22(Layout):
+class Isles22(_ScannedLayout):
     """ISLES'22 (stroke), BIDS: ``rawdata/sub-*/ses-*/[dwi/|anat/]..._{dwi,adc,flair}.nii.gz`` and
     ``derivatives/sub-*/ses-*/..._msk.nii.gz`` (on the DWI grid; FLAIR has its own grid)."""
 
@@ -209,12 +211,7 @@ class Isles22(Layout):
                 cases.append(Case(stem, ses, self.name, files, expected=expected))
         return cases
 
-    def detect(self, root: Path) -> bool:
-        return bool(self._cases(root))
-
     def open(self, root: Path) -> Dataset:
-        cases = tuple(self._cases(root))
-        if not cases:
-            raise _no_cases(self, root)
+        cases = self._found(root)
         return Dataset(root, self.name, cases, _isles_order(present_modalities(cases)), Labels(_LESION, frozenset({0, 1})),
                        same_grid=False, skull_stripped=False)
