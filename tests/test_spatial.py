@@ -78,6 +78,9 @@ def test_lps_1mm_brats_grid_is_returned_untouched():
     assert result.record.untouched and result.record.lines() == ["none (already on the standard grid)"]
     np.testing.assert_array_equal(result.affine, BRATS_AFFINE)
     assert plan(images, SpatialStandard()) == ["none (already on the standard grid)"]
+    # stored the other way round: reoriented, never "resampled" (its voxels already measure 1 mm)
+    twin = {m: stored_as(img, "RAS") for m, img in images.items()}
+    assert plan(twin, SpatialStandard()) == ["reorient flair RAS -> LPS", "reorient t2 RAS -> LPS"]
 
 
 def test_real_brats_case_is_byte_identical(real_brats_root):
@@ -194,6 +197,26 @@ def test_to_grid_maps_back_exactly_after_a_pure_reorientation():
     np.testing.assert_array_equal(back, np.asanyarray(twin.dataobj))
 
 
+@pytest.mark.parametrize("codes", ["LPS", "RAS", "SLA"])
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (1.2, 0.9, 2.0)])
+@pytest.mark.parametrize("axial", [range(3, 9), range(-2, 4), range(20, 40), range(0, 0)])
+def test_an_axial_window_holds_those_slices_of_the_whole_grid(codes, spacing, axial):
+    """What the slice cache asks for: only some axial positions, the same values as the whole grid's there
+    (interpolated ones to float32 rounding: SimpleITK computes the window's positions from another origin)."""
+    image = stored_as(nib.Nifti1Image(blob_volume(), affine(spacing)), codes)
+    label = stored_as(nib.Nifti1Image((blob_volume(seed=1) > 900).astype(np.uint8) * 2, affine(spacing)), codes)
+    whole = standardise({"t2": image}, label, None, SMALL)
+    part = standardise({"t2": image}, label, None, SMALL, axial=axial)
+    depth = whole.images["t2"].shape[2]
+    first, stop = min(max(axial.start, 0), depth), min(max(axial.stop, 0), depth)
+    assert part.z_first == first and part.images["t2"].shape == (*whole.images["t2"].shape[:2], max(stop - first, 0))
+    assert part.record.to_dict() == whole.record.to_dict()
+    np.testing.assert_allclose(part.images["t2"], whole.images["t2"][:, :, first:stop], rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(part.label, whole.label[:, :, first:stop])
+    if spacing == (1.0, 1.0, 1.0):  # copied, not interpolated: the very values
+        np.testing.assert_array_equal(part.images["t2"], whole.images["t2"][:, :, first:stop])
+
+
 # ------------------------------------------------------------------------------------------------ registration
 
 
@@ -213,9 +236,10 @@ def test_registration_recovers_a_known_affine_of_the_template():
     assert out.images["t1"].shape == out.brain_mask.shape == (240, 240, 155)
 
 
-def _ixi_registered(folder: Path):
+def _ixi_registered(folder: Path, axial: range | None = None):
     t1, t2 = next(folder.glob("*-T1.nii*")), next(folder.glob("*-T2.nii*"))
-    return standardise({"t1": nib.load(t1), "t2": nib.load(t2)}, None, None, SpatialStandard(register="mni152"))
+    return standardise({"t1": nib.load(t1), "t2": nib.load(t2)}, None, None, SpatialStandard(register="mni152"),
+                       axial)
 
 
 @pytest.mark.slow
@@ -228,6 +252,10 @@ def test_real_ixi_subject_registers_to_the_template(real_ixi_root):
     assert out.images["t1"].shape == out.images["t2"].shape == (240, 240, 155)
     # T2, resampled through the same transform, covers the same brain as T1
     assert registration.dice(out.images["t1"] > 0, out.images["t2"] > 0) > 0.85
+    # the slice cache's 20-slice slab: the same registration, its quality figure still the whole brain's
+    slab = _ixi_registered(real_ixi_root, axial=range(70, 90))
+    assert slab.record.registration["dice"] == reg["dice"] and slab.z_first == 70
+    np.testing.assert_allclose(slab.images["t2"], out.images["t2"][:, :, 70:90], rtol=1e-4, atol=1e-2)
 
 
 @pytest.mark.slow
