@@ -148,18 +148,13 @@ def prepare_case(dataset: Dataset, case: Case, protocol: Preparation, out: Path)
     except BadCaseError as exc:
         return str(exc)
     write_entry(out, case.id, arrays)
-    if vols.spatial is not None and not _untouched(vols.spatial):
-        (out / f"{case.id}{SPATIAL_SUFFIX}").write_text(json.dumps(vols.spatial, default=lambda v: np.asarray(v).tolist()))
+    if vols.spatial is not None and not vols.spatial.untouched:  # BraTS: nothing worth recording
+        (out / f"{case.id}{SPATIAL_SUFFIX}").write_text(json.dumps(vols.spatial.to_dict(),
+                                                                   default=lambda v: np.asarray(v).tolist()))
     return None
 
 
 SPATIAL_SUFFIX = ".spatial.json"  # a case's spatial record while the cache is built; meta.json keeps them
-
-
-def _untouched(record: dict) -> bool:
-    """Whether the spatial standard left a case as read (BraTS): nothing worth recording."""
-    return not record["reoriented"] and not record["resampled"] and not record["registration"] \
-        and all(v == 0 for pad in record["fov_shift"] for v in pad)
 
 
 def write_entry(out: Path, case_id: str, arrays: dict[str, np.ndarray]) -> None:

@@ -21,7 +21,7 @@ from uasbench.errors import UasbenchError
 from uasbench.modalities import MODALITIES
 
 if TYPE_CHECKING:
-    from uasbench.data.spatial import SpatialStandard
+    from uasbench.data.spatial import SpatialRecord, SpatialStandard
 
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 AFFINE_ATOL = 1e-3
@@ -166,7 +166,7 @@ class Volumes:
     seg: np.ndarray | None
     affine: np.ndarray
     affines: dict[str, np.ndarray] = field(default_factory=dict, hash=False)
-    spatial: dict | None = field(default=None, hash=False)  # the spatial standard's record, when applied
+    spatial: SpatialRecord | None = field(default=None, hash=False)  # what the spatial standard did, when applied
     native: dict[str, np.ndarray] = field(default_factory=dict, hash=False)
     z_first: int = 0
     depth: int = 0  # axial positions of the whole grid (0: the arrays' own depth)
@@ -257,22 +257,33 @@ def read_labels(case: Case, labels: Labels, data: np.ndarray, name: str = LABEL)
     return seg
 
 
-def read_case(dataset: Dataset, case: Case, modalities: tuple[str, ...] | None = None,
-              spatial: SpatialStandard | None = None, axial: range | None = None) -> Volumes:
-    """Read and validate ``modalities`` (default: the dataset's), the label file and the brain-mask file of one
-    case; raises ``BadCaseError`` on any problem. With ``spatial``, the arrays are then brought onto the spatial
-    standard's grid (``uasbench.data.spatial``; BraTS on the default standard comes back untouched), only its
-    axial positions ``axial`` when given. A brain-mask file zeroes the images outside it, so the rest of the
-    toolkit finds the brain as the non-zero voxels, as in skull-stripped data."""
-    modalities = dataset.modalities if modalities is None else modalities
-    extra = (() if dataset.labels is None else (LABEL,)) + ((BRAIN,) if dataset.brain_mask == "file" else ())
-    names = (*modalities, *extra)
+def open_headers(dataset: Dataset, case: Case, modalities: tuple[str, ...],
+                 label_optional: bool = False) -> dict[str, nib.Nifti1Image]:
+    """The headers of ``modalities``, the label file (unless ``label_optional`` and absent) and the brain-mask
+    file of one case, in that order: present, readable, and on one grid where the dataset says they share one."""
+    labelled = dataset.labels is not None and (LABEL in case.files or not label_optional)
+    names = (*modalities, *((LABEL,) if labelled else ()), *((BRAIN,) if dataset.brain_mask == "file" else ()))
     require(case, names)
     headers = {name: open_file(case, name) for name in names}
     if dataset.same_grid:
         check_geometry(case, headers)
+    return headers
+
+
+def read_case(dataset: Dataset, case: Case, modalities: tuple[str, ...] | None = None,
+              spatial: SpatialStandard | None = None, axial: range | None = None,
+              label_optional: bool = False) -> Volumes:
+    """Read and validate ``modalities`` (default: the dataset's), the label file and the brain-mask file of one
+    case; raises ``BadCaseError`` on any problem. With ``spatial``, the arrays are then brought onto the spatial
+    standard's grid (``uasbench.data.spatial``; BraTS on the default standard comes back untouched), only its
+    axial positions ``axial`` when given. A brain-mask file zeroes the images outside it, so the rest of the
+    toolkit finds the brain as the non-zero voxels, as in skull-stripped data. ``label_optional``: a case
+    without its label file is read without labels (``predict`` applies a run to unlabelled scans)."""
+    modalities = dataset.modalities if modalities is None else modalities
+    headers = open_headers(dataset, case, modalities, label_optional)
+    names = tuple(headers)
     data = {name: read_data(case, name, headers[name]) for name in modalities}
-    if dataset.labels is not None:
+    if LABEL in headers:
         data[LABEL] = read_labels(case, dataset.labels, read_data(case, LABEL, headers[LABEL]))
     if BRAIN in headers:
         data[BRAIN] = read_data(case, BRAIN, headers[BRAIN]) > 0
@@ -288,7 +299,7 @@ def read_case(dataset: Dataset, case: Case, modalities: tuple[str, ...] | None =
     if done.brain_mask is not None:  # zero again where interpolation blended the brain's edge outwards
         images = {m: np.where(done.brain_mask > 0, img, np.zeros((), img.dtype)) for m, img in images.items()}
     return Volumes(case.id, images, done.label, done.affine, {name: done.affine for name in names},
-                   done.record.to_dict(), native, done.z_first, done.record.grid.shape[2])
+                   done.record, native, done.z_first, done.record.grid.shape[2])
 
 
 def _masked(case: Case, image: np.ndarray, affine: np.ndarray, brain: np.ndarray,
