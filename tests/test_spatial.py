@@ -302,7 +302,7 @@ def test_to_scan_undoes_the_registration():
     moved[:3, 3] = (12.0, -10.0, 8.0)
     scan = nib.Nifti1Image((image * 1000).astype(np.int16), moved @ fixed_affine)
     out = standardise({"t1": scan}, standard=SpatialStandard(register="mni152"))
-    back = out.to_scan((out.images["t1"] > 0).astype(np.uint8), scan, nearest=True)
+    back = out.record.to_scan((out.images["t1"] > 0).astype(np.uint8), scan, nearest=True)
     assert back.shape == scan.shape
     truth = np.asanyarray(scan.dataobj) > 0
     naive = to_grid((out.images["t1"] > 0).astype(np.uint8), out.affine, scan.shape, scan.affine, nearest=True)[0]
@@ -310,3 +310,28 @@ def test_to_scan_undoes_the_registration():
     centre = lambda m: scan.affine @ np.append(ndi.center_of_mass(m), 1.0)  # noqa: E731
     assert np.linalg.norm(centre(back) - centre(truth)) < 1.5
     assert np.linalg.norm(centre(naive) - centre(truth)) > 10  # what ignoring the registration would give
+
+
+@pytest.mark.slow
+def test_data_prepare_register_puts_every_case_in_template_space(tmp_path, monkeypatch):
+    """`uasbench data prepare --register mni152` through the command line: every case of a phantom stored RAS
+    is registered (the phantom's anatomy is the template's, so the quality figure is high), the protocol's
+    slab is cut from the template grid, and the cache records each case's registration."""
+    from typer.testing import CliRunner
+
+    from uasbench.cli import app
+    from uasbench.data.benchmark_data import open_dataset_cache
+    from uasbench.data.phantom_layouts import write_phantom_in_layout
+
+    monkeypatch.setenv("UASBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    root, _ = write_phantom_in_layout(tmp_path / "ixi", 2, 0, layout="ixi", orientation="RAS", progress=False,
+                                      workers=1)
+    result = CliRunner().invoke(app, ["data", "prepare", str(root), "--register", "mni152"])
+    assert result.exit_code == 0, result.output
+    assert "2 cases ready" in result.output and "below the floor" not in result.output
+    protocol = Preparation(spatial=SpatialStandard(register="mni152"))
+    cache = open_dataset_cache(root, protocol, progress=False)[1]
+    assert set(cache.spatial) == set(cache.subjects) and len(cache.subjects) == 2
+    for record in cache.spatial.values():
+        assert record["registration"]["dice"] > 0.9 and record["grid"]["shape"] == [240, 240, 155]
+    assert cache.image(cache.subjects[0], "t2").shape == (20, 128, 128)  # the protocol's slab of the template grid

@@ -5,8 +5,8 @@ API (stable; the layouts, the slice cache, ``data inspect`` and ``predict`` all 
 * ``SpatialStandard`` (frozen, recorded in ``Preparation.spatial`` and so in the cache fingerprint):
   ``orientation`` (nibabel axis codes, default ``"LPS"``: BraTS's (L, P, S), the third array axis axial),
   ``spacing_mm`` (default 1.0), ``fov_mm`` (in-plane field of view, default (240, 240)), ``reference`` (the
-  modality whose grid the others are resampled onto; None: the first one given) and ``register`` (None or
-  ``"mni152"``), with ``registration_floor`` (the brain-mask Dice below which a registered case is reported).
+  modality whose grid the others are resampled onto; None: the first one given) and ``register`` (None, or
+  ``"none"``, or ``"mni152"``), with ``registration_floor`` (the brain-mask Dice below which a registered case is reported).
 * ``plan(images, standard) -> list[str]``: what ``standardise`` will do, from the headers only (for
   ``data inspect``); ``standard_shape(images, standard)``: the shape it will produce (headers only).
 * ``standardise(images, label, brain_mask, standard, axial=None) -> Standardised``: numpy arrays on one grid,
@@ -14,7 +14,7 @@ API (stable; the layouts, the slice cache, ``data inspect`` and ``predict`` all 
   ``axial`` (a range of axial positions of the standard grid) only those slices are produced: the slice cache
   needs the protocol's 20-slice slab, and interpolating the whole volume would cost more than reading it.
 * ``to_grid(array, affine, shape, target_affine, nearest=...)``: an array from one grid onto another (world
-  coordinates); ``Standardised.to_scan(array, scan, nearest=...)`` puts an array back onto a scan's own grid
+  coordinates); ``SpatialRecord.to_scan(array, scan, nearest=...)`` puts an array back onto a scan's own grid
   (undoing a registration too), which is how ``predict`` makes its maps overlay the input.
 
 Steps, in order (docs/explanation/spatial-standard.md says why):
@@ -48,9 +48,9 @@ import nibabel as nib
 import numpy as np
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
+from uasbench.choices import REGISTRATIONS
 from uasbench.errors import UasbenchError
 
-REGISTRATIONS = ("mni152",)
 SPACING_ATOL_MM = 1e-3  # voxel sizes closer than this to the standard's count as equal (no resampling)
 _SHIFT_ATOL = 1e-3  # grids whose offset is this close to whole voxels line up exactly
 _AXIS_PAIRS = ("LR", "PA", "IS")
@@ -84,8 +84,10 @@ class SpatialStandard:
         if len(fov) != 2 or not all(math.isfinite(v) and 10 <= v <= 1000 for v in fov):
             raise UasbenchError(f"spatial option fov_mm={self.fov_mm}: need two sizes of 10 to 1000 mm")
         object.__setattr__(self, "fov_mm", fov)
+        if self.register == "none":  # the command line's and benchmark file's word for no registration
+            object.__setattr__(self, "register", None)
         if self.register is not None and self.register not in REGISTRATIONS:
-            raise UasbenchError(f"spatial option register={self.register!r}: use one of {REGISTRATIONS} or none")
+            raise UasbenchError(f"spatial option register={self.register!r}: use one of {', '.join(REGISTRATIONS)}")
         if self.register is not None and (self.spacing_mm != 1.0 or fov != (240.0, 240.0)):
             raise UasbenchError(f"spatial option register={self.register!r} lands on the template's 1 mm 240 x 240 "
                                 "grid: leave spacing_mm=1 and fov_mm=(240, 240)")
@@ -158,6 +160,12 @@ class SpatialRecord:
                        + (f" (below the floor {reg['floor']:g})" if reg["below_floor"] else ""))
         return out or ["none (already on the standard grid)"]
 
+    def to_scan(self, array: np.ndarray, scan: nib.spatialimages.SpatialImage, *, nearest: bool) -> np.ndarray:
+        """An array on the whole standard grid (``grid``) put back onto ``scan``'s own grid (through the inverse
+        registration, if any): how ``predict`` makes its maps overlay the scan they were computed from."""
+        world = None if self.registration is None else np.linalg.inv(np.array(self.registration["matrix"]))
+        return to_grid(array, self.grid.affine, scan.shape, scan.affine, nearest=nearest, world=world)[0]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "grid": {"shape": list(self.grid.shape), "affine": self.grid.affine.round(6).tolist()},
@@ -181,13 +189,6 @@ class Standardised:
     affine: np.ndarray
     record: SpatialRecord = field(repr=False)
     z_first: int = 0
-
-    def to_scan(self, array: np.ndarray, scan: nib.spatialimages.SpatialImage, *, nearest: bool) -> np.ndarray:
-        """An array on this grid put back onto ``scan``'s own grid (through the inverse registration, if any):
-        how ``predict`` makes its maps overlay the scan they were computed from."""
-        reg = self.record.registration
-        world = None if reg is None else np.linalg.inv(np.array(reg["matrix"]))
-        return to_grid(array, self.affine, scan.shape, scan.affine, nearest=nearest, world=world)[0]
 
 
 # ---------------------------------------------------------------------------------------------- geometry
