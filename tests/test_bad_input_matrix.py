@@ -205,7 +205,7 @@ def _with_card(text: str, name: str, command: list[str]):
         card = w.root / "cards" / f"{name}.toml"
         card.parent.mkdir(exist_ok=True)
         card.write_text(text)
-        swap = {"DATA": str(w.data), "OUT": str(w.root / "results")}
+        swap = {"DATA": str(w.data), "OUT": str(w.root / "results"), "RUN": str(w.intensity_run)}
         return [*(swap.get(c, c) for c in command), "--card", str(card)], {}, False
     return build
 
@@ -249,6 +249,40 @@ CASES += [
       for i, (text, message) in enumerate(CARD_ERRORS)),
     ("card-through-run", _with_card(CARD_ERRORS[1][0], "run-card", [*_RUN, "--data", "DATA", "--out", "OUT"]), 2,
      CARD_ERRORS[1][1]),
+]
+
+
+# --- predict reads any dataset folder (issue 21) ---
+def _predict(data, *extra: str):
+    return lambda w: (["predict", str(w.intensity_run), "--data", str(data(w)), "--out", str(w.root / "maps"),
+                       "--threshold", "0.5", *extra], {}, False)
+
+
+def _one_scan(w: World) -> Path:
+    return w.data / "SYN_004" / "SYN_004_flair.nii.gz"
+
+
+CASES += [
+    ("predict-layout-unknown", _predict(lambda w: w.data, "--layout", "nope"), 2, "--layout nope: unknown layout"),
+    ("predict-layout-wrong-for-folder", _predict(lambda w: w.data, "--layout", "ixi"), 1,
+     "no ixi cases found in"),
+    ("predict-layout-and-card", _predict(lambda w: w.data, "--layout", "brats2021", "--card", "c.toml"), 2,
+     "give --layout or --card, not both"),
+    ("predict-layout-on-a-file", _predict(_one_scan, "--layout", "brats2021"), 2,
+     "--layout and --card describe a data folder; --data"),
+    ("predict-card-missing", _predict(lambda w: w.data, "--card", "missing-card.toml"), 2,
+     "missing-card.toml: no such file"),
+    ("predict-input-the-data-lacks", _predict(lambda w: _ixi_folder(w)), 1,
+     "the run's input modality flair: dataset"),
+    ("register-unknown-run", lambda w: ([*_RUN, "--register", "talairach", "--out", str(w.root / "results")], {},
+                                        False), 2, "Invalid value for '--register'"),
+    ("register-unknown-prepare", lambda w: (["data", "prepare", str(w.data), "--register", "mni"], {}, False), 2,
+     "Invalid value for '--register'"),
+    ("benchmark-register", lambda w: (["benchmark", str(_bench_file(w, "register", 'register = "atlas"')),
+                                       "--dry-run"], {}, False), 2, "benchmark.register: must be one of none, mni152, got 'atlas'"),
+    *((f"predict-card-{i:02d}", _with_card(text, f"predict-card-{i:02d}", ["predict", "RUN", "--data", "DATA",
+                                                                         "--out", "OUT"]), 2, message)
+      for i, (text, message) in enumerate(CARD_ERRORS[:2])),
 ]
 
 

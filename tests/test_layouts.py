@@ -371,6 +371,50 @@ def test_real_brats_preparation_is_byte_identical_to_main(tmp_path, normalisatio
     assert digests == {case: MAIN_DIGESTS[normalisation, case] for case in ("TCGA-DU-7294", "TCGA-FG-6692")}
 
 
+def test_a_resampled_case_is_read_as_its_slab_and_normalised_with_its_scans_own_statistics(real_ixi_root, tmp_path):
+    """The slice cache asks only for the protocol's slab of the standard grid (interpolating the whole volume
+    would cost more than reading it); the normalisation statistics come from each scan as stored."""
+    from uasbench.data.cache import preprocess_volumes
+    from uasbench.data.spatial import SpatialStandard
+
+    data = open_dataset(real_ixi_root)
+    case = data.cases[0]
+    whole = read_case(data, case, spatial=SpatialStandard())
+    slab = read_case(data, case, spatial=SpatialStandard(), axial=range(70, 90))
+    assert slab.z_first == 70 and slab.depth == whole.depth == whole.images["t1"].shape[2] > 90
+    assert "t1" in slab.spatial.resampled and slab.spatial.to_dict() == whole.spatial.to_dict()
+    for m in ("t1", "t2"):
+        np.testing.assert_allclose(slab.images[m], whole.images[m][:, :, 70:90], rtol=1e-5, atol=1e-3)
+        np.testing.assert_array_equal(slab.native[m], np.asanyarray(nib.load(case.files[m]).dataobj))
+    names = {m: case.files[m].name for m in slab.images}
+    protocol = Preparation()
+    assert prepare_case(data, case, protocol, tmp_path) is None
+    with np.load(tmp_path / f"{case.id}.npz") as stored:
+        cached = unpack(dict(stored))
+    expected = preprocess_volumes(case.id, whole.images, None, protocol, names, native=whole.native)
+    np.testing.assert_allclose(cached["img"], expected["img"], rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(cached["brain"], expected["brain"])
+    # the scan's own statistics, not those of its interpolated copy (which the old whole-volume path used)
+    interpolated = preprocess_volumes(case.id, whole.images, None, protocol, names)
+    assert np.abs(cached["img"] - interpolated["img"])[cached["brain"]].max() > 1e-3
+
+
+def test_a_brain_mask_file_on_another_grid_is_put_onto_each_scans_grid(tmp_path):
+    root = _card_folder(tmp_path)
+    coarse = np.zeros((4, 5, 3), np.uint8)
+    coarse[1:3, 1:3, 1:3] = 1  # voxel centres at 2.5 and 4.5 mm: voxels 2..5 of the images' 1 mm grid
+    shifted = np.diag([2.0, 2.0, 2.0, 1.0])
+    shifted[:3, 3] = 0.5
+    for cid in ("s01", "s02"):
+        nib.save(nib.Nifti1Image(coarse, shifted), root / cid / "mask.nii.gz")
+    (root / "dataset.toml").write_text(CARD.replace('name = "tiny"', 'name = "tiny"\nsame_grid = false'))
+    data = open_dataset(root)
+    vols = read_case(data, data.cases[0])
+    expected = np.zeros(TINY, bool)
+    expected[2:6, 2:6, 2:6] = True
+    assert ((vols.images["flair"] > 0) == expected).all() and vols.native["flair"] is vols.images["flair"]
+
+
 # ------------------------------------------------------------------------------------------- phantom layouts
 
 @pytest.fixture(scope="module")

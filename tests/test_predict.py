@@ -16,9 +16,10 @@ import pytest
 from typer.testing import CliRunner
 
 from uasbench.cli import app
-from uasbench.data.brats import discover_cases, open_scan
+from uasbench.data.layouts import open_dataset
 from uasbench.predict import TrainedRun, predict_scan
 from uasbench.predict.apply import to_scan_grid
+from uasbench.predict.cases import open_scan
 from uasbench.results import CHECKPOINT, METRICS_JSON, SCORES, ScoredSplits
 
 pytestmark = pytest.mark.slow
@@ -58,8 +59,9 @@ def _volume(path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
 @pytest.mark.parametrize("method", ["intensity", "ae"])
 def test_protocol_slices_reproduce_the_maps_the_run_stored(runs, real_brats_root, method):
     run = TrainedRun.read(runs[method])
-    case = next(c for c in discover_cases(real_brats_root)[1] if c.id == CASE)
-    result = predict_scan(run.load_method("cpu"), run, open_scan(case, "flair"), run.protocol.z_values, 0.5)
+    data = open_dataset(real_brats_root)
+    case = next(c for c in data.cases if c.id == CASE)
+    result = predict_scan(run.load_method("cpu"), run, open_scan(data, case, "flair"), run.protocol.z_values, 0.5)
     stored = ScoredSplits.load(runs[method] / SCORES)
     assert stored.test.subjects == (CASE,) and stored.test.z.tolist() == [TEST_Z]
     assert result.maps.shape == (20, 128, 128)
@@ -248,3 +250,45 @@ def test_a_scan_stored_in_another_orientation_gives_the_same_maps(runs, real_bra
             assert nib.aff2axcodes(img.affine) == tuple(codes) and data.shape == twin.shape  # overlays its input
             back = img.as_reoriented(ornt_transform(io_orientation(img.affine), axcodes2ornt(("L", "P", "S"))))
             np.testing.assert_array_equal(np.asanyarray(back.dataobj), lps)
+
+
+def test_a_resampled_dataset_read_through_its_layout_reproduces_the_maps_the_run_stored(tmp_path):
+    """A non-BraTS layout whose scans need every step of the spatial standard (reoriented RAS -> LPS, 1.2 mm
+    in-plane voxels resampled to 1 mm, field of view cropped around the brain): a run on it, then ``predict --layout``,
+    which reads the scans as the run's slice cache did and so gives the very maps the run stored."""
+    from uasbench.data.phantom import subject_kind
+    from uasbench.data.phantom_layouts import write_phantom_in_layout
+
+    root, _ = write_phantom_in_layout(tmp_path / "ms", 4, 3, layout="mslub", orientation="RAS", progress=False,
+                                      workers=1)
+    for path in root.rglob("*.nii.gz"):  # the same volumes, stored with 1.2 mm voxels in-plane
+        img = nib.load(path)
+        nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine @ np.diag([1.2, 1.2, 1.0, 1.0]),
+                                 img.header), path)
+    data = open_dataset(root)
+    test = next(i for i in range(4) if subject_kind(i) != "healthy")
+    others = iter(("train", "train", "val"))
+    roles = ["test" if i == test else next(others) for i in range(4)]
+    split = tmp_path / "split.csv"
+    split.write_text("subject,split\n" + "".join(f"{c.id},{r}\n" for c, r in zip(data.cases, roles)))
+    out = tmp_path / "results"
+    result = cli.invoke(app, ["run", "--method", "intensity", "--pair", "fl-t2", "--data", str(root), "--layout",
+                              "mslub", "--split", str(split), "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    run_dir = next(p for p in out.iterdir() if not p.name.startswith("."))
+    run = TrainedRun.read(run_dir)
+    stored = ScoredSplits.load(run_dir / SCORES)
+    case = data.cases[test]
+    scan = open_scan(data, case, "flair")
+    predicted = predict_scan(run.load_method("cpu"), run, scan, run.protocol.z_values, 0.5)
+    assert {"flair", "label"} <= set(predicted.spatial.resampled) and predicted.spatial.fov_shift != ((0, 0), (0, 0))
+    assert set(stored.test.subjects) == {case.id} and len(stored.test.z)
+    for z, stored_map in zip(stored.test.z, stored.test_maps):
+        np.testing.assert_array_equal(predicted.maps[z - run.protocol.z_start], stored_map)
+    # through the command line: maps on each scan's own (1.2 mm, RAS) grid
+    maps = tmp_path / "maps"
+    output = _predict(run_dir, root, maps, "--layout", "mslub", "--cases", case.id)
+    assert "of the standard grid after: reorient flair RAS -> LPS" in output
+    anomaly, img = _volume(maps / f"{case.id}_anomaly.nii.gz")
+    np.testing.assert_allclose(img.affine, nib.load(case.files["flair"]).affine)
+    assert anomaly.shape == nib.load(case.files["flair"]).shape and anomaly.max() > 0

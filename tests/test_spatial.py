@@ -78,6 +78,9 @@ def test_lps_1mm_brats_grid_is_returned_untouched():
     assert result.record.untouched and result.record.lines() == ["none (already on the standard grid)"]
     np.testing.assert_array_equal(result.affine, BRATS_AFFINE)
     assert plan(images, SpatialStandard()) == ["none (already on the standard grid)"]
+    # stored the other way round: reoriented, never "resampled" (its voxels already measure 1 mm)
+    twin = {m: stored_as(img, "RAS") for m, img in images.items()}
+    assert plan(twin, SpatialStandard()) == ["reorient flair RAS -> LPS", "reorient t2 RAS -> LPS"]
 
 
 def test_real_brats_case_is_byte_identical(real_brats_root):
@@ -194,6 +197,26 @@ def test_to_grid_maps_back_exactly_after_a_pure_reorientation():
     np.testing.assert_array_equal(back, np.asanyarray(twin.dataobj))
 
 
+@pytest.mark.parametrize("codes", ["LPS", "RAS", "SLA"])
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (1.2, 0.9, 2.0)])
+@pytest.mark.parametrize("axial", [range(3, 9), range(-2, 4), range(20, 40), range(0, 0)])
+def test_an_axial_window_holds_those_slices_of_the_whole_grid(codes, spacing, axial):
+    """What the slice cache asks for: only some axial positions, the same values as the whole grid's there
+    (interpolated ones to float32 rounding: SimpleITK computes the window's positions from another origin)."""
+    image = stored_as(nib.Nifti1Image(blob_volume(), affine(spacing)), codes)
+    label = stored_as(nib.Nifti1Image((blob_volume(seed=1) > 900).astype(np.uint8) * 2, affine(spacing)), codes)
+    whole = standardise({"t2": image}, label, None, SMALL)
+    part = standardise({"t2": image}, label, None, SMALL, axial=axial)
+    depth = whole.images["t2"].shape[2]
+    first, stop = min(max(axial.start, 0), depth), min(max(axial.stop, 0), depth)
+    assert part.z_first == first and part.images["t2"].shape == (*whole.images["t2"].shape[:2], max(stop - first, 0))
+    assert part.record.to_dict() == whole.record.to_dict()
+    np.testing.assert_allclose(part.images["t2"], whole.images["t2"][:, :, first:stop], rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(part.label, whole.label[:, :, first:stop])
+    if spacing == (1.0, 1.0, 1.0):  # copied, not interpolated: the very values
+        np.testing.assert_array_equal(part.images["t2"], whole.images["t2"][:, :, first:stop])
+
+
 # ------------------------------------------------------------------------------------------------ registration
 
 
@@ -213,9 +236,10 @@ def test_registration_recovers_a_known_affine_of_the_template():
     assert out.images["t1"].shape == out.brain_mask.shape == (240, 240, 155)
 
 
-def _ixi_registered(folder: Path):
+def _ixi_registered(folder: Path, axial: range | None = None):
     t1, t2 = next(folder.glob("*-T1.nii*")), next(folder.glob("*-T2.nii*"))
-    return standardise({"t1": nib.load(t1), "t2": nib.load(t2)}, None, None, SpatialStandard(register="mni152"))
+    return standardise({"t1": nib.load(t1), "t2": nib.load(t2)}, None, None, SpatialStandard(register="mni152"),
+                       axial)
 
 
 @pytest.mark.slow
@@ -228,6 +252,10 @@ def test_real_ixi_subject_registers_to_the_template(real_ixi_root):
     assert out.images["t1"].shape == out.images["t2"].shape == (240, 240, 155)
     # T2, resampled through the same transform, covers the same brain as T1
     assert registration.dice(out.images["t1"] > 0, out.images["t2"] > 0) > 0.85
+    # the slice cache's 20-slice slab: the same registration, its quality figure still the whole brain's
+    slab = _ixi_registered(real_ixi_root, axial=range(70, 90))
+    assert slab.record.registration["dice"] == reg["dice"] and slab.z_first == 70
+    np.testing.assert_allclose(slab.images["t2"], out.images["t2"][:, :, 70:90], rtol=1e-4, atol=1e-2)
 
 
 @pytest.mark.slow
@@ -274,7 +302,7 @@ def test_to_scan_undoes_the_registration():
     moved[:3, 3] = (12.0, -10.0, 8.0)
     scan = nib.Nifti1Image((image * 1000).astype(np.int16), moved @ fixed_affine)
     out = standardise({"t1": scan}, standard=SpatialStandard(register="mni152"))
-    back = out.to_scan((out.images["t1"] > 0).astype(np.uint8), scan, nearest=True)
+    back = out.record.to_scan((out.images["t1"] > 0).astype(np.uint8), scan, nearest=True)
     assert back.shape == scan.shape
     truth = np.asanyarray(scan.dataobj) > 0
     naive = to_grid((out.images["t1"] > 0).astype(np.uint8), out.affine, scan.shape, scan.affine, nearest=True)[0]
@@ -282,3 +310,28 @@ def test_to_scan_undoes_the_registration():
     centre = lambda m: scan.affine @ np.append(ndi.center_of_mass(m), 1.0)  # noqa: E731
     assert np.linalg.norm(centre(back) - centre(truth)) < 1.5
     assert np.linalg.norm(centre(naive) - centre(truth)) > 10  # what ignoring the registration would give
+
+
+@pytest.mark.slow
+def test_data_prepare_register_puts_every_case_in_template_space(tmp_path, monkeypatch):
+    """`uasbench data prepare --register mni152` through the command line: every case of a phantom stored RAS
+    is registered (the phantom's anatomy is the template's, so the quality figure is high), the protocol's
+    slab is cut from the template grid, and the cache records each case's registration."""
+    from typer.testing import CliRunner
+
+    from uasbench.cli import app
+    from uasbench.data.benchmark_data import open_dataset_cache
+    from uasbench.data.phantom_layouts import write_phantom_in_layout
+
+    monkeypatch.setenv("UASBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    root, _ = write_phantom_in_layout(tmp_path / "ixi", 2, 0, layout="ixi", orientation="RAS", progress=False,
+                                      workers=1)
+    result = CliRunner().invoke(app, ["data", "prepare", str(root), "--register", "mni152"])
+    assert result.exit_code == 0, result.output
+    assert "2 cases ready" in result.output and "below the floor" not in result.output
+    protocol = Preparation(spatial=SpatialStandard(register="mni152"))
+    cache = open_dataset_cache(root, protocol, progress=False)[1]
+    assert set(cache.spatial) == set(cache.subjects) and len(cache.subjects) == 2
+    for record in cache.spatial.values():
+        assert record["registration"]["dice"] > 0.9 and record["grid"]["shape"] == [240, 240, 155]
+    assert cache.image(cache.subjects[0], "t2").shape == (20, 128, 128)  # the protocol's slab of the template grid

@@ -23,6 +23,8 @@ NORMALISATIONS = ("paper", "official")
 #: Which axial slices a protocol keeps: the slab ``z_start..z_stop - 1`` (the paper's, or any range in
 #: millimetres of the spatial standard's 1 mm grid), or every slice of the volume that holds brain.
 SLICE_SELECTIONS = ("slab", "brain")
+#: Registration of every scan before slicing: none, or affine to the MNI152 template (the phantom's anatomy).
+REGISTRATIONS = ("none", "mni152")
 #: Devices by name (``cuda:N`` picks one GPU of several).
 DEVICES = ("auto", "cpu", "cuda")
 #: Where the jobs of a benchmark grid run.

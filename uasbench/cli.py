@@ -77,6 +77,9 @@ CARD_HELP = "A dataset card (TOML) describing the data folder's files; default: 
 
 Normalisation = _choice_enum("Normalisation", choices.NORMALISATIONS)
 SliceSelection = _choice_enum("SliceSelection", choices.SLICE_SELECTIONS)
+Registration = _choice_enum("Registration", choices.REGISTRATIONS)
+REGISTER_HELP = ("Register every scan (affine) to this template before slicing: mni152 puts any dataset in the "
+                 "phantom's MNI152 frame, so a slice index means the same anatomy everywhere (a few s per case).")
 Format = _choice_enum("Format", choices.FORMATS)
 TableKind = _choice_enum("TableKind", choices.TABLES)
 EvalProtocol = _choice_enum("EvalProtocol", choices.EVALUATION_PROTOCOLS)
@@ -170,6 +173,7 @@ def run(
     normalisation: Annotated[Normalisation, typer.Option(help="paper (z-score) or official (MMCCD code).")] = Normalisation.paper,
     slices: Annotated[SliceSelection, typer.Option(help="slab: the protocol's axial slab (--z-range); brain: every slice with brain (whole volumes).")] = SliceSelection.slab,
     z_range: Annotated[Optional[str], typer.Option(help="The slab START:STOP (STOP exclusive), axial slices of the spatial standard's 1 mm grid; default 70:90 (the paper's).")] = None,
+    register: Annotated[Registration, typer.Option(help=REGISTER_HELP)] = Registration.none,
     erode_brain: Annotated[int, typer.Option(help="Erode the brain mask by this radius in pixels (official code: 4).")] = 0,
     median: Annotated[int, typer.Option(help="Median filter size for score maps (0: off).")] = 0,
     median_3d: Annotated[int, typer.Option(help="Cross-dataset runs: 3-D median filter size over each volume's scored slices (0: off).")] = 0,
@@ -183,6 +187,7 @@ def run(
     With --train-data (cross-dataset): train on the healthy scans of those folders, then validate, test and
     report every --data folder on its own, per slice, per volume, per lesion and on its healthy scans."""
     from uasbench.data.preprocess import Preparation
+    from uasbench.data.spatial import SpatialStandard
     from uasbench.evaluation.postprocess import PostProcess
     from uasbench.modalities import Pair
     from uasbench.benchmark.run import RunSpec, run_cross_dataset, run_one, validate_spec
@@ -197,7 +202,8 @@ def run(
         overrides = _parse_overrides(set_ or [])
         if preset is not None:
             overrides = {**get_method(method).preset_overrides(preset, profile), **overrides}
-        protocol = Preparation(normalisation=normalisation.value, slices=slices.value, **_z_range(z_range))
+        protocol = Preparation(normalisation=normalisation.value, slices=slices.value, **_z_range(z_range),
+                               spatial=SpatialStandard(register=register.value))
         post = PostProcess(erode_brain_px=erode_brain, median_size=median, median_3d=median_3d,
                            min_component_voxels=min_component)
         common = dict(method=method, pair=Pair.parse(pair), profile=profile, seed=seed, device=device, out=out,
@@ -494,14 +500,17 @@ def figure(
 @app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `uasbench run`.")],
-    data: Annotated[Path, typer.Option(help="BraTS2021/2023 folder (labels optional), or a folder of NIfTI files "
-                                            "of the run's input modality (one case per file), or one such file.")],
+    data: Annotated[Path, typer.Option(help="A data folder (any layout, or one a dataset card describes; labels "
+                                            "optional), or a folder of NIfTI files of the run's input modality "
+                                            "(one case per file), or one such file.")],
     out: Annotated[Path, typer.Option(help="Folder for <ID>_anomaly.nii.gz and <ID>_anomaly_seg.nii.gz.")],
     cases: Annotated[Optional[list[str]], typer.Option("--cases", help="Case ID to predict (repeat, or join "
                                                        "with commas); default: every case.")] = None,
     slices: Annotated[str, typer.Option(help="protocol (the run's axial slab) or all (every axial slice).")] = "protocol",
     threshold: Annotated[str, typer.Option(help="val_dice, fpr_1, fpr_5 (tuned by the run) or a number.")] = "val_dice",
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda; default: the run's device.")] = None,
+    layout: Annotated[Optional[str], typer.Option(help=LAYOUT_HELP)] = None,
+    card: Annotated[Optional[Path], typer.Option(help=CARD_HELP)] = None,
 ) -> None:
     """Apply a trained run to scans: anomaly maps and segmentations as NIfTI on each scan's own grid."""
     from uasbench.predict import predict as predict_cases
@@ -512,7 +521,7 @@ def predict(
                              "write them outside the data folder")
         ids = [i for item in cases or [] for i in item.split(",") if i]
         summaries = predict_cases(run_dir, data, out, cases=ids, slices=slices, threshold=threshold,
-                                  device=device, log=_say)
+                                  device=device, log=_say, layout=layout, card=card)
         table = Table(title=escape(f"uasbench predict: {len(summaries)} case(s) written to {out}"))
         for column in ("case", "slices", "flagged voxels", "Dice (scored slices)", "seconds"):
             table.add_column(column, justify="left" if column == "case" else "right")
@@ -549,13 +558,16 @@ def data_prepare(
     skip_bad_cases: Annotated[bool, typer.Option(help="Skip invalid cases (with a summary) instead of stopping.")] = False,
     layout: Annotated[Optional[str], typer.Option(help=LAYOUT_HELP)] = None,
     card: Annotated[Optional[Path], typer.Option(help=CARD_HELP)] = None,
+    register: Annotated[Registration, typer.Option(help=REGISTER_HELP)] = Registration.none,
 ) -> None:
     """Build the preprocessed slice cache once (e.g. before a cluster array job), as `run` would on first use."""
     from uasbench.data.benchmark_data import open_dataset_cache
     from uasbench.data.preprocess import Preparation
+    from uasbench.data.spatial import SpatialStandard
 
     with _user_errors():
-        _, cache = open_dataset_cache(data, Preparation(normalisation=normalisation.value),
+        protocol = Preparation(normalisation=normalisation.value, spatial=SpatialStandard(register=register.value))
+        _, cache = open_dataset_cache(data, protocol,
                                       on_bad_case="skip" if skip_bad_cases else "stop", layout=layout, card=card)
         _say(f"slice cache {cache.path}: {len(cache.subjects)} cases ready")
         for problem in cache.bad_cases.values():

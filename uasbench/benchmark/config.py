@@ -8,6 +8,7 @@ naming the file, the key and the valid choices. Layout (see ``benchmarks/*.toml`
     data = "phantom"           # the embedded phantom, or a data folder ("${BRATS}" reads the environment)
     layout = "brats2021"       # optional: the folder's layout when it is not detected (or card = "FILE")
     profile = "quick"
+    register = "none"          # or "mni152": every scan registered to the template before slicing
     seeds = [0, 1, 2]          # default seeds of every [[grid]] entry
     [[grid]]                   # methods x pairs x seeds; entries are merged, duplicates run once
     methods = ["ae", "mmccd"]
@@ -38,7 +39,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
 
-from uasbench.choices import DEVICES, NORMALISATIONS, SLICE_SELECTIONS, THRESHOLDS
+from uasbench.choices import DEVICES, NORMALISATIONS, REGISTRATIONS, SLICE_SELECTIONS, THRESHOLDS
 from uasbench.config_check import Invalid, checked_table, checked_values
 from uasbench.errors import UasbenchError, UsageError
 from uasbench.evaluation.postprocess import PostProcess
@@ -52,6 +53,7 @@ PHANTOM = "phantom"
 Normalisation = Literal[NORMALISATIONS]  # type: ignore[valid-type]  # the choices of uasbench.choices
 Threshold = Literal[THRESHOLDS]  # type: ignore[valid-type]
 SliceSelection = Literal[SLICE_SELECTIONS]  # type: ignore[valid-type]
+Registration = Literal[REGISTRATIONS]  # type: ignore[valid-type]
 _ENV = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
 
@@ -85,6 +87,7 @@ class BenchmarkTable:
     seeds: tuple[int, ...] = field(default=(0,), metadata={"min": 0})  # default seeds of every [[grid]] entry
     device: str = field(default="auto", metadata={"expected": "auto, cpu or cuda"})
     normalisation: Normalisation = "paper"
+    register: Registration = "none"  # every scan registered to this template before slicing
     erode_brain: int = field(default=0, metadata={"min": 0})
     median: int = field(default=0, metadata={"min": 0})
     slices: SliceSelection = "slab"  # cross-dataset: "brain" scores every brain slice
@@ -201,6 +204,7 @@ class BenchmarkConfig:
     overrides: dict[str, dict[str, Any]]
     slurm: SlurmSettings
     slices: str = "slab"
+    register: str = "none"
     median_3d: int = 0
     min_component: int = 0
     train_data: tuple[DataSource, ...] = ()  # cross-dataset benchmark: empty for a within-dataset one
@@ -328,7 +332,7 @@ def load_config(path: Path, *, data_override: Path | None = None, need_data: boo
         skip_bad_cases=bench.skip_bad_cases, thresholds=bench.thresholds, grid=tuple(grid),
         overrides={m: dict(top.overrides.get(m, {})) for m in all_methods},
         slurm=checked_table(SlurmSettings, top.slurm, source=source, key="slurm"),
-        slices=bench.slices, median_3d=_post(path, "median_3d", bench.median_3d),
+        slices=bench.slices, register=bench.register, median_3d=_post(path, "median_3d", bench.median_3d),
         min_component=_post(path, "min_component", bench.min_component),
         train_data=train_data, test_data=test_data,
     )

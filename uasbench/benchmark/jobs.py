@@ -124,7 +124,11 @@ def specs(config: BenchmarkConfig, out: Path) -> list[RunSpec]:
 
 
 def _protocol(config: BenchmarkConfig) -> Preparation:
-    return Preparation(normalisation=config.normalisation, slices=config.slices)
+    """The data preparation every job of the benchmark file shares."""
+    from uasbench.data.spatial import SpatialStandard
+
+    return Preparation(normalisation=config.normalisation, slices=config.slices,
+                       spatial=SpatialStandard(register=config.register))
 
 
 def prepare_data(config: BenchmarkConfig) -> PreparedData:
@@ -141,7 +145,7 @@ def prepare_data(config: BenchmarkConfig) -> PreparedData:
             on_bad_case="skip" if config.skip_bad_cases else "stop")
         return PreparedData(cross_identity(train, tests, _protocol(config).to_dict(), post.to_dict()),
                             {seed: split_identity(by_name) for seed, by_name in splits.items()})
-    _, cache = open_dataset_cache(config.data, Preparation(normalisation=config.normalisation),
+    _, cache = open_dataset_cache(config.data, _protocol(config),
                                   on_bad_case="skip" if config.skip_bad_cases else "stop", layout=config.layout,
                                   card=config.card, modalities=_pair_modalities(config.pairs()))
     ids = cache.all_cases  # as load_benchmark_data splits them

@@ -64,28 +64,35 @@ def cache_key(data_fp: str, protocol: Preparation) -> str:
 
 
 def preprocess_volumes(case_id: str, images: dict[str, np.ndarray], seg: np.ndarray | None, protocol: Preparation,
-                       names: dict[str, str], ignore: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                       names: dict[str, str], ignore: np.ndarray | None = None, *,
+                       native: dict[str, np.ndarray] | None = None, z_first: int = 0,
+                       depth: int = 0) -> dict[str, np.ndarray]:
     """The protocol's slices of one case, ready to store: images (M, Z, S, S) float32 of the modalities in
     ``images`` in ``MODALITIES`` order, brain masks (M, Z, S, S), anomaly mask (Z, S, S; ``seg > 0``, all false
     when ``seg`` is None: a healthy case), anomalous pixels per slice and, with ``ignore``, the ignore mask.
-    ``names`` are the file names that problems (``BadCaseError``) mention."""
-    depth = next(iter(images.values())).shape[2]
+    ``names`` are the file names that problems (``BadCaseError``) mention. The arrays may be part of a volume
+    ``depth`` slices deep, starting at axial position ``z_first`` (``Volumes``); each image is normalised with
+    the statistics of its ``native`` volume (default: itself)."""
+    shape = next(iter(images.values())).shape
+    depth = depth or shape[2]
     if protocol.slices == "slab" and depth < protocol.z_stop:
         raise BadCaseError(case_id, f"volumes have {depth} axial slices, the protocol needs z < {protocol.z_stop}")
+    z = protocol.z_range(depth)
+    local = replace(protocol, z_start=z.start - z_first, z_stop=z.stop - z_first, slices="slab")
     if seg is None:
-        seg = np.zeros(next(iter(images.values())).shape, bool)
+        seg = np.zeros(shape, bool)
     stacks, brains = [], []
     for m in (m for m in MODALITIES if m in images):
         try:  # statistics of the whole volume, applied to the slab only: 8x less work
-            img, brain = prepare_slices(images[m], m, protocol, protocol.z_range(depth))
+            img, brain = prepare_slices(images[m], m, protocol, local.z_values, native=(native or images)[m])
         except ValueError as exc:
             raise BadCaseError(case_id, f"file {names[m]}: {exc}") from None
         stacks.append(img)
         brains.append(brain)
     arrays = {"img": np.stack(stacks), "brain": np.stack(brains),
-              "seg": resize_mask(axial_stack(seg, protocol) > 0, protocol.size), "area": tumour_area(seg, protocol)}
+              "seg": resize_mask(axial_stack(seg, local) > 0, protocol.size), "area": tumour_area(seg, local)}
     if ignore is not None:
-        arrays["ignore"] = resize_mask(axial_stack(ignore, protocol), protocol.size)
+        arrays["ignore"] = resize_mask(axial_stack(ignore, local), protocol.size)
     return arrays
 
 
@@ -130,27 +137,24 @@ def prepare_case(dataset: Dataset, case: Case, protocol: Preparation, out: Path)
     bad case. Returns a message rather than raising so that it crosses the process boundary unchanged.
     """
     try:
-        vols = read_case(dataset, case, spatial=protocol.spatial)
+        vols = read_case(dataset, case, spatial=protocol.spatial,
+                         axial=protocol.z_values if protocol.slices == "slab" else None)
         labels = dataset.labels
         anomaly = None if vols.seg is None or labels is None else labels.anomaly(vols.seg)
         ignore = None if vols.seg is None or labels is None else labels.ignore(vols.seg)
         arrays = preprocess_volumes(case.id, vols.images, anomaly, protocol,
-                                    {m: case.files[m].name for m in vols.images}, ignore=ignore)
+                                    {m: case.files[m].name for m in vols.images}, ignore=ignore,
+                                    native=vols.native, z_first=vols.z_first, depth=vols.depth)
     except BadCaseError as exc:
         return str(exc)
     write_entry(out, case.id, arrays)
-    if vols.spatial is not None and not _untouched(vols.spatial):
-        (out / f"{case.id}{SPATIAL_SUFFIX}").write_text(json.dumps(vols.spatial, default=lambda v: np.asarray(v).tolist()))
+    if vols.spatial is not None and not vols.spatial.untouched:  # BraTS: nothing worth recording
+        (out / f"{case.id}{SPATIAL_SUFFIX}").write_text(json.dumps(vols.spatial.to_dict(),
+                                                                   default=lambda v: np.asarray(v).tolist()))
     return None
 
 
 SPATIAL_SUFFIX = ".spatial.json"  # a case's spatial record while the cache is built; meta.json keeps them
-
-
-def _untouched(record: dict) -> bool:
-    """Whether the spatial standard left a case as read (BraTS): nothing worth recording."""
-    return not record["reoriented"] and not record["resampled"] and not record["registration"] \
-        and all(v == 0 for pad in record["fov_shift"] for v in pad)
 
 
 def write_entry(out: Path, case_id: str, arrays: dict[str, np.ndarray]) -> None:

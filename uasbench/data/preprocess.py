@@ -176,12 +176,17 @@ def resize(stack: np.ndarray, size: int | tuple[int, int], mode: str = "area") -
     return F.interpolate(t, size=shape, mode=mode, **kwargs)[:, 0].numpy()
 
 
-def prepare_slices(vol: np.ndarray, modality: str, protocol: Preparation, z: range) -> tuple[np.ndarray, np.ndarray]:
+def prepare_slices(vol: np.ndarray, modality: str, protocol: Preparation, z: range,
+                   native: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Axial slices ``z`` of one volume as a method sees them, with their brain masks (``vol > 0``), both on
     the protocol's grid: normalised with the whole volume's statistics, area-resized. The slice cache does
     this for the protocol's slab of every modality; ``uasbench predict`` for the slab it applies a run to.
+
+    The statistics come from ``native`` when given: the whole scan as stored, before the spatial standard
+    interpolated it (``vol`` may then be only a part of the standard grid). Interpolation smooths the
+    intensity histogram and shifts its percentiles, and the scan's own voxels are what was measured.
     Raises ``ValueError`` for a volume without brain voxels."""
-    stats = normalisation_stats(vol, modality, protocol)
+    stats = normalisation_stats(vol if native is None else native, modality, protocol)
     slab = axial_stack(vol, replace(protocol, z_start=z.start, z_stop=z.stop, slices="slab"))
     return resize(apply_normalisation(slab, stats, protocol), protocol.size), resize_mask(slab > 0, protocol.size)
 

@@ -5,14 +5,16 @@ API (stable; the layouts, the slice cache, ``data inspect`` and ``predict`` all 
 * ``SpatialStandard`` (frozen, recorded in ``Preparation.spatial`` and so in the cache fingerprint):
   ``orientation`` (nibabel axis codes, default ``"LPS"``: BraTS's (L, P, S), the third array axis axial),
   ``spacing_mm`` (default 1.0), ``fov_mm`` (in-plane field of view, default (240, 240)), ``reference`` (the
-  modality whose grid the others are resampled onto; None: the first one given) and ``register`` (None or
-  ``"mni152"``), with ``registration_floor`` (the brain-mask Dice below which a registered case is reported).
+  modality whose grid the others are resampled onto; None: the first one given) and ``register`` (None, or
+  ``"none"``, or ``"mni152"``), with ``registration_floor`` (the brain-mask Dice below which a registered case is reported).
 * ``plan(images, standard) -> list[str]``: what ``standardise`` will do, from the headers only (for
   ``data inspect``); ``standard_shape(images, standard)``: the shape it will produce (headers only).
-* ``standardise(images, label, brain_mask, standard) -> Standardised``: numpy arrays on one grid, the grid's
-  affine and a ``SpatialRecord`` of what was done (``record.to_dict()`` goes into a manifest).
+* ``standardise(images, label, brain_mask, standard, axial=None) -> Standardised``: numpy arrays on one grid,
+  the grid's affine and a ``SpatialRecord`` of what was done (``record.to_dict()`` goes into a manifest). With
+  ``axial`` (a range of axial positions of the standard grid) only those slices are produced: the slice cache
+  needs the protocol's 20-slice slab, and interpolating the whole volume would cost more than reading it.
 * ``to_grid(array, affine, shape, target_affine, nearest=...)``: an array from one grid onto another (world
-  coordinates); ``Standardised.to_scan(array, scan, nearest=...)`` puts an array back onto a scan's own grid
+  coordinates); ``SpatialRecord.to_scan(array, scan, nearest=...)`` puts an array back onto a scan's own grid
   (undoing a registration too), which is how ``predict`` makes its maps overlay the input.
 
 Steps, in order (docs/explanation/spatial-standard.md says why):
@@ -46,9 +48,9 @@ import nibabel as nib
 import numpy as np
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
+from uasbench.choices import REGISTRATIONS
 from uasbench.errors import UasbenchError
 
-REGISTRATIONS = ("mni152",)
 SPACING_ATOL_MM = 1e-3  # voxel sizes closer than this to the standard's count as equal (no resampling)
 _SHIFT_ATOL = 1e-3  # grids whose offset is this close to whole voxels line up exactly
 _AXIS_PAIRS = ("LR", "PA", "IS")
@@ -82,8 +84,10 @@ class SpatialStandard:
         if len(fov) != 2 or not all(math.isfinite(v) and 10 <= v <= 1000 for v in fov):
             raise UasbenchError(f"spatial option fov_mm={self.fov_mm}: need two sizes of 10 to 1000 mm")
         object.__setattr__(self, "fov_mm", fov)
+        if self.register == "none":  # the command line's and benchmark file's word for no registration
+            object.__setattr__(self, "register", None)
         if self.register is not None and self.register not in REGISTRATIONS:
-            raise UasbenchError(f"spatial option register={self.register!r}: use one of {REGISTRATIONS} or none")
+            raise UasbenchError(f"spatial option register={self.register!r}: use one of {', '.join(REGISTRATIONS)}")
         if self.register is not None and (self.spacing_mm != 1.0 or fov != (240.0, 240.0)):
             raise UasbenchError(f"spatial option register={self.register!r} lands on the template's 1 mm 240 x 240 "
                                 "grid: leave spacing_mm=1 and fov_mm=(240, 240)")
@@ -156,6 +160,12 @@ class SpatialRecord:
                        + (f" (below the floor {reg['floor']:g})" if reg["below_floor"] else ""))
         return out or ["none (already on the standard grid)"]
 
+    def to_scan(self, array: np.ndarray, scan: nib.spatialimages.SpatialImage, *, nearest: bool) -> np.ndarray:
+        """An array on the whole standard grid (``grid``) put back onto ``scan``'s own grid (through the inverse
+        registration, if any): how ``predict`` makes its maps overlay the scan they were computed from."""
+        world = None if self.registration is None else np.linalg.inv(np.array(self.registration["matrix"]))
+        return to_grid(array, self.grid.affine, scan.shape, scan.affine, nearest=nearest, world=world)[0]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "grid": {"shape": list(self.grid.shape), "affine": self.grid.affine.round(6).tolist()},
@@ -169,20 +179,16 @@ class SpatialRecord:
 @dataclass(frozen=True)
 class Standardised:
     """A case on one grid: images keyed by name (stored dtype when copied, float32 when resampled), the
-    label and brain mask (or None), the grid's affine, and the record of what was done."""
+    label and brain mask (or None), the grid's affine, and the record of what was done. The arrays hold the
+    axial positions ``z_first`` .. ``z_first + depth - 1`` of the grid (``record.grid``: all of them unless
+    ``standardise`` was given ``axial``)."""
 
     images: dict[str, np.ndarray]
     label: np.ndarray | None
     brain_mask: np.ndarray | None
     affine: np.ndarray
     record: SpatialRecord = field(repr=False)
-
-    def to_scan(self, array: np.ndarray, scan: nib.spatialimages.SpatialImage, *, nearest: bool) -> np.ndarray:
-        """An array on this grid put back onto ``scan``'s own grid (through the inverse registration, if any):
-        how ``predict`` makes its maps overlay the scan they were computed from."""
-        reg = self.record.registration
-        world = None if reg is None else np.linalg.inv(np.array(reg["matrix"]))
-        return to_grid(array, self.affine, scan.shape, scan.affine, nearest=nearest, world=world)[0]
+    z_first: int = 0
 
 
 # ---------------------------------------------------------------------------------------------- geometry
@@ -286,9 +292,12 @@ def _exact_map(data: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def _shifted(data: np.ndarray, offset: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """``out[i] = data[i + offset]``, zero outside ``data``; ``data`` itself when nothing changes."""
+    """``out[i] = data[i + offset]``, zero outside ``data``; ``data`` itself when nothing changes, a view of it
+    when it covers all of ``out``."""
     if not offset.any() and tuple(data.shape) == tuple(shape):
         return data
+    if (offset >= 0).all() and all(o + n <= s for o, n, s in zip(offset, shape, data.shape)):
+        return data[tuple(slice(o, o + n) for o, n in zip(offset, shape))]
     out = np.zeros(shape, dtype=data.dtype)
     src = tuple(slice(max(o, 0), min(o + n, s)) for o, n, s in zip(offset, shape, data.shape))
     dst = tuple(slice(s.start - o, s.stop - o) for s, o in zip(src, offset))
@@ -297,25 +306,37 @@ def _shifted(data: np.ndarray, offset: np.ndarray, shape: tuple[int, ...]) -> np
     return out
 
 
+def _corners(matrix: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(3, 8): the eight corners of the voxel box ``lo`` .. ``hi`` mapped by ``matrix`` (4 x 4)."""
+    corners = np.array(np.meshgrid(*zip(lo, hi), indexing="ij"), dtype=float).reshape(3, -1)
+    return matrix[:3, :3] @ corners + matrix[:3, 3:4]
+
+
 def _sitk_resample(data: np.ndarray, matrix: np.ndarray, shape: tuple[int, ...], nearest: bool) -> np.ndarray:
     """``out[p] = data(matrix @ p)`` by SimpleITK (linear, or nearest neighbour), zero outside ``data``.
 
-    Only the non-zero box of the source (with a one-voxel rim of what surrounds it) is handed over, and only
-    the part of the target that can see it is interpolated (the rest is zero by definition): for a
-    skull-stripped scan that is about half the work. SimpleITK's index (x, y, z) is numpy's (k, j, i), so the
-    matrix is reversed on both sides instead of the arrays being transposed.
+    Only what matters is handed over: the part of the source the target can see (a slab of it when the
+    target is a few axial slices), within that the non-zero box (with a one-voxel rim of what surrounds it),
+    and only the part of the target that can see that box is interpolated (the rest is zero by definition):
+    for a skull-stripped scan that is about half the work, for a 20-slice slab a tenth. SimpleITK's index
+    (x, y, z) is numpy's (k, j, i), so the matrix is reversed on both sides instead of the arrays being
+    transposed.
     """
     import SimpleITK as sitk
 
     out = np.zeros(shape, dtype=data.dtype if nearest else np.float32)
-    box = _box(data != 0)
+    seen = _corners(matrix, np.zeros(3), np.array(shape) - 1)
+    s_lo = np.maximum(np.floor(seen.min(1)) - 1, 0).astype(int)
+    s_hi = np.minimum(np.ceil(seen.max(1)) + 1, np.array(data.shape) - 1).astype(int)
+    if (s_hi < s_lo).any():
+        return out
+    part = tuple(slice(a, b + 1) for a, b in zip(s_lo, s_hi))
+    box = _box(data[part] != 0)
     if box is None:
         return out
-    lo = np.maximum(box[0] - 1, 0).astype(int)
-    hi = np.minimum(box[1] + 1, np.array(data.shape) - 1).astype(int)
-    corners = np.array(np.meshgrid(*zip(lo, hi), indexing="ij")).reshape(3, -1)
-    inverse = np.linalg.inv(matrix)
-    target = inverse[:3, :3] @ corners + inverse[:3, 3:4]
+    lo = np.maximum(box[0] - 1 + s_lo, s_lo).astype(int)
+    hi = np.minimum(box[1] + 1 + s_lo, s_hi).astype(int)
+    target = _corners(np.linalg.inv(matrix), lo, hi)
     t_lo = np.maximum(np.floor(target.min(1)) - 1, 0).astype(int)
     t_hi = np.minimum(np.ceil(target.max(1)) + 2, shape).astype(int)
     if (t_hi <= t_lo).any():
@@ -341,8 +362,9 @@ def to_grid(data: np.ndarray, affine: np.ndarray, shape: tuple[int, ...], target
 
     ``world`` (4x4, optional) maps a target world point to a source world point (a registration). Returns
     the array and whether it was interpolated: a grid that lines up with the target up to whole voxels,
-    flips and axis swaps is copied exactly (the array itself when nothing changes), anything else is resampled, linearly to float32
-    or, with ``nearest``, by nearest neighbour in the stored dtype.
+    flips and axis swaps is copied exactly (a view of ``data`` when the target lies inside it, so treat the
+    result as read-only), anything else is resampled, linearly to float32 or, with ``nearest``, by nearest
+    neighbour in the stored dtype.
     """
     matrix = np.linalg.inv(affine) @ (np.eye(4) if world is None else world) @ target_affine
     exact = _exact_map(data, matrix)
@@ -394,7 +416,7 @@ def plan(images: Mapping[str, nib.spatialimages.SpatialImage], standard: Spatial
                         "template's 240x240x155 1 mm grid"]
     for name, g in grids.items():
         mine = reoriented_grid(g, standard)
-        if name == ref and mine is not target:
+        if name == ref and not np.allclose(mine.spacing, standard.spacing_mm, atol=SPACING_ATOL_MM):
             lines.append(f"resample {name} ({'x'.join(f'{v:.3g}' for v in g.spacing)} mm) to "
                          f"{standard.spacing_mm:g} mm")
         elif name != ref and _exact_map(np.empty((0, 0, 0)), np.linalg.inv(mine.affine) @ target.affine) is None:
@@ -407,14 +429,27 @@ def plan(images: Mapping[str, nib.spatialimages.SpatialImage], standard: Spatial
     return lines or ["none (already on the standard grid)"]
 
 
+def _axial_window(grid: Grid, axial: range | None) -> tuple[Grid, int]:
+    """The part of ``grid`` at the axial positions ``axial`` (clipped to the grid), and its first position."""
+    if axial is None:
+        return grid, 0
+    first = min(max(axial.start, 0), grid.shape[2])
+    stop = min(max(axial.stop, first), grid.shape[2])
+    affine = grid.affine.copy()
+    affine[:3, 3] = grid.affine[:3, :3] @ np.array([0.0, 0.0, first]) + grid.affine[:3, 3]
+    return Grid((grid.shape[0], grid.shape[1], stop - first), affine), first
+
+
 def standardise(images: Mapping[str, nib.spatialimages.SpatialImage],
                 label: nib.spatialimages.SpatialImage | None = None,
                 brain_mask: nib.spatialimages.SpatialImage | None = None,
-                standard: SpatialStandard = SpatialStandard()) -> Standardised:
+                standard: SpatialStandard = SpatialStandard(), axial: range | None = None) -> Standardised:
     """Bring one case's scans onto the standard grid (the module docstring lists the steps).
 
     ``images`` maps a name (a modality) to a nibabel image; its voxels are read here in their stored dtype.
     ``label`` and ``brain_mask`` may sit on any grid: they are put onto the common one by nearest neighbour.
+    ``axial``: produce only these axial positions of the standard grid (clipped to it; ``z_first`` says where
+    the arrays start); the grid, its centring and any registration are those of the whole volume.
     Raises ``UasbenchError`` for a missing reference or a scan that is not 3-D, and ``ValueError`` when a
     case to register has no brain voxel.
     """
@@ -450,18 +485,23 @@ def standardise(images: Mapping[str, nib.spatialimages.SpatialImage],
                 centre = (np.linalg.inv(target.affine) @ mask_grid.affine @ mid)[:3]
         target, shift = _fov_window(target, centre, standard)
 
+    window, z_first = _axial_window(target, axial)
     out: dict[str, np.ndarray] = {}
     resampled = []
     for name, (_, nearest) in scans.items():
         data, grid = oriented[name]
-        out[name], interpolated = to_grid(data, grid.affine, target.shape, target.affine, nearest=nearest,
+        out[name], interpolated = to_grid(data, grid.affine, window.shape, window.affine, nearest=nearest,
                                           world=world)
         if interpolated:
             resampled.append(name)
 
-    if standard.register:
-        registration = reg.quality(result, (out["brain_mask"] if brain_mask is not None else out[ref]) != 0,
-                                   standard)
+    if standard.register:  # the quality figure is the whole brain's, whatever part of it was asked for
+        brain = out[brain_name]
+        if window is not target:
+            data, grid = oriented[brain_name]
+            brain = to_grid(data, grid.affine, target.shape, target.affine, nearest=scans[brain_name][1],
+                            world=world)[0]
+        registration = reg.quality(result, brain != 0, standard)
     record = SpatialRecord(standard, target, sources, reoriented, tuple(resampled), shift, registration)
     return Standardised({name: out[name] for name in images}, out.get("label"), out.get("brain_mask"),
-                        target.affine, record)
+                        target.affine, record, z_first)

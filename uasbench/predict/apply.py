@@ -22,18 +22,16 @@ from typing import Any
 import numpy as np
 import torch
 
-import nibabel as nib
-
-from uasbench.data.brats import BadCaseError, Scan, open_scan
+from uasbench.data.layouts.base import BadCaseError, read_case
 from uasbench.data.preprocess import Preparation, prepare_slices, resize
 from uasbench.data.slices import SliceSet
-from uasbench.data.spatial import SpatialRecord, standard_shape, standardise
+from uasbench.data.spatial import SpatialRecord, standard_shape
 from uasbench.errors import UasbenchError, UsageError
 from uasbench.evaluation.metrics import overlap
 from uasbench.evaluation.postprocess import PostProcess, apply_postprocess
 from uasbench.method import AnomalyMethod, resolve_device
 from uasbench.modalities import Pair
-from uasbench.predict.cases import check_grid, find_cases, select_cases
+from uasbench.predict.cases import Scan, check_grid, find_cases, open_scan, select_cases
 from uasbench.predict.nifti import check_output_folder, like_scan, save_together
 from uasbench.registry import get_method
 from uasbench.manifest import RunManifest
@@ -180,33 +178,33 @@ def standard_depth(scan: Scan, protocol: Preparation) -> int:
 def predict_scan(method: AnomalyMethod, run: TrainedRun, scan: Scan, z: range, threshold: float,
                  advance: Callable[[], None] = lambda: None) -> CasePrediction:
     """Score the slab ``z`` (of the standard grid) of one scan and return its maps on the method's grid and
-    on the scan's own grid."""
-    image, labels = scan.read()
-    std = standardise({scan.modality: nib.Nifti1Image(image, scan.image.affine)},
-                      None if labels is None else nib.Nifti1Image(labels, scan.seg.affine), None,
-                      run.protocol.spatial)
-    volume = std.images[scan.modality]
+    on the scan's own grid. The scan is read and prepared as the run's slice cache prepared its data (the
+    same reader: brain-mask file, spatial standard, statistics of the scan as stored)."""
+    vols = read_case(scan.dataset, scan.case, (scan.modality,), run.protocol.spatial, axial=z, label_optional=True)
+    slab = vols.images[scan.modality]  # the axial positions z of the standard grid
     try:
-        x, brain = prepare_slices(volume, scan.modality, run.protocol, z)
+        x, brain = prepare_slices(slab, scan.modality, run.protocol, range(len(z)), native=vols.native[scan.modality])
     except ValueError as exc:
         raise BadCaseError(scan.case.id, f"file {scan.case.files[scan.modality].name}: {exc}") from None
     maps = score_slices(method, x, brain, scan.case.id, z, advance)
-    scan_brain = np.moveaxis(volume[:, :, z.start:z.stop], 2, 0) > 0
-    anomaly, inside = to_scan_grid(maps, brain, scan_brain, run.post)
+    anomaly, inside = to_scan_grid(maps, brain, np.moveaxis(slab, 2, 0) > 0, run.post)
     flagged = (anomaly > threshold) & inside
     dice = None
-    if std.label is not None:
-        truth = (np.moveaxis(std.label[:, :, z.start:z.stop], 2, 0) > 0) & inside
+    labels = scan.dataset.labels
+    if vols.seg is not None and labels is not None:
+        scored = inside if labels.ignore(vols.seg) is None else inside & ~np.moveaxis(labels.ignore(vols.seg), 2, 0)
+        truth = np.moveaxis(labels.anomaly(vols.seg), 2, 0) & scored
         # one "slice" holding the whole slab: a volume Dice with the metrics' empty-mask rule
-        dice = float(overlap(flagged.reshape(1, -1, 1), truth.reshape(1, -1, 1))[0]["dice"][0])
-    anomaly_std = np.zeros(volume.shape, dtype=np.float32)
+        dice = float(overlap((flagged & scored).reshape(1, -1, 1), truth.reshape(1, -1, 1))[0]["dice"][0])
+    shape = vols.spatial.grid.shape
+    anomaly_std = np.zeros(shape, dtype=np.float32)
     anomaly_std[:, :, z.start:z.stop] = np.moveaxis(anomaly, 0, 2)
-    segmentation_std = np.zeros(volume.shape, dtype=np.uint8)
+    segmentation_std = np.zeros(shape, dtype=np.uint8)
     segmentation_std[:, :, z.start:z.stop] = np.moveaxis(flagged, 0, 2)
-    anomaly_out = std.to_scan(anomaly_std, scan.image, nearest=False).astype(np.float32, copy=False)
-    segmentation_out = std.to_scan(segmentation_std, scan.image, nearest=True)
+    anomaly_out = vols.spatial.to_scan(anomaly_std, scan.image, nearest=False).astype(np.float32, copy=False)
+    segmentation_out = vols.spatial.to_scan(segmentation_std, scan.image, nearest=True)
     return CasePrediction(scan.case.id, z, maps, np.ascontiguousarray(anomaly_out),
-                          np.ascontiguousarray(segmentation_out), dice, std.record)
+                          np.ascontiguousarray(segmentation_out), dice, vols.spatial)
 
 
 def where_scored(result: CasePrediction) -> str:
@@ -223,7 +221,8 @@ def output_paths(out: Path, case: str) -> tuple[Path, Path]:
 
 def predict(run_dir: Path, data: Path, out: Path, *, cases: list[str] | None = None, slices: str = "protocol",
             threshold: str = "val_dice", device: str | None = None, progress: bool = True,
-            log: Callable[[str], None] = print) -> list[CaseSummary]:
+            log: Callable[[str], None] = print, layout: str | None = None,
+            card: Path | None = None) -> list[CaseSummary]:
     """Check everything, then predict every selected case and write its two NIfTI files into ``out``.
 
     Every check that can fail on the user's input (run folder, threshold, cases, grids, output folder)
@@ -237,7 +236,8 @@ def predict(run_dir: Path, data: Path, out: Path, *, cases: list[str] | None = N
     run = TrainedRun.read(run_dir)
     name, value = run.threshold(choice)
     modality = run.pair.input
-    scans = [open_scan(c, modality) for c in select_cases(find_cases(data, modality), cases or [], data)]
+    dataset = find_cases(data, modality, layout, card)
+    scans = [open_scan(dataset, c, modality) for c in select_cases(dataset.cases, cases or [], data)]
     depths = [standard_depth(scan, run.protocol) for scan in scans]
     slabs = [slices_to_score(slices, run.protocol, depth) for depth in depths]
     for scan, z, depth in zip(scans, slabs, depths):

@@ -21,7 +21,7 @@ from uasbench.errors import UasbenchError
 from uasbench.modalities import MODALITIES
 
 if TYPE_CHECKING:
-    from uasbench.data.spatial import SpatialStandard
+    from uasbench.data.spatial import SpatialRecord, SpatialStandard
 
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 AFFINE_ATOL = 1e-3
@@ -154,14 +154,22 @@ class Volumes:
     """A validated case: images keyed by modality in their stored dtype (int16 for BraTS; converting whole
     volumes to float would double the read cost, and only the protocol's slab needs floats), integer labels
     (remapped to the layout's downstream convention; None for a healthy-only dataset), each file's affine and
-    the first modality's affine (``affine``)."""
+    the first modality's affine (``affine``).
+
+    On the spatial standard, ``images`` and ``seg`` may be a part of the standard grid: its axial positions
+    ``z_first`` .. of ``depth`` in all. ``native`` keeps each image as stored (brain-masked, not interpolated):
+    what a volume's normalisation statistics are computed from (the same arrays as ``images`` when the standard
+    left the case as read)."""
 
     case: str
     images: dict[str, np.ndarray]
     seg: np.ndarray | None
     affine: np.ndarray
     affines: dict[str, np.ndarray] = field(default_factory=dict, hash=False)
-    spatial: dict | None = field(default=None, hash=False)  # the spatial standard's record, when applied
+    spatial: SpatialRecord | None = field(default=None, hash=False)  # what the spatial standard did, when applied
+    native: dict[str, np.ndarray] = field(default_factory=dict, hash=False)
+    z_first: int = 0
+    depth: int = 0  # axial positions of the whole grid (0: the arrays' own depth)
 
 
 def expected_name(case: Case, name: str) -> str:
@@ -249,42 +257,64 @@ def read_labels(case: Case, labels: Labels, data: np.ndarray, name: str = LABEL)
     return seg
 
 
-def read_case(dataset: Dataset, case: Case, modalities: tuple[str, ...] | None = None,
-              spatial: SpatialStandard | None = None) -> Volumes:
-    """Read and validate ``modalities`` (default: the dataset's), the label file and the brain-mask file of one
-    case; raises ``BadCaseError`` on any problem. With ``spatial``, the arrays are then brought onto the spatial
-    standard's grid (``uasbench.data.spatial``; BraTS on the default standard comes back untouched). A brain-mask
-    file zeroes the images outside it, so the rest of the toolkit finds the brain as the non-zero voxels, as in
-    skull-stripped data."""
-    modalities = dataset.modalities if modalities is None else modalities
-    extra = (() if dataset.labels is None else (LABEL,)) + ((BRAIN,) if dataset.brain_mask == "file" else ())
-    names = (*modalities, *extra)
+def open_headers(dataset: Dataset, case: Case, modalities: tuple[str, ...],
+                 label_optional: bool = False) -> dict[str, nib.Nifti1Image]:
+    """The headers of ``modalities``, the label file (unless ``label_optional`` and absent) and the brain-mask
+    file of one case, in that order: present, readable, and on one grid where the dataset says they share one."""
+    labelled = dataset.labels is not None and (LABEL in case.files or not label_optional)
+    names = (*modalities, *((LABEL,) if labelled else ()), *((BRAIN,) if dataset.brain_mask == "file" else ()))
     require(case, names)
     headers = {name: open_file(case, name) for name in names}
     if dataset.same_grid:
         check_geometry(case, headers)
+    return headers
+
+
+def read_case(dataset: Dataset, case: Case, modalities: tuple[str, ...] | None = None,
+              spatial: SpatialStandard | None = None, axial: range | None = None,
+              label_optional: bool = False) -> Volumes:
+    """Read and validate ``modalities`` (default: the dataset's), the label file and the brain-mask file of one
+    case; raises ``BadCaseError`` on any problem. With ``spatial``, the arrays are then brought onto the spatial
+    standard's grid (``uasbench.data.spatial``; BraTS on the default standard comes back untouched), only its
+    axial positions ``axial`` when given. A brain-mask file zeroes the images outside it, so the rest of the
+    toolkit finds the brain as the non-zero voxels, as in skull-stripped data. ``label_optional``: a case
+    without its label file is read without labels (``predict`` applies a run to unlabelled scans)."""
+    modalities = dataset.modalities if modalities is None else modalities
+    headers = open_headers(dataset, case, modalities, label_optional)
+    names = tuple(headers)
     data = {name: read_data(case, name, headers[name]) for name in modalities}
-    if dataset.labels is not None:
+    if LABEL in headers:
         data[LABEL] = read_labels(case, dataset.labels, read_data(case, LABEL, headers[LABEL]))
     if BRAIN in headers:
         data[BRAIN] = read_data(case, BRAIN, headers[BRAIN]) > 0
     affines = {name: np.asarray(headers[name].affine, dtype=float) for name in names}
-    record = None
-    if spatial is not None:
-        data, affines, record = _standardised(case, data, affines, spatial)
-    images = {m: data[m] for m in modalities}
     if BRAIN in data:
-        brain = data[BRAIN]
-        for m, img in images.items():
-            if img.shape != brain.shape:
-                raise BadCaseError(case.id, f"file {case.files[BRAIN].name} has shape {brain.shape}, but "
-                                            f"{case.files[m].name} has {img.shape}")
-            images[m] = np.where(brain, img, np.zeros((), img.dtype))
-    return Volumes(case.id, images, data.get(LABEL), affines[names[0]], affines, record)
+        for m in modalities:
+            data[m] = _masked(case, data[m], affines[m], data[BRAIN], affines[BRAIN])
+    native = {m: data[m] for m in modalities}
+    if spatial is None:
+        return Volumes(case.id, native, data.get(LABEL), affines[names[0]], affines, None, native)
+    done = _standardised(case, data, affines, spatial, axial)
+    images = {m: done.images[m] for m in modalities}
+    if done.brain_mask is not None:  # zero again where interpolation blended the brain's edge outwards
+        images = {m: np.where(done.brain_mask > 0, img, np.zeros((), img.dtype)) for m, img in images.items()}
+    return Volumes(case.id, images, done.label, done.affine, {name: done.affine for name in names},
+                   done.record, native, done.z_first, done.record.grid.shape[2])
+
+
+def _masked(case: Case, image: np.ndarray, affine: np.ndarray, brain: np.ndarray,
+            brain_affine: np.ndarray) -> np.ndarray:
+    """``image`` zeroed outside the brain-mask file's voxels, on the image's own grid (the mask is put onto
+    that grid by nearest neighbour when it is stored on another)."""
+    if brain.shape != image.shape or not np.allclose(affine, brain_affine, atol=AFFINE_ATOL):
+        from uasbench.data.spatial import to_grid
+
+        brain = to_grid(brain, brain_affine, image.shape, affine, nearest=True)[0]
+    return np.where(brain, image, np.zeros((), image.dtype))
 
 
 def _standardised(case: Case, data: dict[str, np.ndarray], affines: dict[str, np.ndarray],
-                  spatial: SpatialStandard) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
+                  spatial: SpatialStandard, axial: range | None):
     """The validated arrays on the spatial standard's grid (in-memory images: the voxels are read once)."""
     from uasbench.data.spatial import standardise
 
@@ -293,13 +323,7 @@ def _standardised(case: Case, data: dict[str, np.ndarray], affines: dict[str, np
 
     images = {name: image(name) for name in data if name not in (LABEL, BRAIN)}
     try:
-        done = standardise(images, image(LABEL) if LABEL in data else None,
-                           image(BRAIN) if BRAIN in data else None, spatial)
+        return standardise(images, image(LABEL) if LABEL in data else None,
+                           image(BRAIN) if BRAIN in data else None, spatial, axial)
     except UasbenchError as exc:
         raise BadCaseError(case.id, str(exc)) from None
-    out = dict(done.images)
-    if done.label is not None:
-        out[LABEL] = done.label
-    if done.brain_mask is not None:
-        out[BRAIN] = done.brain_mask > 0
-    return out, {name: done.affine for name in affines}, done.record.to_dict()
