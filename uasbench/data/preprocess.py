@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -113,16 +114,73 @@ class Preparation:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def brain_values(vol: np.ndarray) -> np.ndarray:
-    """``vol[vol > 0]``, indexing only the brain's bounding box: boolean indexing of the whole 240x240x155
-    volume costs as much as decompressing it, and the box is about a third of it."""
-    brain = vol > 0
+def _brain_box(brain: np.ndarray) -> tuple[slice, ...]:
+    """The bounding box of ``brain``'s true voxels (empty slices when there are none). The axis with the largest
+    stride is folded first (a cheap OR of whole planes: the last axis of a NIfTI volume in Fortran order),
+    the other extents come from that one small projection."""
+    outer = int(np.argmax(brain.strides)) if brain.ndim > 1 else 0
+    planes = brain.any(axis=outer)
+    if not planes.any():
+        return tuple(slice(0, 0) for _ in range(brain.ndim))
     box = []
-    for axis in range(vol.ndim):
-        hit = np.flatnonzero(brain.any(axis=tuple(a for a in range(vol.ndim) if a != axis)))
-        box.append(slice(hit[0], hit[-1] + 1) if hit.size else slice(0, 0))
-    box = tuple(box)
-    return vol[box][brain[box]]
+    for axis in range(brain.ndim):
+        if axis == outer:
+            hit = np.flatnonzero(brain.any(axis=tuple(a for a in range(brain.ndim) if a != axis)))
+        else:
+            rest = axis - (axis > outer)
+            hit = np.flatnonzero(planes.any(axis=tuple(a for a in range(planes.ndim) if a != rest)))
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
+
+
+def _c_order(a: np.ndarray) -> np.ndarray:
+    """``a`` (a view into a volume) as a C-contiguous array. numpy copies a Fortran-ordered 3-D view into C
+    order with a whole plane's stride innermost; one middle-axis plane at a time is twice as fast."""
+    if a.ndim != 3 or a.strides[2] <= max(a.strides[:2]) or a.flags.c_contiguous:
+        return np.ascontiguousarray(a)
+    out = np.empty(a.shape, a.dtype)
+    for j in range(a.shape[1]):
+        out[:, j, :] = a[:, j, :]
+    return out
+
+
+def brain_values(vol: np.ndarray) -> np.ndarray:
+    """``vol[vol > 0]`` in C order, indexing only the brain's bounding box: boolean indexing of the whole
+    240x240x155 volume costs as much as decompressing it, and the box is about a third of it."""
+    box = _c_order(vol[_brain_box(vol > 0)])
+    return box[box > 0]
+
+
+# Integer brains whose largest value is below this get their percentiles from a count per value.
+_HISTOGRAM_LIMIT = 1 << 20
+
+
+def _quantiles(values: np.ndarray, qs: tuple[float, ...]) -> tuple[float, ...] | None:
+    """``np.quantile(values, q)`` (method "linear") of positive integer ``values`` for each ``q``, bit for bit,
+    from a count per value, which is three times cheaper than numpy's partition; None for other values.
+    numpy reads the sorted values at ``floor((n - 1) * q)`` and the next index and interpolates in float64 as
+    below (``a + d * g`` below the middle, ``b - d * (1 - g)`` from it); the difference of two positive
+    integers of one dtype cannot overflow it."""
+    if values.dtype.kind not in "iu" or values.dtype.itemsize > 2 and int(values.max()) >= _HISTOGRAM_LIMIT:
+        return None
+    ends = np.cumsum(np.bincount(values.astype(np.intp, copy=False)))  # ends[v]: how many values <= v
+    n = values.size
+
+    def sorted_at(k: int) -> int:
+        return int(np.searchsorted(ends, k, side="right"))
+
+    out = []
+    for q in qs:
+        virtual = (n - 1) * q
+        if virtual >= n - 1:
+            out.append(float(sorted_at(n - 1)))
+            continue
+        previous = math.floor(virtual)
+        gamma = virtual - previous
+        a, b = sorted_at(previous), sorted_at(previous + 1)
+        diff = float(b - a)
+        out.append(b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma)
+    return tuple(out)
 
 
 def normalisation_stats(vol: np.ndarray, modality: str, protocol: Preparation) -> tuple[float, float]:
@@ -131,19 +189,26 @@ def normalisation_stats(vol: np.ndarray, modality: str, protocol: Preparation) -
     if values.size == 0:
         raise ValueError("empty brain: no voxel above 0")
     if protocol.normalisation == "official":
-        upper = float(np.quantile(values, protocol.official_upper_quantile))
+        q = protocol.official_upper_quantile
+        upper = (_quantiles(values, (float(q),)) or (float(np.quantile(values, q)),))[0]
         return upper / 2, upper / 6  # (vol - U/2) / (U/6) == vol * 6/U - 3
     lo_p, hi_p = protocol.paper_flair_percentiles if modality == "flair" else protocol.paper_percentiles
-    lo, hi = np.percentile(values, [lo_p, hi_p])
-    inner = values[(values >= lo) & (values <= hi)]
-    std = float(inner.std())
+    exact = _quantiles(values, (lo_p / 100, hi_p / 100))
+    if exact is None:
+        lo, hi = np.percentile(values, [lo_p, hi_p])
+        inner = values[(values >= lo) & (values <= hi)]
+    else:  # integers: the same test against whole bounds, made in the values' own dtype
+        inner = values[(values >= math.ceil(exact[0])) & (values <= math.floor(exact[1]))]
+    std = float(inner.std())  # the same values in the same order: numpy's sums round the same way
     return float(inner.mean()), std if std > 0 else 1.0
 
 
 def apply_normalisation(x: np.ndarray, stats: tuple[float, float], protocol: Preparation) -> np.ndarray:
     """Normalise any part of a volume (e.g. only the protocol's slab) with the whole volume's statistics."""
     centre, scale = stats
-    out = ((x - np.float32(centre)) / np.float32(scale)).astype(np.float32)
+    out = np.subtract(x, np.float32(centre))
+    np.divide(out, np.float32(scale), out=out)  # in place: the dtype of ``x - centre`` either way
+    out = out.astype(np.float32, copy=False)
     if protocol.normalisation == "paper":
         out[~(x > 0)] = protocol.paper_background
     return out
@@ -187,8 +252,27 @@ def prepare_slices(vol: np.ndarray, modality: str, protocol: Preparation, z: ran
 
 
 def resize_mask(stack: np.ndarray, size: int) -> np.ndarray:
-    """Area-resize a boolean stack and re-binarise with ``> 0`` (the official code's slight dilation)."""
-    return resize(stack.astype(np.float32), size) > 0
+    """Area-resize a boolean stack and re-binarise with ``> 0`` (the official code's slight dilation).
+
+    An area average of zeros and ones is above 0 exactly when its window holds a one, so a boolean (N, H, W)
+    stack takes an OR over torch's windows instead (ten times cheaper); other stacks are resized."""
+    if stack.dtype != np.bool_ or stack.ndim != 3 or not isinstance(size, int) or size < 1:
+        return resize(stack.astype(np.float32), size) > 0
+    for axis in (1, 2):
+        stack = _any_in_windows(stack, axis, size)
+    return stack
+
+
+def _any_in_windows(stack: np.ndarray, axis: int, size: int) -> np.ndarray:
+    """OR of ``stack`` along ``axis`` over the ``size`` windows of torch's adaptive pooling (output ``i`` covers
+    ``floor(i * n / size)`` up to ``ceil((i + 1) * n / size)``), shorter windows repeating their last entry."""
+    n = stack.shape[axis]
+    i = np.arange(size)
+    start, end = i * n // size, -(-(i + 1) * n // size)
+    out = np.take(stack, start, axis=axis)
+    for k in range(1, int((end - start).max())):
+        out |= np.take(stack, np.minimum(start + k, end - 1), axis=axis)
+    return out
 
 
 def tumour_area(seg: np.ndarray, protocol: Preparation) -> np.ndarray:
