@@ -69,7 +69,8 @@ def random_volume(rng: np.random.Generator, dtype: str, high: float) -> np.ndarr
 
 
 KINDS = [("int16", 32767), ("int16", 900), ("uint8", 255), ("uint16", 65535), ("int32", 2_000_000_000),
-         ("int32", 5000), ("int64", 1 << 40), ("uint64", 3000), ("float32", 1e4), ("float64", 1.0), ("float16", 100)]
+         ("int32", 5000), ("int64", 1 << 40), ("int64", 3000), ("uint64", 3000), ("int8", 127), ("float32", 1e4),
+         ("float64", 1.0), ("float16", 100)]
 
 
 @pytest.mark.parametrize(("dtype", "high"), KINDS)

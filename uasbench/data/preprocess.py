@@ -153,17 +153,22 @@ def brain_values(vol: np.ndarray) -> np.ndarray:
 
 # Integer brains whose largest value is below this get their percentiles from a count per value.
 _HISTOGRAM_LIMIT = 1 << 20
+_TORCH_COUNTS = tuple(np.dtype(t) for t in ("uint8", "int8", "int16", "int32", "int64"))
 
 
 def _quantiles(values: np.ndarray, qs: tuple[float, ...]) -> tuple[float, ...] | None:
     """``np.quantile(values, q)`` (method "linear") of positive integer ``values`` for each ``q``, bit for bit,
-    from a count per value, which is three times cheaper than numpy's partition; None for other values.
+    from a count per value, which is several times cheaper than numpy's partition; None for other values.
     numpy reads the sorted values at ``floor((n - 1) * q)`` and the next index and interpolates in float64 as
     below (``a + d * g`` below the middle, ``b - d * (1 - g)`` from it); the difference of two positive
     integers of one dtype cannot overflow it."""
     if values.dtype.kind not in "iu" or values.dtype.itemsize > 2 and int(values.max()) >= _HISTOGRAM_LIMIT:
         return None
-    ends = np.cumsum(np.bincount(values.astype(np.intp, copy=False)))  # ends[v]: how many values <= v
+    if values.dtype in _TORCH_COUNTS:  # torch counts three times faster than numpy, to the same integers
+        counts = torch.bincount(torch.from_numpy(values)).numpy()
+    else:
+        counts = np.bincount(values.astype(np.intp, copy=False))
+    ends = np.cumsum(counts)  # ends[v]: how many values <= v
     n = values.size
 
     def sorted_at(k: int) -> int:
