@@ -54,20 +54,22 @@ def compare(label: str, vol: np.ndarray, modality: str, repeat: int) -> None:
                      "new stats": lambda: new.normalisation_stats(vol, modality, protocol),
                      "old prepare": lambda: old.prepare_slices(vol, modality, protocol, z),
                      "new prepare": lambda: new.prepare_slices(vol, modality, protocol, z)}, repeat)
-        print(f"{label:<34} {protocol.normalisation:<8} "
-              f"{t['old stats'] * 1e3:7.1f} {t['new stats'] * 1e3:7.1f} {t['old stats'] / t['new stats']:5.2f}x   "
-              f"{t['old prepare'] * 1e3:7.1f} {t['new prepare'] * 1e3:7.1f} {t['old prepare'] / t['new prepare']:5.2f}x")
+        cells = [f"{t['old ' + k] * 1e3:7.1f} {t['new ' + k] * 1e3:7.1f} {t['old ' + k] / t['new ' + k]:5.2f}x"
+                 for k in ("stats", "prepare")]
+        print(f"{label:<34} {protocol.normalisation:<8} {cells[0]}   {cells[1]}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nifti", type=Path, action="append", default=[], help="a NIfTI volume (repeatable)")
-    parser.add_argument("--modality", default=None, help="modality of --nifti (default: from the name, _flair.nii.gz ...)")
+    parser.add_argument("--modality", default=None,
+                        help="modality of every --nifti (default: from each name, e.g. _flair.nii.gz)")
     parser.add_argument("--repeat", type=int, default=20, help="interleaved repetitions; the best of each counts")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"one thread, best of {args.repeat}; milliseconds old, new and old/new")
-    print(f"{'volume':<34} {'norm':<8} {'stats: old':>10} {'new':>7} {'ratio':>6}   {'prepare: old':>12} {'new':>7} {'ratio':>6}")
+    print(f"{'':<43} {'normalisation_stats':^21}   {'prepare_slices':^21}")
+    print(f"{'volume':<34} {'norm':<8} {'old':>7} {'new':>7} {'ratio':>6}   {'old':>7} {'new':>7} {'ratio':>6}")
     t1 = generate_subject(0).images["t1"]
     for label, vol in (("phantom t1 int16, C order", t1), ("phantom t1 int16, Fortran order", np.asfortranarray(t1)),
                        ("phantom t1 float32, Fortran order", np.asfortranarray(t1, dtype=np.float32))):

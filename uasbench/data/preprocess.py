@@ -261,7 +261,8 @@ def resize_mask(stack: np.ndarray, size: int) -> np.ndarray:
 
     An area average of zeros and ones is above 0 exactly when its window holds a one, so a boolean (N, H, W)
     stack takes an OR over torch's windows instead (ten times cheaper); other stacks are resized."""
-    if stack.dtype != np.bool_ or stack.ndim != 3 or not isinstance(size, int) or size < 1:
+    if (stack.dtype != np.bool_ or stack.ndim != 3 or 0 in stack.shape[1:]
+            or not isinstance(size, int) or size < 1):
         return resize(stack.astype(np.float32), size) > 0
     for axis in (1, 2):
         stack = _any_in_windows(stack, axis, size)
