@@ -34,7 +34,10 @@ PROTOCOLS = [Preparation(), Preparation(normalisation="official"),
              Preparation(paper_percentiles=(49.9, 50.1)),
              Preparation(official_upper_quantile=1.0, normalisation="official"),
              Preparation(official_upper_quantile=1, normalisation="official"),
-             Preparation(official_upper_quantile=0.37, normalisation="official")]
+             Preparation(official_upper_quantile=0.37, normalisation="official"),
+             # numpy interpolates in float64 for a numpy float and takes the value for a numpy integer
+             Preparation(official_upper_quantile=np.float64(0.37), normalisation="official"),
+             Preparation(official_upper_quantile=np.int64(1), normalisation="official")]
 MODALITIES = ("t1", "flair")  # FLAIR has its own percentiles (2, 90)
 
 
@@ -74,6 +77,8 @@ def random_volume(rng: np.random.Generator, dtype: str, high: float) -> np.ndarr
         vol[rng.random(shape) < 0.1] = -rng.uniform(1, 50)  # negatives inside and outside the brain
     if kind == "f":
         vol[rng.random(shape) < 0.02] = np.nan  # never brain (nan > 0 is false)
+        if rng.random() < 0.1:
+            vol[blob & (rng.random(shape) < 0.01)] = np.inf
     if rng.random() < 0.3:  # few distinct values: many ties
         vol[vol > 0] = np.ceil(vol[vol > 0] / max(high / 4, 1))
     out = vol.astype(dtype)
@@ -81,8 +86,8 @@ def random_volume(rng: np.random.Generator, dtype: str, high: float) -> np.ndarr
 
 
 KINDS = [("int16", 32767), ("int16", 900), ("uint8", 255), ("uint16", 65535), ("int32", 2_000_000_000),
-         ("int32", 5000), ("int64", 1 << 40), ("int64", 3000), ("uint64", 3000), ("int8", 127), ("float32", 1e4),
-         ("float64", 1.0), ("float16", 100)]
+         ("int32", 5000), ("int64", 1 << 40), ("int64", 3000), ("uint64", 3000), ("uint64", 1 << 62), ("int8", 127),
+         ("float32", 1e4), ("float64", 1.0), ("float16", 100), ("longdouble", 10.0)]
 
 
 @pytest.mark.parametrize(("dtype", "high"), KINDS)
@@ -105,14 +110,18 @@ def test_random_volumes_give_the_same_statistics_and_slices(dtype, high):
 
 
 @pytest.mark.parametrize(("dtype", "high"), [("int16", 32767), ("uint8", 255), ("int32", (1 << 20) - 1),
-                                           ("uint64", 70000)])
+                                           ("uint64", 70000), ("int64", 1 << 62), ("float32", 3000.0),
+                                           ("float64", 1e6), ("float16", 60000.0)])
 def test_official_quantile_of_integers_is_numpys_to_the_last_bit(dtype, high):
     """The official scale is the brain quantile itself, so every rounding of numpy's interpolation shows (its two
     formulas, below and from the middle, differ in the last bit for about one case in a hundred)."""
     rng = np.random.default_rng(11)
     for _ in range(1000):
         n = int(rng.integers(1, 60))
-        vol = rng.integers(1, high, size=(n, 1, 1), endpoint=True).astype(dtype)
+        if np.dtype(dtype).kind == "f":
+            vol = np.maximum(rng.uniform(0, high, size=(n, 1, 1)).astype(dtype), np.finfo(dtype).tiny)
+        else:
+            vol = rng.integers(1, high, size=(n, 1, 1), endpoint=True).astype(dtype)
         q = float(rng.choice([rng.random(), round(rng.random(), 2), 0.5, 0.9, 1.0]))
         protocol = Preparation(normalisation="official", official_upper_quantile=max(q, 1e-9))
         assert_same_stats(vol, "t1", protocol)
