@@ -100,7 +100,7 @@ def spatial_benchmark(shared: Path, repeat: int) -> None:
                 done = "; ".join(plan({m: nib.load(case.files[m]) for m in data.modalities if m in case.files},
                                       protocol.spatial))
                 registered = read_case(data, case, spatial=SpatialStandard(register="mni152"),
-                                       axial=protocol.z_values).spatial["registration"]
+                                       axial=protocol.z_values).spatial.registration
                 read, prep = min(read_t), min(prep_t)
                 print(f"{data.layout + ' ' + case.id:<34} {read:8.2f}s {prep:8.2f}s {prep / read:5.2f}x  "
                       f"{registered['seconds']:8.2f}s {registered['dice']:6.3f}  {done}")
