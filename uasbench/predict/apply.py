@@ -3,11 +3,13 @@ the maps put back on each scan's own grid.
 
 What is reused from the run, so that a map means what it meant in the benchmark: the recorded protocol
 (normalisation, input-modality brain mask, resize), the method and its checkpoint (through the registry),
-the recorded post-processing, and a validation-tuned threshold from ``metrics.json``. Every scan goes through the run's spatial standard (``uasbench.data.spatial``) first, so a scan stored in
-another orientation (RAS, LAS, LPI, ...) or on another grid is sliced as the run's data was; the maps are
-then put back onto the scan's own grid (exactly, when the standard only reoriented, padded or cropped it).
-Slices are scored one at a time: a slice's map then depends neither on which other slices or cases are predicted with it
-nor on ``--slices`` (the diffusion methods key their noise by a slice's position in what they score).
+the recorded post-processing, and a validation-tuned threshold from ``metrics.json``. Scans are read by the
+slice cache's own reader (``read_case``: the dataset's layout or card, its brain-mask file, the run's
+spatial standard, statistics of the scan as stored), so a scan stored in another orientation (RAS, LAS,
+LPI, ...) or on another grid is sliced as the run's data was; the maps are then put back onto the scan's own
+grid (exactly, when the standard only reoriented, padded or cropped it). Slices are scored one at a time: a
+slice's map then depends neither on which other slices or cases are predicted with it nor on ``--slices``
+(the diffusion methods key their noise by a slice's position in what they score).
 """
 from __future__ import annotations
 
@@ -192,7 +194,8 @@ def predict_scan(method: AnomalyMethod, run: TrainedRun, scan: Scan, z: range, t
     dice = None
     labels = scan.dataset.labels
     if vols.seg is not None and labels is not None:
-        scored = inside if labels.ignore(vols.seg) is None else inside & ~np.moveaxis(labels.ignore(vols.seg), 2, 0)
+        ignored = labels.ignore(vols.seg)
+        scored = inside if ignored is None else inside & ~np.moveaxis(ignored, 2, 0)
         truth = np.moveaxis(labels.anomaly(vols.seg), 2, 0) & scored
         # one "slice" holding the whole slab: a volume Dice with the metrics' empty-mask rule
         dice = float(overlap((flagged & scored).reshape(1, -1, 1), truth.reshape(1, -1, 1))[0]["dice"][0])
