@@ -36,6 +36,11 @@ METRICS_JSON = "metrics.json"
 METRICS_OFFICIAL_JSON = "metrics_mmccd_official.json"  # `uasbench evaluate --protocol mmccd-official`
 METRICS_CSV = "metrics.csv"
 CHECKPOINT = "checkpoint.pt"
+# A cross-dataset run folder holds one file per test dataset <name> in each of these folders: slice-level
+# metrics (<name>.json), volume-, lesion- and healthy-level results (<name>.json) and score maps (<name>.npz).
+CROSS_METRICS = "metrics"
+CROSS_VOLUMES = "volumes"
+CROSS_SCORES = "scores"
 STAGING_PREFIX = ".tmp-"  # run directories being assembled; hidden, never read as runs
 _SPLITS = ("val", "healthy", "test")
 

@@ -36,8 +36,9 @@ from uasbench.method import AnomalyMethod, resolve_device, training_fields
 from uasbench.modalities import Pair
 from uasbench.nn.training import WORK_IDENTITY, seed_everything
 from uasbench.registry import get_method, method_infos
-from uasbench.results import (CHECKPOINT, MANIFEST, METRICS_CSV, METRICS_JSON, SCORES, ScoredSplits,
-                              atomic_directory, identity_mismatch, new_run_name, run_identity, write_json)
+from uasbench.results import (CHECKPOINT, CROSS_METRICS, CROSS_SCORES, CROSS_VOLUMES, MANIFEST, METRICS_CSV,
+                              METRICS_JSON, SCORES, ScoredSplits, atomic_directory, identity_mismatch, new_run_name,
+                              run_identity, write_json)
 
 _VERSIONED_PACKAGES = ("uasbench", "torch", "numpy", "scipy", "monai", "medpy", "scikit-learn", "nibabel")
 
@@ -237,9 +238,6 @@ def _run_key(spec: RunSpec, config: Any, data: BenchmarkData) -> str:
 
 # -- the cross-dataset protocol ------------------------------------------------------------------------
 
-CROSS_METRICS = "metrics"  # run folder: metrics/<dataset>.json (slice level), volumes/<dataset>.json, scores/
-CROSS_VOLUMES = "volumes"
-CROSS_SCORES = "scores"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,7 +37,7 @@ from uasbench.report import columns as cols
 from uasbench.report import leaderboard as lb
 from uasbench.report import render as rd
 from uasbench.report import runs as runs_
-from uasbench.results import manifest_paths
+from uasbench.results import CROSS_METRICS, CROSS_VOLUMES, manifest_paths
 
 CROSS_PROTOCOL = "cross-dataset"
 LOWER = {"assd", "fp_lesions", "fp_voxel_fraction"}
@@ -109,10 +109,10 @@ def collect_levels(results_dir: Path) -> pd.DataFrame:
         base["empty_predictions"] = 0
         for name in manifest["datasets"]["test"]:
             block = {**base, "dataset": name}
-            slices = run_dir / "metrics" / f"{name}.json"
+            slices = run_dir / CROSS_METRICS / f"{name}.json"
             if slices.is_file():
                 rows += _rows(block, "slice", runs_.read_json(slices), "subjects")
-            volumes = runs_.read_json(run_dir / "volumes" / f"{name}.json")
+            volumes = runs_.read_json(run_dir / CROSS_VOLUMES / f"{name}.json")
             rows += _rows(block, "volume", volumes, "subjects")
             rows += _rows(block, "healthy", {"metrics": volumes["healthy"], "per_subject": volumes["healthy_per_subject"],
                                              "subjects": volumes["healthy_subjects"]}, "subjects")
