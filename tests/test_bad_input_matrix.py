@@ -274,6 +274,8 @@ CASES += [
      "missing-card.toml: no such file"),
     ("predict-input-the-data-lacks", _predict(lambda w: _ixi_folder(w)), 1,
      "the run's input modality flair: dataset"),
+    ("predict-tuned-on-a-within-dataset-run", _predict(lambda w: w.data, "--tuned-on", "ms"), 2,
+     "--tuned-on ms: run"),
     ("register-unknown-run", lambda w: ([*_RUN, "--register", "talairach", "--out", str(w.root / "results")], {},
                                         False), 2, "Invalid value for '--register'"),
     ("register-unknown-prepare", lambda w: (["data", "prepare", str(w.data), "--register", "mni"], {}, False), 2,

@@ -6,6 +6,8 @@ back and recomputed from the stored maps; the leaderboard prints a block per tes
 """
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 from pathlib import Path
@@ -115,6 +117,55 @@ def test_trained_method_on_two_test_datasets_and_the_leaderboard_refuses_other_d
     run_cross_dataset(other, log=lambda _: None)
     board = cli.invoke(app, ["leaderboard", str(tmp_path / "a")])
     assert board.exit_code == 1 and "come from different data" in board.output
+
+
+def test_predict_applies_a_cross_dataset_run_with_the_volume_thresholds_of_a_test_dataset(folders, tmp_path):
+    """Trained on IXI, tested on MSLUB and BraTS layouts: predict on the MSLUB folder reproduces the maps the run
+    stored for it, with a threshold tuned on the validation volumes of the test dataset it names; without a
+    name (two test datasets) or with a wrong one it stops in one line, and 3-D post-processing is refused."""
+    from uasbench.data.layouts import open_dataset
+    from uasbench.predict import TrainedRun, predict_scan
+    from uasbench.predict.cases import open_scan
+
+    brats = folders["root"] / "br"
+    if not brats.is_dir():
+        write_phantom_in_layout(brats, 4, seed=2, layout="brats2021", progress=False)
+    spec = RunSpec(method="intensity", pair=Pair.parse("t2-t1"), device="cpu", out=tmp_path / "r", n_bootstrap=20,
+                   train_data=(Source(folders["ixi"]),),
+                   test_data=(Source(folders["ms"], split_file=folders["split"]), Source(brats)))
+    run_dir, _ = run_cross_dataset(spec, log=lambda _: None)
+
+    def predict(*extra: str):
+        return cli.invoke(app, ["predict", str(run_dir), "--data", str(folders["ms"]), "--out", str(tmp_path / "m"),
+                                "--cases", "patient03", *extra])
+
+    several = predict()
+    assert several.exit_code == 2 and "was tested on ms, br, each with its own thresholds" in several.output
+    wrong = predict("--tuned-on", "atlas")
+    assert wrong.exit_code == 2 and "--tuned-on atlas: run" in wrong.output
+    done = predict("--tuned-on", "ms")
+    assert done.exit_code == 0, done.output
+    volume_thresholds = json.loads((run_dir / "volumes" / "ms.json").read_text())["thresholds"]
+    assert f"threshold val_dice = {volume_thresholds['val_dice']['value']:.6g} (volume level, tuned on ms)" \
+        in " ".join(done.output.split())
+    assert (tmp_path / "m" / "patient03_anomaly_seg.nii.gz").is_file()
+    # the maps are those the run stored for the test case
+    run = TrainedRun.read(run_dir, "ms")
+    data = open_dataset(folders["ms"])
+    case = next(c for c in data.cases if c.id == "patient03")
+    result = predict_scan(run.load_method("cpu"), run, open_scan(data, case, "t2"), run.protocol.z_values, 0.5)
+    stored = ScoredSplits.load(run_dir / "scores" / "ms.npz")
+    mine = [i for i, s in enumerate(stored.test.subjects) if s == "patient03"]
+    assert mine
+    for i in mine:
+        np.testing.assert_array_equal(result.maps[int(stored.test.z[i]) - 70], stored.test_maps[i])
+    # a run whose post-processing acts on whole volumes is refused
+    spec3d = dataclasses.replace(spec, out=tmp_path / "r3", post=PostProcess(min_component_voxels=3),
+                                 test_data=spec.test_data[:1])
+    run3d, _ = run_cross_dataset(spec3d, log=lambda _: None)
+    refused = cli.invoke(app, ["predict", str(run3d), "--data", str(folders["ms"]), "--out", str(tmp_path / "m3")])
+    assert refused.exit_code == 1 and "which predict does not apply" in refused.output
+    assert not (tmp_path / "m3").exists()
 
 
 def test_every_brain_slice_is_scored_and_stacks_back_into_volumes(folders):

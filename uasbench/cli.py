@@ -511,6 +511,8 @@ def predict(
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda; default: the run's device.")] = None,
     layout: Annotated[Optional[str], typer.Option(help=LAYOUT_HELP)] = None,
     card: Annotated[Optional[Path], typer.Option(help=CARD_HELP)] = None,
+    tuned_on: Annotated[Optional[str], typer.Option(help="A cross-dataset run: the test dataset whose validation "
+                                                         "data tuned the threshold (needed when it has several).")] = None,
 ) -> None:
     """Apply a trained run to scans: anomaly maps and segmentations as NIfTI on each scan's own grid."""
     from uasbench.predict import predict as predict_cases
@@ -521,7 +523,7 @@ def predict(
                              "write them outside the data folder")
         ids = [i for item in cases or [] for i in item.split(",") if i]
         summaries = predict_cases(run_dir, data, out, cases=ids, slices=slices, threshold=threshold,
-                                  device=device, log=_say, layout=layout, card=card)
+                                  device=device, log=_say, layout=layout, card=card, tuned_on=tuned_on)
         table = Table(title=escape(f"uasbench predict: {len(summaries)} case(s) written to {out}"))
         for column in ("case", "slices", "flagged voxels", "Dice (scored slices)", "seconds"):
             table.add_column(column, justify="left" if column == "case" else "right")

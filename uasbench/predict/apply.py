@@ -37,7 +37,7 @@ from uasbench.predict.cases import Scan, check_grid, find_cases, open_scan, sele
 from uasbench.predict.nifti import check_output_folder, like_scan, save_together
 from uasbench.registry import get_method
 from uasbench.manifest import RunManifest
-from uasbench.results import CHECKPOINT, METRICS_JSON, read_manifest
+from uasbench.results import CHECKPOINT, CROSS_VOLUMES, METRICS_JSON, read_manifest
 
 THRESHOLD_NAMES = ("val_dice", "fpr_1", "fpr_5")
 SLICE_CHOICES = ("protocol", "all")
@@ -53,19 +53,32 @@ class TrainedRun:
     protocol: Preparation
     post: PostProcess
     thresholds: dict[str, dict[str, Any]]
+    tuned_on: str | None = None  # a cross-dataset run: the test dataset whose volume-level thresholds these are
 
     @classmethod
-    def read(cls, run_dir: Path) -> "TrainedRun":
+    def read(cls, run_dir: Path, tuned_on: str | None = None) -> "TrainedRun":
+        """The run in ``run_dir``. A cross-dataset run tuned its thresholds per test dataset: ``tuned_on`` names
+        the one whose validation data tuned those offered (optional when it was tested on one)."""
         run_dir = Path(run_dir)
         manifest = read_manifest(run_dir, required=("postprocess",))
         if not (run_dir / CHECKPOINT).is_file():
             raise UasbenchError(f"run {run_dir} has no {CHECKPOINT}: nothing to predict with")
+        post = PostProcess.from_dict(manifest.postprocess or {})
+        tested_on = list(manifest.extra.get("datasets", {}).get("test", {}))
+        if tested_on:
+            source = _cross_thresholds(run_dir, tested_on, tuned_on, post)
+            tuned_on = source.stem
+        elif tuned_on is not None:
+            raise UsageError(f"--tuned-on {tuned_on}: run {run_dir} is not a cross-dataset run; its thresholds were "
+                             "tuned on its own validation split")
+        else:
+            source = run_dir / METRICS_JSON
         try:
-            thresholds = json.loads((run_dir / METRICS_JSON).read_text())["thresholds"]
+            thresholds = json.loads(source.read_text())["thresholds"]
         except (OSError, json.JSONDecodeError, KeyError) as exc:
-            raise UasbenchError(f"run {run_dir}: cannot read the thresholds in {METRICS_JSON} ({exc})") from None
-        return cls(run_dir, manifest, Pair.parse(manifest.pair), _recorded_protocol(manifest, run_dir),
-                   PostProcess.from_dict(manifest.postprocess or {}), thresholds)
+            raise UasbenchError(f"run {run_dir}: cannot read the thresholds in {source.name} ({exc})") from None
+        return cls(run_dir, manifest, Pair.parse(manifest.pair), _recorded_protocol(manifest, run_dir), post,
+                   thresholds, tuned_on)
 
     def threshold(self, choice: str | float) -> tuple[str, float]:
         """(name, value) of ``--threshold``: a number as given, or one the run tuned on validation data."""
@@ -88,12 +101,31 @@ class TrainedRun:
         return get_method(self.manifest.method).load(self.path / CHECKPOINT, device=resolve_device(device))
 
 
+def _cross_thresholds(run_dir: Path, tested_on: list[str], tuned_on: str | None, post: PostProcess) -> Path:
+    """The file holding a cross-dataset run's thresholds for whole volumes (what predict produces): the
+    volume level of the test dataset ``tuned_on``. Refuses 3-D post-processing, which predict does not apply."""
+    if post.median_3d or post.min_component_voxels:
+        raise UasbenchError(f"run {run_dir} post-processes whole volumes (median_3d={post.median_3d}, "
+                            f"min_component_voxels={post.min_component_voxels}), which predict does not apply; "
+                            "predict with a run made without --median-3d and --min-component")
+    if tuned_on is None:
+        if len(tested_on) > 1:
+            raise UsageError(f"run {run_dir} was tested on {', '.join(tested_on)}, each with its own thresholds: "
+                             "say whose with --tuned-on NAME")
+        tuned_on = tested_on[0]
+    if tuned_on not in tested_on:
+        raise UsageError(f"--tuned-on {tuned_on}: run {run_dir} was tested on {', '.join(tested_on)}")
+    return run_dir / CROSS_VOLUMES / f"{tuned_on}.json"
+
+
 def _recorded_protocol(manifest: RunManifest, run_dir: Path) -> Preparation:
-    if manifest.preparation is None:
+    """The run's data preparation (a cross-dataset run records it with its datasets)."""
+    recorded = manifest.preparation or manifest.extra.get("datasets", {}).get("preparation", {}).get("protocol")
+    if recorded is None:
         raise UasbenchError(f"run {run_dir}: its manifest records no preprocessing protocol; it was not written "
                             "by `uasbench run`")
     try:
-        protocol = Preparation.from_dict(manifest.preparation)
+        protocol = Preparation.from_dict(recorded)
     except TypeError as exc:
         raise UasbenchError(f"run {run_dir}: its preprocessing protocol is not one this uasbench knows ({exc})") from None
     current = Preparation()
@@ -119,7 +151,7 @@ def parse_threshold(text: str) -> str | float:
 
 def slices_to_score(slices: str, protocol: Preparation, depth: int) -> range:
     """The axial slices to score: the protocol's slab or every slice of the scan."""
-    return protocol.z_values if slices == "protocol" else range(depth)
+    return protocol.z_range(depth) if slices == "protocol" else range(depth)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,8 +256,8 @@ def output_paths(out: Path, case: str) -> tuple[Path, Path]:
 
 def predict(run_dir: Path, data: Path, out: Path, *, cases: list[str] | None = None, slices: str = "protocol",
             threshold: str = "val_dice", device: str | None = None, progress: bool = True,
-            log: Callable[[str], None] = print, layout: str | None = None,
-            card: Path | None = None) -> list[CaseSummary]:
+            log: Callable[[str], None] = print, layout: str | None = None, card: Path | None = None,
+            tuned_on: str | None = None) -> list[CaseSummary]:
     """Check everything, then predict every selected case and write its two NIfTI files into ``out``.
 
     Every check that can fail on the user's input (run folder, threshold, cases, grids, output folder)
@@ -236,7 +268,7 @@ def predict(run_dir: Path, data: Path, out: Path, *, cases: list[str] | None = N
     if slices not in SLICE_CHOICES:
         raise UsageError(f"invalid --slices {slices!r}: use {' or '.join(SLICE_CHOICES)}")
     choice = parse_threshold(threshold)
-    run = TrainedRun.read(run_dir)
+    run = TrainedRun.read(run_dir, tuned_on)
     name, value = run.threshold(choice)
     modality = run.pair.input
     dataset = find_cases(data, modality, layout, card)
@@ -248,7 +280,7 @@ def predict(run_dir: Path, data: Path, out: Path, *, cases: list[str] | None = N
     out = check_output_folder(out)
     method = run.load_method(device)
     log(f"{run.manifest.method} {run.pair} from {run.path}: {len(scans)} case(s), {modality} input, "
-        f"threshold {name} = {value:.6g}")
+        f"threshold {name} = {value:.6g}" + (f" (volume level, tuned on {run.tuned_on})" if run.tuned_on else ""))
 
     results = []
     with Progress(disable=not progress, transient=True) as bar:
