@@ -115,3 +115,22 @@ def test_output_checks_and_file_system_errors_are_one_line(tmp_path):
     full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.npz"))
     assert describe_os_error(full) == (f"file system error on {tmp_path / 'x.npz'}: the disk is full (no space "
                                        "left on device); free some space or write to another folder")
+
+
+def test_predict_outputs_on_a_full_disk_name_the_file_and_leave_nothing(tmp_path, monkeypatch):
+    """A write that fails without a file name (what a full disk raises from inside a compressor) ends with
+    one line naming the map's final path, and no temporary or partial file stays behind."""
+    import nibabel as nib
+
+    from uasbench.predict import nifti
+
+    def full_disk(image, path):
+        Path(path).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(nifti.nib, "save", full_disk)
+    image = nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.eye(4))
+    target = tmp_path / "case_anomaly.nii.gz"
+    with pytest.raises(UasbenchError, match=f"file system error on {target}: the disk is full"):
+        nifti.save_together({target: image, tmp_path / "case_anomaly_seg.nii.gz": image})
+    assert list(tmp_path.iterdir()) == []

@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 
 from uasbench.errors import UasbenchError
+from uasbench.files import writing
 
 
 def like_scan(data: np.ndarray, scan: nib.Nifti1Image, description: str) -> nib.Nifti1Image:
@@ -30,9 +31,11 @@ def save_together(images: dict[Path, nib.Nifti1Image]) -> None:
         for final, image in images.items():
             tmp = final.with_name(f".{os.getpid()}.{final.name}")  # same suffix, so the same compression
             written.append((tmp, final))
-            nib.save(image, tmp)
+            with writing(final):  # a full disk or a lost folder: one line naming the file
+                nib.save(image, tmp)
         for tmp, final in written:
-            os.replace(tmp, final)
+            with writing(final):
+                os.replace(tmp, final)
     except BaseException:
         for tmp, _ in written:
             tmp.unlink(missing_ok=True)
