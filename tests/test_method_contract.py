@@ -68,3 +68,24 @@ def test_the_checkerboard_lesion_hides_from_brightness() -> None:
     assert slices.seg is not None and slices.seg.sum() == 6 * 64
     inside, outside = slices.x[slices.seg], slices.x[slices.brain & ~slices.seg]
     assert abs(float(inside.mean()) - float(outside.mean())) < 0.15  # same mean brightness, a pattern only
+
+
+def test_a_config_that_drops_a_base_fields_bounds_is_told_to_use_redefault() -> None:
+    """``channels: int = 128`` in a subclass of NetOptions loses ``min: 1``; ``redefault`` keeps it."""
+    import dataclasses
+
+    from uasbench.errors import UsageError
+    from uasbench.method import redefault
+    from uasbench.nn.unet import NetOptions
+
+    loose = dataclasses.make_dataclass("LooseConfig", [("channels", int, 128)], bases=(NetOptions,))
+    cls = type("Loose", (WrongShape,), {"name": "loose", "Config": loose,
+                                        "profiles": {"paper": {}, "quick": {}, "tiny": {}}})
+    with pytest.raises(AssertionError, match=r"check_config_keeps_inherited_bounds.*channels \(from NetOptions\).*"
+                                             r"redefault"):
+        check_method(cls, slow=False)
+    kept = dataclasses.make_dataclass("KeptConfig", [("channels", int, redefault(NetOptions, "channels", 128))],
+                                      bases=(NetOptions,))
+    assert kept().channels == 128
+    with pytest.raises(UsageError, match="channels=0.*expected an integer >= 1"):
+        kept(channels=0)  # checked on construction, like every config

@@ -44,6 +44,30 @@ class MethodConfig:
         """Rules that relate several fields (a subclass calls ``super().validate()`` first); none here."""
 
 
+def redefault(base: type, name: str, default: Any) -> Any:
+    """The field ``name`` of the config class ``base`` with another default, for a subclass: its bounds and its
+    test-time flag stay the base's (a plain ``name: int = 128`` in the subclass would drop them, and with them
+    the checks of ``--set name=...``). Usage: ``channels: int = redefault(NetOptions, "channels", 128)``."""
+    original = next((f for f in dataclasses.fields(base) if f.name == name), None)
+    if original is None:
+        raise TypeError(f"{base.__name__} has no field {name!r} to give another default")
+    return dataclasses.field(default=default, metadata=original.metadata)
+
+
+def inherited_metadata_lost(config_cls: type) -> list[str]:
+    """Fields of ``config_cls`` that redeclare a field of a base config without its metadata (bounds,
+    test-time flag): what ``redefault`` prevents; the contract kit checks it."""
+    lost = []
+    for f in dataclasses.fields(config_cls):
+        for base in config_cls.__mro__[1:]:
+            inherited = {g.name: g for g in dataclasses.fields(base)} if dataclasses.is_dataclass(base) else {}
+            if f.name in inherited:
+                if any(key not in f.metadata for key in inherited[f.name].metadata):  # dropped, not changed
+                    lost.append(f"{f.name} (from {base.__name__})")
+                break
+    return lost
+
+
 def test_time_fields(config_cls: type[MethodConfig]) -> frozenset[str]:
     """Names of the config fields marked ``metadata={"test_time": True}``: those that never change training."""
     return frozenset(f.name for f in dataclasses.fields(config_cls) if f.metadata.get("test_time", False))

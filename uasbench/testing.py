@@ -17,7 +17,8 @@ fit + score to seconds on one CPU thread. The quick checks cut ``iterations`` to
 every step) where the config has those fields, as scikit-learn lowers ``max_iter``; the lesion check (marked
 slow) trains with ``tiny`` as declared.
 
-What is checked: the ``tiny`` profile exists and builds; fit and score give float32 maps of the slices' shape,
+What is checked: the ``tiny`` profile exists and builds; the config keeps the bounds of the base fields it gives
+other defaults (``uasbench.method.redefault``); fit and score give float32 maps of the slices' shape,
 also for slices of another size and for no slices; two fits with one seed give identical maps; ``save`` writes
 plain data that ``load`` turns into the same maps (and training checkpoints are plain data too); ``fit`` and
 ``score`` see what the benchmark engine hands them and nothing more (no target modality for a single-modality
@@ -38,7 +39,7 @@ import numpy as np
 
 from uasbench.checkpoints import load_checkpoint
 from uasbench.data.slices import SliceSet
-from uasbench.method import AnomalyMethod, NetworkCost, forward_flops
+from uasbench.method import AnomalyMethod, NetworkCost, forward_flops, inherited_metadata_lost
 
 #: The profile every check builds its method from.
 PROFILE = "tiny"
@@ -146,6 +147,12 @@ def check_declares_a_tiny_profile(method_cls: type[AnomalyMethod]) -> None:
                          f"``profiles`` (``{PROFILE}``: settings that keep fit + score to seconds on one CPU thread)")
     for profile in method_cls.profiles:
         assert isinstance(method_cls.config_for(profile), method_cls.Config)
+
+
+def check_config_keeps_inherited_bounds(method_cls: type[AnomalyMethod]) -> None:
+    lost = inherited_metadata_lost(method_cls.Config)
+    assert not lost, (f"{method_cls.Config.__name__} redeclares {', '.join(lost)} without the base field's bounds or "
+                      "test-time flag: declare it with uasbench.method.redefault(Base, name, default)")
 
 
 def check_fit_and_score_shapes(method_cls: type[AnomalyMethod]) -> None:
@@ -274,6 +281,7 @@ def method_checks(method_cls: type[AnomalyMethod]) -> Iterator[Check]:
     """The checks that apply to ``method_cls`` (the lesion check compares with the intensity baseline, so the
     baseline itself is exempt)."""
     yield check_declares_a_tiny_profile
+    yield check_config_keeps_inherited_bounds
     yield check_fit_and_score_shapes
     yield check_same_seed_same_maps
     yield check_saves_plain_data_that_loads_to_the_same_maps

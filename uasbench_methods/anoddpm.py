@@ -38,7 +38,7 @@ import torch
 from uasbench.data.preprocess import resize
 from uasbench.data.slices import SliceSet
 from uasbench.config_check import Invalid
-from uasbench.method import MethodConfig, NetworkCost
+from uasbench.method import MethodConfig, NetworkCost, redefault
 from uasbench.nn.diffusion import ChainOptions, SignedScale, map_keyed
 from uasbench.nn.noise_level import PicksNoiseLevel, require_validation
 from uasbench.nn.simplex import NoiseOptions
@@ -48,11 +48,11 @@ from uasbench.nn.unet import QUICK_NET, TINY_NET, UNet
 
 @dataclass
 class AnoDDPMConfig(ChainOptions, NoiseOptions):
-    channels: int = 128
-    dropout: float = 0.0
-    groups: int = 32
-    iterations: int = 300_000
-    batch_size: int = 1
+    channels: int = redefault(ChainOptions, "channels", 128)
+    dropout: float = redefault(ChainOptions, "dropout", 0.0)
+    groups: int = redefault(ChainOptions, "groups", 32)
+    iterations: int = redefault(ChainOptions, "iterations", 300_000)
+    batch_size: int = redefault(ChainOptions, "batch_size", 1)
     t_train_max: int = field(default=800, metadata={"min": 1})  # training steps t are drawn in 0..t_train_max-1
     # lambda candidates
     noise_levels: tuple[int, ...] = field(default=(200, 250), metadata={"min": 1, "test_time": True})

@@ -37,7 +37,7 @@ import torch
 from uasbench.data.preprocess import resize
 from uasbench.data.slices import SliceSet
 from uasbench.config_check import Invalid
-from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost
+from uasbench.method import AnomalyMethod, MethodConfig, NetworkCost, redefault
 from uasbench.nn.diffusion import BetaSchedule, ChainOptions, Schedule, SignedScale, map_keyed
 from uasbench.nn.simplex import NoiseOptions
 from uasbench.nn.training import autocast, seed_everything, train_network
@@ -46,16 +46,16 @@ from uasbench.nn.unet import QUICK_NET, TINY_NET, UNet
 
 @dataclass
 class PDDPMConfig(ChainOptions, NoiseOptions):
-    channels: int = 128
-    channel_mult: tuple[int, ...] = (1, 2, 2)
-    num_res_blocks: int = 3
-    attention_ds: tuple[int, ...] = ()  # attention in the middle block only
-    dropout: float = 0.0
-    groups: int = 32
-    iterations: int = 19_200
+    channels: int = redefault(ChainOptions, "channels", 128)
+    channel_mult: tuple[int, ...] = redefault(ChainOptions, "channel_mult", (1, 2, 2))
+    num_res_blocks: int = redefault(ChainOptions, "num_res_blocks", 3)
+    attention_ds: tuple[int, ...] = redefault(ChainOptions, "attention_ds", ())  # attention in the middle block only
+    dropout: float = redefault(ChainOptions, "dropout", 0.0)
+    groups: int = redefault(ChainOptions, "groups", 32)
+    iterations: int = redefault(ChainOptions, "iterations", 19_200)
     beta_schedule: BetaSchedule = "cosine"
-    simplex_frequency: float = 85.0
-    simplex_std: float = 0.6
+    simplex_frequency: float = redefault(NoiseOptions, "simplex_frequency", 85.0)
+    simplex_std: float = redefault(NoiseOptions, "simplex_std", 0.6)
     patch_size: int = field(default=64, metadata={"min": 1})
     shared_train_noise: bool = True  # one noise field per training batch, as the official code
     t_test: int = field(default=500, metadata={"min": 1, "test_time": True})  # noised to step t_test - 1 (official)
