@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from uasbench.choices import NORMALISATIONS, SLICE_SELECTIONS
 from uasbench.data.quantiles import quantiles
-from uasbench.data.spatial import SpatialStandard
+from uasbench.data.spatial import SpatialStandard, bounding_box
 from uasbench.errors import UasbenchError
 
 
@@ -115,25 +115,6 @@ class Preparation:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _brain_box(brain: np.ndarray) -> tuple[slice, ...]:
-    """The bounding box of ``brain``'s true voxels (empty slices when there are none). The axis with the largest
-    stride is folded first (a cheap OR of whole planes: the last axis of a NIfTI volume in Fortran order),
-    the other extents come from that one small projection."""
-    outer = int(np.argmax(brain.strides)) if brain.ndim > 1 else 0
-    planes = brain.any(axis=outer)
-    if not planes.any():
-        return tuple(slice(0, 0) for _ in range(brain.ndim))
-    box = []
-    for axis in range(brain.ndim):
-        if axis == outer:
-            hit = np.flatnonzero(brain.any(axis=tuple(a for a in range(brain.ndim) if a != axis)))
-        else:
-            rest = axis - (axis > outer)
-            hit = np.flatnonzero(planes.any(axis=tuple(a for a in range(planes.ndim) if a != rest)))
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(box)
-
-
 def _c_order(a: np.ndarray) -> np.ndarray:
     """``a`` (a view into a volume) as a C-contiguous array. numpy copies a Fortran-ordered 3-D view into C
     order with a whole plane's stride innermost; one middle-axis plane at a time is twice as fast."""
@@ -148,8 +129,11 @@ def _c_order(a: np.ndarray) -> np.ndarray:
 def brain_values(vol: np.ndarray) -> np.ndarray:
     """``vol[vol > 0]`` in C order, indexing only the brain's bounding box: boolean indexing of the whole
     240x240x155 volume costs as much as decompressing it, and the box is about a third of it."""
-    box = _c_order(vol[_brain_box(vol > 0)])
-    return box[box > 0]
+    box = bounding_box(vol > 0)
+    if box is None:
+        return np.empty(0, vol.dtype)
+    values = _c_order(vol[box])
+    return values[values > 0]
 
 
 def normalisation_stats(vol: np.ndarray, modality: str, protocol: Preparation) -> tuple[float, float]:

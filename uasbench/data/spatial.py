@@ -237,16 +237,31 @@ def _respaced(grid: Grid, spacing: float) -> Grid:
     return Grid(tuple(shape.tolist()), affine)  # type: ignore[arg-type]
 
 
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The bounding box of ``mask``'s true voxels, or None when there are none. The axis with the largest
+    stride is folded first (a cheap OR of whole planes: the last axis of a NIfTI volume in Fortran order),
+    the other extents come from that one small projection."""
+    outer = int(np.argmax(mask.strides)) if mask.ndim > 1 else 0
+    planes = mask.any(axis=outer)
+    if not planes.any():
+        return None
+    box = []
+    for axis in range(mask.ndim):
+        if axis == outer:
+            hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        else:
+            rest = axis - (axis > outer)
+            hit = np.flatnonzero(planes.any(axis=tuple(a for a in range(planes.ndim) if a != rest)))
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
+
+
 def _box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(first, last) voxel index of the non-zero voxels per axis, or None when there are none."""
-    lo, hi = [], []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if not hit.size:
-            return None
-        lo.append(hit[0])
-        hi.append(hit[-1])
-    return np.array(lo, float), np.array(hi, float)
+    box = bounding_box(mask)
+    if box is None:
+        return None
+    return np.array([s.start for s in box], float), np.array([s.stop - 1 for s in box], float)
 
 
 def _fov_window(grid: Grid, brain_centre: np.ndarray | None, standard: SpatialStandard) -> tuple[Grid, tuple]:
