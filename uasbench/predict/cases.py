@@ -12,7 +12,7 @@ from pathlib import Path
 import nibabel as nib
 
 from uasbench.data.card import CARD_FILE
-from uasbench.data.layouts import LAYOUTS, open_dataset
+from uasbench.data.layouts import matching_layouts, open_dataset
 from uasbench.data.layouts.base import NIFTI_EXTENSIONS, BadCaseError, Case, Dataset, open_headers
 from uasbench.data.splits import _few
 from uasbench.errors import UasbenchError, UsageError
@@ -60,10 +60,12 @@ def find_cases(data: Path, modality: str, layout: str | None = None, card: Path 
     if not data.is_dir():
         raise UasbenchError(f"--data {data}: no such file or folder")
     files = sorted(p for p in data.iterdir() if p.is_file() and p.name.endswith(NIFTI_EXTENSIONS))
-    described = layout is not None or card is not None or (data / CARD_FILE).is_file() \
-        or any(known.detect(data) for known in LAYOUTS)
-    if files and not described:
+    named = layout is not None or card is not None or (data / CARD_FILE).is_file()
+    matches = [] if named else matching_layouts(data)
+    if files and not named and not matches:
         return _single_files(files, modality)
+    if len(matches) == 1:  # detected here: open_dataset need not look again
+        layout = matches[0].name
     dataset = open_dataset(data, layout, card)
     dataset.require_modalities((modality,), f"the run's input modality {modality}")
     return dataset

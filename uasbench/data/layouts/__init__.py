@@ -27,9 +27,14 @@ def get_layout(name: str) -> Layout:
     raise UsageError(f"--layout {name}: unknown layout (choose from {', '.join(LAYOUT_NAMES)})")
 
 
+def matching_layouts(root: Path) -> list[Layout]:
+    """The built-in layouts whose file names ``root`` matches (nothing is read)."""
+    return [layout for layout in LAYOUTS if layout.detect(root)]
+
+
 def detect_layout(root: Path) -> Layout:
     """The one built-in layout whose names ``root`` matches; UasbenchError listing candidates otherwise."""
-    matches = [layout for layout in LAYOUTS if layout.detect(root)]
+    matches = matching_layouts(root)
     if len(matches) == 1:
         return matches[0]
     if matches:
