@@ -34,6 +34,16 @@ def write_case(root: Path, case_id: str, *, naming: str = "brats2021", shape=(12
     return folder
 
 
+def write_five_cases(root: Path) -> tuple[Path, Path]:
+    """Five synthetic cases SYN_000..SYN_004 in ``root/data`` and a split of them (three train, one val, one
+    test) in ``root/split.csv``: the smallest dataset a run trains, tunes and tests on."""
+    for i in range(5):
+        write_case(root / "data", f"SYN_{i:03d}", seed=i)
+    split = root / "split.csv"
+    split.write_text("subject,split\nSYN_000,train\nSYN_001,train\nSYN_002,train\nSYN_003,val\nSYN_004,test\n")
+    return root / "data", split
+
+
 def test_real_cases_are_read_with_axial_third_axis(real_brats_root):
     case_root, cases = discover_cases(real_brats_root)
     assert case_root == real_brats_root

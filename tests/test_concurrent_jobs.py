@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from test_brats_loader import _break, write_case
+from test_brats_loader import _break, write_case, write_five_cases
 from uasbench.cli import app
 from uasbench.data.benchmark_data import load_benchmark_data
 from uasbench.data.splits import parse_split_csv
@@ -24,16 +24,9 @@ from uasbench.report.runs import collect_runs
 from uasbench.results import (MANIFEST, SCORES, ScoredSplits, atomic_directory, manifest_paths, new_run_name,
                               read_manifest, write_json)
 
-SPLIT = "subject,split\nSYN_000,train\nSYN_001,train\nSYN_002,train\nSYN_003,val\nSYN_004,test\n"
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("tiny")
-    for i in range(5):
-        write_case(root / "data", f"SYN_{i:03d}", seed=i)
-    (root / "split.csv").write_text(SPLIT)
-    return root / "data", root / "split.csv"
+    return write_five_cases(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.mark.slow

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from test_brats_loader import write_case
+from test_brats_loader import write_five_cases
 from uasbench.errors import UasbenchError
 from uasbench.results import MANIFEST, METRICS_JSON, STAGING_PREFIX, manifest_paths
 
-SPLIT = "subject,split\nSYN_000,train\nSYN_001,train\nSYN_002,train\nSYN_003,val\nSYN_004,test\n"
 VICTIM_TEXT = "someone else's file\n"
 
 
@@ -46,9 +45,7 @@ def one_error_line(proc: subprocess.CompletedProcess, code: int = 1) -> str:
 def tiny(tmp_path_factory) -> dict[str, Path]:
     """Five synthetic cases, a split, a finished AE run (2 steps) and its work folder's name."""
     root = tmp_path_factory.mktemp("shared")
-    for i in range(5):
-        write_case(root / "data", f"SYN_{i:03d}", seed=i)
-    (root / "split.csv").write_text(SPLIT)
+    write_five_cases(root)
     base = root / "base"
     proc = cli(*ae_args(root, base))
     assert proc.returncode == 0, proc.stderr
