@@ -21,7 +21,7 @@ from uasbench.errors import UasbenchError
 from uasbench.modalities import MODALITIES
 
 if TYPE_CHECKING:
-    from uasbench.data.spatial import SpatialRecord, SpatialStandard
+    from uasbench.data.spatial import SpatialRecord, SpatialStandard, Standardised
 
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 AFFINE_ATOL = 1e-3
@@ -153,8 +153,8 @@ class Layout:
 class Volumes:
     """A validated case: images keyed by modality in their stored dtype (int16 for BraTS; converting whole
     volumes to float would double the read cost, and only the protocol's slab needs floats), integer labels
-    (remapped to the layout's downstream convention; None for a healthy-only dataset), each file's affine and
-    the first modality's affine (``affine``).
+    (remapped to the layout's downstream convention; None for a healthy-only dataset) and the images' affine
+    (the first modality's, or the standard grid's).
 
     On the spatial standard, ``images`` and ``seg`` may be a part of the standard grid: its axial positions
     ``z_first`` .. of ``depth`` in all. ``native`` keeps each image as stored (brain-masked, not interpolated):
@@ -165,7 +165,6 @@ class Volumes:
     images: dict[str, np.ndarray]
     seg: np.ndarray | None
     affine: np.ndarray
-    affines: dict[str, np.ndarray] = field(default_factory=dict, hash=False)
     spatial: SpatialRecord | None = field(default=None, hash=False)  # what the spatial standard did, when applied
     native: dict[str, np.ndarray] = field(default_factory=dict, hash=False)
     z_first: int = 0
@@ -293,13 +292,13 @@ def read_case(dataset: Dataset, case: Case, modalities: tuple[str, ...] | None =
             data[m] = _masked(case, data[m], affines[m], data[BRAIN], affines[BRAIN])
     native = {m: data[m] for m in modalities}
     if spatial is None:
-        return Volumes(case.id, native, data.get(LABEL), affines[names[0]], affines, None, native)
+        return Volumes(case.id, native, data.get(LABEL), affines[names[0]], None, native)
     done = _standardised(case, data, affines, spatial, axial)
     images = {m: done.images[m] for m in modalities}
-    if done.brain_mask is not None:  # zero again where interpolation blended the brain's edge outwards
+    if done.brain_mask is not None and done.record.resampled:  # interpolation blended the brain's edge outwards
         images = {m: np.where(done.brain_mask > 0, img, np.zeros((), img.dtype)) for m, img in images.items()}
-    return Volumes(case.id, images, done.label, done.affine, {name: done.affine for name in names},
-                   done.record, native, done.z_first, done.record.grid.shape[2])
+    return Volumes(case.id, images, done.label, done.affine, done.record, native, done.z_first,
+                   done.record.grid.shape[2])
 
 
 def _masked(case: Case, image: np.ndarray, affine: np.ndarray, brain: np.ndarray,
@@ -314,7 +313,7 @@ def _masked(case: Case, image: np.ndarray, affine: np.ndarray, brain: np.ndarray
 
 
 def _standardised(case: Case, data: dict[str, np.ndarray], affines: dict[str, np.ndarray],
-                  spatial: SpatialStandard, axial: range | None):
+                  spatial: SpatialStandard, axial: range | None) -> Standardised:
     """The validated arrays on the spatial standard's grid (in-memory images: the voxels are read once)."""
     from uasbench.data.spatial import standardise
 
